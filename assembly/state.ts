@@ -1,0 +1,149 @@
+// The state block: all mutable state of one device, at an address the host chooses.
+//
+// The core keeps nothing anywhere else (no globals, no data segments, no heap), so several
+// devices can live in one memory, an emulator's memory can host one, and instantiating the
+// module writes nothing. Layout (offsets from the block's start, each 16-byte aligned):
+//
+//   ┌───────────────┬─────────────┬──────────────┬───────────────────┬────────────┐
+//   │ Device        │ GuestMemory │ SplitQueue×2 │ metrics u64×N×2   │ ChainWalk  │
+//   ├───────────────┼─────────────┼──────────────┼───────────────────┼────────────┤
+//   │ Parsed        │ Sg tx/rx/rxChain/tool │ headers & scratch │ parse scratch   │
+//   ├───────────────┴───────────────────────┴───────────────────┴─────────────────┤
+//   │ txIov[MAX_IOV] │ rxIov[MAX_IOV] │ rxChain[MAX_IOV] │ toolIov[64]              │
+//   └──────────────────────────────────────────────────────────────────────────────┘
+
+import { Layout, MetricCount } from "./abi";
+import { GUEST_MEMORY_SIZE } from "./mem/guest";
+import { SplitQueue } from "./virtq/queue";
+import { ChainWalk } from "./virtq/chain";
+import { IOV_SIZE } from "./virtq/layout";
+import { Parsed, PARSE_MAX } from "./net/parse";
+import { Sg } from "./net/sg";
+
+/** Marks an initialised state block ("vnw1"). */
+// @ts-ignore: decorator
+@inline export const MAGIC: u32 = 0x31776e76;
+
+/** Device-wide state. */
+@unmanaged
+export class Device {
+  magic: u32;
+  layout: u32;
+  /** Device status register (virtio 1.2, 2.1). */
+  status: u32;
+  /** DeviceEvent bits not yet taken by the host. */
+  events: u32;
+  offered: u64;
+  driver: u64;
+  /** Valid once FEATURES_OK was accepted. */
+  negotiated: u64;
+  /** Native address of Wasm address 0, added to iovec bases (0 for hosts without native I/O). */
+  nativeBase: u64;
+  /** MAC bytes in memory order in the low 48 bits. */
+  mac: u64;
+  mtu: u32;
+  linkUp: u32;
+  backend: u32;
+  csumPolicy: u32;
+  lockedMac: u32;
+  /** virtio_net_hdr size the driver uses: 12 with VERSION_1 or MRG_RXBUF, else 10. */
+  hdrLen: u32;
+  /** TX head popped by txNext and not yet completed, or -1. */
+  txHead: i32;
+  txFrameLen: u32;
+  /** Offset from the state block of the first iovec of the pending TX frame. */
+  txIovStart: u32;
+  rxHead: i32;
+  /** Bytes of the pending RX chain. */
+  rxCap: u32;
+  /** Offset from the state block of the first iovec for the host's readv. */
+  rxIovStart: u32;
+  rxIovCount: u32;
+}
+
+// @ts-ignore: decorator
+@inline export const OFF_DEVICE: usize = 0;
+// @ts-ignore: decorator
+@inline export const OFF_MEM: usize = ((offsetof<Device>()) + 15 & ~15);
+// @ts-ignore: decorator
+@inline export const OFF_QUEUES: usize = ((OFF_MEM + GUEST_MEMORY_SIZE) + 15 & ~15);
+// @ts-ignore: decorator
+@inline export const QUEUE_STRIDE: usize = ((offsetof<SplitQueue>()) + 15 & ~15);
+// @ts-ignore: decorator
+@inline export const OFF_METRICS: usize = OFF_QUEUES + 2 * QUEUE_STRIDE;
+// @ts-ignore: decorator
+@inline export const METRICS_STRIDE: usize = 8 * MetricCount.N;
+// @ts-ignore: decorator
+@inline export const OFF_WALK: usize = ((OFF_METRICS + 2 * METRICS_STRIDE) + 15 & ~15);
+// @ts-ignore: decorator
+@inline export const OFF_PARSED: usize = ((OFF_WALK + offsetof<ChainWalk>()) + 15 & ~15);
+// @ts-ignore: decorator
+@inline export const SG_STRIDE: usize = ((offsetof<Sg>()) + 15 & ~15);
+// @ts-ignore: decorator
+@inline export const OFF_SG_TX: usize = ((OFF_PARSED + offsetof<Parsed>()) + 15 & ~15);
+// @ts-ignore: decorator
+@inline export const OFF_SG_RX: usize = OFF_SG_TX + SG_STRIDE;
+// @ts-ignore: decorator
+@inline export const OFF_SG_CHAIN: usize = OFF_SG_RX + SG_STRIDE;
+// @ts-ignore: decorator
+@inline export const OFF_SG_TOOL: usize = OFF_SG_CHAIN + SG_STRIDE;
+/** Copy of the guest's TX virtio_net_hdr (read once: the guest may change its buffer). */
+// @ts-ignore: decorator
+@inline export const OFF_TX_GUEST_HDR: usize = OFF_SG_TOOL + SG_STRIDE;
+/** The header handed to the backend in front of the TX frame. */
+// @ts-ignore: decorator
+@inline export const OFF_TX_BACKEND_HDR: usize = OFF_TX_GUEST_HDR + 16;
+/** Bytes that replace a TX checksum field finished in software. */
+// @ts-ignore: decorator
+@inline export const OFF_TX_PATCH: usize = OFF_TX_BACKEND_HDR + 16;
+/** Where the backend's own header lands on RX when it differs from the guest's (tun_hdr). */
+// @ts-ignore: decorator
+@inline export const OFF_RX_BACKEND_HDR: usize = OFF_TX_PATCH + 16;
+/** Small scratch for split reads and writes. */
+// @ts-ignore: decorator
+@inline export const OFF_SCRATCH: usize = OFF_RX_BACKEND_HDR + 16;
+// @ts-ignore: decorator
+@inline export const OFF_PARSE_SCRATCH: usize = OFF_SCRATCH + 32;
+// @ts-ignore: decorator
+@inline export const IOV_ARRAY_BYTES: usize = <usize>Layout.MAX_IOV * IOV_SIZE;
+// @ts-ignore: decorator
+@inline export const OFF_TX_IOV: usize = ((OFF_PARSE_SCRATCH + PARSE_MAX) + 15 & ~15);
+// @ts-ignore: decorator
+@inline export const OFF_RX_IOV: usize = OFF_TX_IOV + IOV_ARRAY_BYTES;
+// @ts-ignore: decorator
+@inline export const OFF_RX_CHAIN_IOV: usize = OFF_RX_IOV + IOV_ARRAY_BYTES;
+// @ts-ignore: decorator
+@inline export const TOOL_IOV_MAX: u32 = 64;
+// @ts-ignore: decorator
+@inline export const OFF_TOOL_IOV: usize = OFF_RX_CHAIN_IOV + IOV_ARRAY_BYTES;
+// @ts-ignore: decorator
+@inline export const STATE_SIZE: usize = ((OFF_TOOL_IOV + <usize>TOOL_IOV_MAX * IOV_SIZE) + 15 & ~15);
+
+// @ts-ignore: decorator
+@inline export function device(st: usize): Device { return changetype<Device>(st + OFF_DEVICE); }
+// @ts-ignore: decorator
+@inline export function guestMem(st: usize): usize { return st + OFF_MEM; }
+// @ts-ignore: decorator
+@inline export function queueAt(st: usize, q: u32): SplitQueue { return changetype<SplitQueue>(st + OFF_QUEUES + <usize>q * QUEUE_STRIDE); }
+// @ts-ignore: decorator
+@inline export function metrics(st: usize, q: u32): usize { return st + OFF_METRICS + <usize>q * METRICS_STRIDE; }
+// @ts-ignore: decorator
+@inline export function walkState(st: usize): ChainWalk { return changetype<ChainWalk>(st + OFF_WALK); }
+// @ts-ignore: decorator
+@inline export function parsed(st: usize): Parsed { return changetype<Parsed>(st + OFF_PARSED); }
+// @ts-ignore: decorator
+@inline export function sgAt(st: usize, off: usize): Sg { return changetype<Sg>(st + off); }
+
+/** Adds one to counter `m` of queue `q`. */
+// @ts-ignore: decorator
+@inline export function count(st: usize, q: u32, m: u32): void {
+  const p = metrics(st, q) + <usize>m * 8;
+  store<u64>(p, load<u64>(p) + 1);
+}
+
+/** Adds `v` to counter `m` of queue `q`. */
+// @ts-ignore: decorator
+@inline export function countAdd(st: usize, q: u32, m: u32, v: u64): void {
+  const p = metrics(st, q) + <usize>m * 8;
+  store<u64>(p, load<u64>(p) + v);
+}

@@ -1,0 +1,119 @@
+// Descriptor chain walking (virtio 1.2, 2.7.5 and 2.7.5.3): turns the chain at a head into
+// iovecs pointing at guest RAM, checking every address and length against the guest memory
+// table. The walk is bounded: at most N hops in the descriptor table, at most the table size
+// in an indirect table, so a looping chain ends in RESET_CHAIN_LOOP instead of a hang.
+
+import { Layout, Metric } from "../abi";
+import { regionAddr, regionFind, regionRemaining, translate } from "../mem/guest";
+import {
+  DESC_ADDR, DESC_F_INDIRECT, DESC_F_NEXT, DESC_F_WRITE, DESC_FLAGS, DESC_LEN, DESC_NEXT,
+  DESC_SIZE, IOV_SIZE,
+} from "./layout";
+import { SplitQueue } from "./queue";
+
+/** Walk parameters and results, kept in the state block. */
+@unmanaged
+export class ChainWalk {
+  /** In: Wasm address of the iovec array to append to. */
+  iov: u32;
+  /** In: index of the first free iovec. */
+  first: u32;
+  /** In: capacity of the array. */
+  cap: u32;
+  /** In: 1 to expect device-writable buffers (RX), 0 for device-readable (TX). */
+  writable: u32;
+  /** In: 1 if VIRTIO_F_INDIRECT_DESC was negotiated. */
+  indirect: u32;
+  _pad: u32;
+  /** In: added to every Wasm address written into an iovec (the memory's native address, or 0). */
+  nativeBase: u64;
+  /** Out: total bytes of the chain. */
+  total: u64;
+}
+
+/** Walk result when the chain has more buffers than the iovec array holds (frame-level drop). */
+// @ts-ignore: decorator
+@inline export const WALK_TOO_MANY: i32 = -1;
+
+/**
+ * Appends the buffers of `[addr, addr + len)` to the iovecs, split at region boundaries.
+ * Returns the new iovec count, WALK_TOO_MANY, or -(Metric.RESET_DESC_ADDR).
+ */
+function appendBuffer(mem: usize, w: ChainWalk, n: u32, addr: u64, len: u64): i32 {
+  while (len != 0) {
+    const rp = regionFind(mem, addr);
+    if (rp == 0) return -Metric.RESET_DESC_ADDR;
+    let piece = regionRemaining(rp, addr);
+    if (piece > len) piece = len;
+    if (n >= w.cap) return WALK_TOO_MANY;
+    const e = <usize>w.iov + <usize>n * IOV_SIZE;
+    store<u64>(e, w.nativeBase + <u64>regionAddr(rp, addr), 0);
+    store<u64>(e, piece, 8);
+    n++;
+    addr += piece;
+    len -= piece;
+  }
+  return <i32>n;
+}
+
+/**
+ * Walks the chain at `head`. Returns the number of iovecs appended (may be 0 only if the
+ * caller treats that as a fault), WALK_TOO_MANY, or -(Metric.RESET_*) for a malformed chain:
+ * an index out of range, an unmapped buffer, a loop, a nested or unnegotiated indirect
+ * table, a buffer of the wrong direction, an empty chain or one of 4 GiB or more.
+ */
+export function walkChain(q: SplitQueue, mem: usize, head: u32, w: ChainWalk): i32 {
+  let table: usize = q.desc;
+  let tableSize: u32 = q.size;
+  let idx = head;
+  let ttl = tableSize;
+  let inIndirect = false;
+  let n = w.first;
+  let total: u64 = 0;
+  const wantWrite: u16 = w.writable != 0 ? DESC_F_WRITE : 0;
+
+  while (true) {
+    // Guard against infinitely looping chains: each table is walked at most once per entry.
+    if (ttl == 0) return -Metric.RESET_CHAIN_LOOP;
+    ttl--;
+    if (idx >= tableSize) return -Metric.RESET_DESC_INDEX;
+    const d = table + <usize>idx * DESC_SIZE;
+    const addr = load<u64>(d, DESC_ADDR);
+    const len = load<u32>(d, DESC_LEN);
+    const flags = load<u16>(d, DESC_FLAGS);
+
+    if ((flags & DESC_F_INDIRECT) != 0) {
+      // virtio 1.2, 2.7.5.3.1: no INDIRECT inside an indirect table, never with NEXT,
+      // and only if negotiated.
+      if (inIndirect) return -Metric.RESET_NESTED_INDIRECT;
+      if (w.indirect == 0) return -Metric.RESET_INDIRECT_UNNEGOTIATED;
+      if ((flags & DESC_F_NEXT) != 0) return -Metric.RESET_NESTED_INDIRECT;
+      if (len == 0 || (len & (DESC_SIZE - 1)) != 0 || len / DESC_SIZE > <u32>Layout.MAX_QUEUE_SIZE) {
+        return -Metric.RESET_INDIRECT_LEN;
+      }
+      const t = translate(mem, addr, len);
+      if (t == 0) return -Metric.RESET_DESC_ADDR;
+      table = t;
+      tableSize = len / DESC_SIZE;
+      ttl = tableSize;
+      idx = 0;
+      inIndirect = true;
+      continue;
+    }
+
+    // virtio 1.2, 2.7.4.2: RX chains are all device-writable, TX chains all device-readable.
+    if ((flags & DESC_F_WRITE) != wantWrite) return -Metric.RESET_DIRECTION;
+    total += len;
+    // virtio 1.2, 2.7.5.2: a chain is shorter than 2^32 bytes in total.
+    if (total >= 0x1_0000_0000) return -Metric.RESET_CHAIN_TOO_BIG;
+    const r = appendBuffer(mem, w, n, addr, len);
+    if (r < 0) return r;
+    n = <u32>r;
+
+    if ((flags & DESC_F_NEXT) == 0) break;
+    idx = <u32>load<u16>(d, DESC_NEXT);
+  }
+  if (total == 0) return -Metric.RESET_ZERO_LENGTH;
+  w.total = total;
+  return <i32>(n - w.first);
+}

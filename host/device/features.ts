@@ -1,0 +1,78 @@
+/** Feature bits by name, and conversions between names, bit sets and lists. */
+import { Feature } from "../../assembly/abi.js";
+
+/** Lower-case names as QEMU's virtio-net-pci properties and Linux's ethtool speak of them. */
+export const FEATURE_NAMES: ReadonlyArray<readonly [string, Feature]> = [
+  ["csum", Feature.CSUM],
+  ["guest_csum", Feature.GUEST_CSUM],
+  ["ctrl_guest_offloads", Feature.CTRL_GUEST_OFFLOADS],
+  ["mtu", Feature.MTU],
+  ["mac", Feature.MAC],
+  ["guest_tso4", Feature.GUEST_TSO4],
+  ["guest_tso6", Feature.GUEST_TSO6],
+  ["guest_ecn", Feature.GUEST_ECN],
+  ["guest_ufo", Feature.GUEST_UFO],
+  ["host_tso4", Feature.HOST_TSO4],
+  ["host_tso6", Feature.HOST_TSO6],
+  ["host_ecn", Feature.HOST_ECN],
+  ["host_ufo", Feature.HOST_UFO],
+  ["mrg_rxbuf", Feature.MRG_RXBUF],
+  ["status", Feature.STATUS],
+  ["ctrl_vq", Feature.CTRL_VQ],
+  ["ctrl_rx", Feature.CTRL_RX],
+  ["ctrl_vlan", Feature.CTRL_VLAN],
+  ["ctrl_rx_extra", Feature.CTRL_RX_EXTRA],
+  ["guest_announce", Feature.GUEST_ANNOUNCE],
+  ["mq", Feature.MQ],
+  ["ctrl_mac_addr", Feature.CTRL_MAC_ADDR],
+  ["notify_on_empty", Feature.NOTIFY_ON_EMPTY],
+  ["any_layout", Feature.ANY_LAYOUT],
+  ["indirect_desc", Feature.INDIRECT_DESC],
+  ["event_idx", Feature.EVENT_IDX],
+  ["version_1", Feature.VERSION_1],
+  ["access_platform", Feature.ACCESS_PLATFORM],
+  ["ring_packed", Feature.RING_PACKED],
+  ["notf_coal", Feature.NOTF_COAL],
+  ["guest_uso4", Feature.GUEST_USO4],
+  ["guest_uso6", Feature.GUEST_USO6],
+  ["host_uso", Feature.HOST_USO],
+  ["hash_report", Feature.HASH_REPORT],
+  ["guest_hdrlen", Feature.GUEST_HDRLEN],
+  ["rss", Feature.RSS],
+  ["rsc_ext", Feature.RSC_EXT],
+];
+
+/** The mask of one feature bit. */
+export function featureBit(f: Feature): bigint {
+  return 1n << BigInt(f);
+}
+
+/** A set of features as a bit mask. */
+export function featureMask(...fs: Feature[]): bigint {
+  return fs.reduce((m, f) => m | featureBit(f), 0n);
+}
+
+/** Names of the bits set in `mask`, unknown bits as `bitN`. */
+export function featureList(mask: bigint): string[] {
+  const out: string[] = [];
+  for (let b = 0n; b < 64n; b++) {
+    if ((mask >> b) & 1n) {
+      const known = FEATURE_NAMES.find(([, f]) => BigInt(f) === b);
+      out.push(known ? known[0] : `bit${b}`);
+    }
+  }
+  return out;
+}
+
+/** Parses a comma-separated list of feature names into a mask; throws on an unknown name. */
+export function parseFeatureList(list: string): bigint {
+  let mask = 0n;
+  for (const raw of list.split(",")) {
+    const name = raw.trim().toLowerCase();
+    if (!name) continue;
+    const known = FEATURE_NAMES.find(([n]) => n === name);
+    if (!known) throw new Error(`unknown feature "${name}" (known: ${FEATURE_NAMES.map(([n]) => n).join(", ")})`);
+    mask |= featureBit(known[1]);
+  }
+  return mask;
+}

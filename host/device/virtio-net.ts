@@ -1,0 +1,323 @@
+/**
+ * A virtio-net device on a Wasm memory: the typed host-side face of one core instance.
+ *
+ * The transport (PCI/MMIO registers, vhost-user messages, an emulator's ports) calls the
+ * driver-facing methods; the backend (tap, switch, null) calls the data-path methods. Nothing
+ * here touches guest RAM except `receive()`, which copies a JS frame into the iovecs the core
+ * validated; native backends hand the core's iovec arrays to readv/writev directly.
+ */
+import {
+  BackendKind, Code, CsumPolicy, DeviceEvent, DeviceOption, QueueIndex, Status,
+} from "../../assembly/abi.js";
+import type { GuestRegion } from "../memory/layout.js";
+import { instantiateCore, type CoreExports } from "../wasm/core.js";
+import { readMetrics, type QueueMetrics } from "./metrics.js";
+
+export { BackendKind, CsumPolicy, QueueIndex, Status };
+
+/** Callbacks through which the device reaches its transport and its privileged side. */
+export interface DeviceHooks {
+  /** A used-buffer notification is due on queue `q`. */
+  interrupt?(q: QueueIndex): void;
+  /** A configuration-change notification is due (link change, NEEDS_RESET). */
+  configChanged?(): void;
+  /**
+   * FEATURES_OK was accepted with `features`. The host's control side updates the backend's
+   * capabilities here (TUNSETOFFLOAD / TUNSCAP), never the data path.
+   */
+  negotiated?(features: bigint): void;
+  /** The device entered NEEDS_RESET after a malformed ring. */
+  needsReset?(): void;
+  /** The driver reset the device. */
+  reset?(): void;
+}
+
+export interface DeviceOptions {
+  /** The memory holding guest RAM and the state block. */
+  memory: WebAssembly.Memory;
+  /** Wasm address of this device's state block (16-byte aligned, `stateSize` bytes). */
+  stateAddress: number;
+  /** Guest RAM as regions of guest-physical space mapped into `memory`. */
+  regions: readonly GuestRegion[];
+  /** MAC address, "52:54:00:12:34:56" form or 6 bytes. Default 52:54:00:12:34:56. */
+  mac?: string | Uint8Array;
+  /** MTU reported in config space (68..65535). Default 1500. */
+  mtu?: number;
+  /** Features to offer; default VERSION_1, MAC, STATUS, MTU, CSUM, GUEST_CSUM, EVENT_IDX, INDIRECT_DESC. */
+  features?: bigint;
+  /** What the backend expects in front of each frame. Default PLAIN. */
+  backend?: BackendKind;
+  /** What to do with NEEDS_CSUM from a guest that did not negotiate CSUM. Default COMPLETE. */
+  csumPolicy?: CsumPolicy;
+  /** Drop TX frames not from our MAC and RX frames not for it (vmd's locked lladdr). */
+  lockedMac?: boolean;
+  /** Native address of Wasm address 0, so iovecs can go to readv/writev. Default 0. */
+  nativeBase?: bigint;
+  hooks?: DeviceHooks;
+}
+
+/** Outcome of handing one frame to the guest. */
+export type ReceiveResult =
+  | { kind: "delivered"; length: number }
+  /** The guest has no RX buffer posted; try again after its next RX notification. */
+  | { kind: "no-buffer" }
+  /** The device dropped the frame; `reason` is a Metric slot (DROP_*). */
+  | { kind: "dropped"; reason: number }
+  /** The queue is not ready or broken; `code` is a Code. */
+  | { kind: "not-ready"; code: number };
+
+/** Errors of this module. */
+export class DeviceError extends Error {
+  constructor(readonly kind: "invalid-option" | "region-refused" | "not-initialised", message: string) {
+    super(message);
+    this.name = "DeviceError";
+  }
+}
+
+/** Parses "aa:bb:cc:dd:ee:ff" (or 6 bytes) into the core's 48-bit form (byte 0 lowest). */
+export function macToBigInt(mac: string | Uint8Array): bigint {
+  const bytes = typeof mac === "string" ? mac.split(":").map((h) => Number.parseInt(h, 16)) : Array.from(mac);
+  if (bytes.length !== 6 || bytes.some((b) => !Number.isInteger(b) || b < 0 || b > 255)) {
+    throw new DeviceError("invalid-option", `bad MAC address ${String(mac)}`);
+  }
+  return bytes.reduce((acc, b, i) => acc | (BigInt(b) << BigInt(8 * i)), 0n);
+}
+
+export class VirtioNetDevice {
+  readonly core: CoreExports;
+  readonly memory: WebAssembly.Memory;
+  readonly state: number;
+  readonly stateSize: number;
+  private readonly hooks: DeviceHooks;
+  private readonly nativeBase: bigint;
+  private u8: Uint8Array;
+  private dv: DataView;
+
+  constructor(opts: DeviceOptions) {
+    this.memory = opts.memory;
+    this.core = instantiateCore(opts.memory);
+    this.state = opts.stateAddress;
+    this.stateSize = this.core.stateSize();
+    this.hooks = opts.hooks ?? {};
+    this.nativeBase = opts.nativeBase ?? 0n;
+    if (this.state % 16 !== 0 || this.state <= 0 || this.state + this.stateSize > opts.memory.buffer.byteLength) {
+      throw new DeviceError("invalid-option", `state block at ${this.state} must be 16-byte aligned inside the memory`);
+    }
+    this.u8 = new Uint8Array(opts.memory.buffer);
+    this.dv = new DataView(opts.memory.buffer);
+    const c = this.core;
+    const st = this.state;
+    c.init(st);
+    c.setNativeBase(st, this.nativeBase);
+    for (const r of opts.regions) this.addRegion(r);
+    c.setMac(st, macToBigInt(opts.mac ?? "52:54:00:12:34:56"));
+    this.option(DeviceOption.MTU, opts.mtu ?? 1500, "mtu");
+    this.option(DeviceOption.BACKEND, opts.backend ?? BackendKind.PLAIN, "backend");
+    this.option(DeviceOption.CSUM_POLICY, opts.csumPolicy ?? CsumPolicy.COMPLETE, "csumPolicy");
+    this.option(DeviceOption.LOCKED_MAC, opts.lockedMac ? 1 : 0, "lockedMac");
+    if (opts.features !== undefined && c.setOfferedFeatures(st, opts.features) !== Code.OK) {
+      throw new DeviceError("invalid-option", `cannot offer features 0x${opts.features.toString(16)}: unimplemented or missing a prerequisite`);
+    }
+  }
+
+  private option(option: DeviceOption, value: number, name: string): void {
+    if (this.core.setOption(this.state, option, value) !== Code.OK) {
+      throw new DeviceError("invalid-option", `invalid ${name}: ${value}`);
+    }
+  }
+
+  /** Registers a guest RAM region (also while running: vhost-user ADD_MEM_REG). */
+  addRegion(r: GuestRegion): void {
+    if (this.core.memAddRegion(this.state, r.gpa, BigInt(r.size), BigInt(r.wasm)) !== Code.OK) {
+      throw new DeviceError("region-refused", `guest region gpa 0x${r.gpa.toString(16)} size ${r.size} at ${r.wasm} refused (overlap, past the memory, or at address 0)`);
+    }
+  }
+
+  /** Removes the guest RAM region starting at `gpa`. */
+  removeRegion(gpa: bigint): boolean {
+    return this.core.memRemoveRegion(this.state, gpa) === Code.OK;
+  }
+
+  // ───────────────────────────── driver-facing (transport) ─────────────────────────────
+
+  get status(): number { return this.core.status(this.state); }
+  get offeredFeatures(): bigint { return this.core.offeredFeatures(this.state); }
+  get negotiatedFeatures(): bigint { return this.core.negotiatedFeatures(this.state); }
+  /** virtio_net_hdr size in use (10 or 12). */
+  get headerLength(): number { return this.core.hdrLen(this.state); }
+
+  /** The driver writes its features (before FEATURES_OK). */
+  setDriverFeatures(features: bigint): boolean {
+    return this.core.setDriverFeatures(this.state, features) === Code.OK;
+  }
+
+  /** The driver writes the status register; returns the status as the driver reads it back. */
+  setStatus(value: number): number {
+    const s = this.core.setStatus(this.state, value);
+    this.dispatchEvents();
+    return s;
+  }
+
+  /** Reads config space (`size` 1, 2 or 4 bytes at `offset`). */
+  readConfig(offset: number, size: 1 | 2 | 4): number {
+    return this.core.configRead(this.state, offset, size) >>> 0;
+  }
+
+  /** Sets the link state; a config-change notification follows if the driver can see it. */
+  setLinkUp(up: boolean): void {
+    this.core.setOption(this.state, DeviceOption.LINK_UP, up ? 1 : 0);
+    this.dispatchEvents();
+  }
+
+  /** Sets a queue's size and ring addresses (guest-physical). */
+  configureQueue(q: QueueIndex, size: number, desc: bigint, avail: bigint, used: bigint): number {
+    const r = this.core.queueSetSize(this.state, q, size);
+    if (r !== Code.OK) return r;
+    return this.core.queueSetAddrs(this.state, q, desc, avail, used);
+  }
+
+  /** Enables (checking the ring addresses) or disables a queue. */
+  enableQueue(q: QueueIndex, on: boolean): number {
+    const r = this.core.queueEnable(this.state, q, on ? 1 : 0);
+    this.dispatchEvents();
+    return r;
+  }
+
+  /** Next available index the device will consume (vhost-user GET/SET_VRING_BASE). */
+  nextAvail(q: QueueIndex): number { return this.core.queueNextAvail(this.state, q); }
+  setNextAvail(q: QueueIndex, idx: number): number { return this.core.queueSetNextAvail(this.state, q, idx); }
+
+  /** Counters of queue `q`. */
+  metrics(q: QueueIndex): QueueMetrics {
+    return readMetrics(this.memory, this.core.metricsPtr(this.state, q));
+  }
+
+  /** Delivers pending core events to the hooks. */
+  dispatchEvents(): void {
+    const e = this.core.takeEvents(this.state);
+    if (e === 0) return;
+    if (e & DeviceEvent.RESET) this.hooks.reset?.();
+    if (e & DeviceEvent.NEGOTIATED) this.hooks.negotiated?.(this.negotiatedFeatures);
+    if (e & DeviceEvent.NEEDS_RESET) this.hooks.needsReset?.();
+    if (e & DeviceEvent.CONFIG_CHANGED) this.hooks.configChanged?.();
+  }
+
+  // ──────────────────────────────────── data path ──────────────────────────────────────
+
+  private views(): void {
+    if (this.u8.buffer !== this.memory.buffer || this.u8.byteLength !== this.memory.buffer.byteLength) {
+      this.u8 = new Uint8Array(this.memory.buffer);
+      this.dv = new DataView(this.memory.buffer);
+    }
+  }
+
+  /**
+   * Drains the TX ring: for each frame the core makes ready, calls `send(iovAddr, iovCount)`
+   * with the Wasm address of an iovec array ({u64 base, u64 len}, bases native if a
+   * nativeBase was given) that a native backend passes straight to writev. `send` returns a
+   * byte count (>= 0) or a negative value for failure. Publishes all completions with one
+   * used-index store and raises the interrupt hook if the guest wants one.
+   * Returns the number of frames sent, or a negative Code if the queue is broken.
+   */
+  processTx(send: (iovAddr: number, iovCount: number) => number, budget = Infinity): number {
+    const c = this.core;
+    const st = this.state;
+    let frames = 0;
+    let result = 0;
+    while (frames < budget) {
+      const n = c.txNext(st);
+      if (n <= 0) {
+        if (n < 0 && n !== Code.NOT_READY) result = n;
+        break;
+      }
+      c.txDone(st, send(c.txIov(st), n));
+      frames++;
+    }
+    if (c.txFlush(st)) this.hooks.interrupt?.(QueueIndex.TX);
+    this.dispatchEvents();
+    return result < 0 ? result : frames;
+  }
+
+  /**
+   * Copies the frames of the TX ring out as byte arrays (header removed and translated into
+   * `header`, if the backend kind has one). For JS backends and tests; native backends use
+   * processTx with writev.
+   */
+  collectTx(budget = Infinity): { header: Uint8Array; frame: Uint8Array }[] {
+    const out: { header: Uint8Array; frame: Uint8Array }[] = [];
+    const hasHeader = this.core.getOption(this.state, DeviceOption.BACKEND) !== BackendKind.PLAIN;
+    this.processTx((iov, n) => {
+      const parts = this.iovecs(iov, n);
+      const header = hasHeader ? this.u8.slice(parts[0].addr, parts[0].addr + parts[0].len) : new Uint8Array(0);
+      const body = hasHeader ? parts.slice(1) : parts;
+      const frame = new Uint8Array(body.reduce((a, p) => a + p.len, 0));
+      let at = 0;
+      for (const p of body) {
+        frame.set(this.u8.subarray(p.addr, p.addr + p.len), at);
+        at += p.len;
+      }
+      out.push({ header, frame });
+      return frame.length;
+    }, budget);
+    return out;
+  }
+
+  /** Reads `n` iovecs at `iov` as Wasm addresses and lengths. */
+  iovecs(iov: number, n: number): { addr: number; len: number }[] {
+    this.views();
+    const out: { addr: number; len: number }[] = [];
+    for (let i = 0; i < n; i++) {
+      const base = this.dv.getBigUint64(iov + 16 * i, true);
+      const len = Number(this.dv.getBigUint64(iov + 16 * i + 8, true));
+      out.push({ addr: Number(base - this.nativeBase), len });
+    }
+    return out;
+  }
+
+  /**
+   * Hands one frame to the guest, with `header` in front as the backend kind defines it
+   * (virtio_net_hdr for VNET_HDR, tun_hdr for TUN_HDR, nothing for PLAIN). Copies once,
+   * straight into the guest's posted buffers. Call flushRx() after a batch.
+   */
+  receive(frame: Uint8Array, header?: Uint8Array): ReceiveResult {
+    const c = this.core;
+    const st = this.state;
+    const n = c.rxNext(st);
+    if (n === 0) return { kind: "no-buffer" };
+    if (n < 0) return { kind: "not-ready", code: n };
+    this.views();
+    const parts = this.iovecs(c.rxIov(st), n);
+    const room = parts.reduce((a, p) => a + p.len, 0);
+    const hdr = header ?? new Uint8Array(0);
+    const total = hdr.length + frame.length;
+    if (total > room) {
+      // Too big for this buffer: the core counts DROP_BUFFER_TOO_SMALL and keeps the buffer.
+      return { kind: "dropped", reason: -c.rxCommit(st, total) };
+    }
+    let src = 0;
+    for (const p of parts) {
+      if (src >= total) break;
+      const take = Math.min(p.len, total - src);
+      // Copy from the header, then the frame, whichever the range [src, src + take) covers.
+      let done = 0;
+      while (done < take) {
+        const at = src + done;
+        const [buf, off] = at < hdr.length ? [hdr, at] : [frame, at - hdr.length];
+        const chunk = Math.min(take - done, buf.length - off);
+        this.u8.set(buf.subarray(off, off + chunk), p.addr + done);
+        done += chunk;
+      }
+      src += take;
+    }
+    const r = c.rxCommit(st, total);
+    return r >= 0 ? { kind: "delivered", length: r } : { kind: "dropped", reason: -r };
+  }
+
+  /** Publishes received buffers; raises the interrupt hook if the guest wants one. */
+  flushRx(): boolean {
+    const due = this.core.rxFlush(this.state) === 1;
+    if (due) this.hooks.interrupt?.(QueueIndex.RX);
+    this.dispatchEvents();
+    return due;
+  }
+}

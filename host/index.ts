@@ -1,0 +1,19 @@
+/** virtio-net-wasm: public API. */
+export {
+  BackendKind, Code, CsumPolicy, DeviceEvent, DeviceOption, Feature, Metric, NetHdr, QueueIndex,
+  Status, TunHdr,
+} from "../assembly/abi.js";
+export {
+  VirtioNetDevice, DeviceError, macToBigInt, type DeviceHooks, type DeviceOptions, type ReceiveResult,
+} from "./device/virtio-net.js";
+export {
+  FEATURE_NAMES, featureBit, featureList, featureMask, parseFeatureList,
+} from "./device/features.js";
+export { METRIC_NAMES, readMetrics, sumMetrics, type MetricName, type QueueMetrics } from "./device/metrics.js";
+export {
+  decodeTunHdr, decodeVirtioHdr, encodeTunHdr, encodeVirtioHdr, EMPTY_HDR, type TunHeader, type VirtioNetHdr,
+} from "./device/header.js";
+export {
+  createGuestMemory, regionsWithHoles, type GuestHole, type GuestMemory, type GuestMemoryOptions, type GuestRegion,
+} from "./memory/layout.js";
+export { coreModule, corePath, instantiateCore, isSharedMemory, type CoreExports } from "./wasm/core.js";

@@ -1,0 +1,91 @@
+/**
+ * Loading the Wasm core and the typed view of its exports.
+ *
+ * Plain `WebAssembly.instantiate` is used rather than `@assemblyscript/loader`: nothing but
+ * numbers crosses the boundary (no strings, arrays or managed objects), the core has no
+ * runtime to drive, and the loader would add a dependency that does nothing here.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+
+/** The core's exports, as the host calls them. `st` is a state block address. */
+export interface CoreExports {
+  layoutVersion(): number;
+  stateSize(): number;
+  init(st: number): void;
+  isInitialised(st: number): number;
+  setNativeBase(st: number, base: bigint): void;
+  memAddRegion(st: number, gpa: bigint, size: bigint, wasm: bigint): number;
+  memRemoveRegion(st: number, gpa: bigint): number;
+  memClearRegions(st: number): void;
+  setMac(st: number, mac: bigint): void;
+  setOption(st: number, option: number, value: number): number;
+  getOption(st: number, option: number): number;
+  setOfferedFeatures(st: number, f: bigint): number;
+  offeredFeatures(st: number): bigint;
+  setDriverFeatures(st: number, f: bigint): number;
+  driverFeatures(st: number): bigint;
+  negotiatedFeatures(st: number): bigint;
+  setStatus(st: number, v: number): number;
+  status(st: number): number;
+  hdrLen(st: number): number;
+  takeEvents(st: number): number;
+  configRead(st: number, off: number, size: number): number;
+  queueSetSize(st: number, q: number, n: number): number;
+  queueSetAddrs(st: number, q: number, desc: bigint, avail: bigint, used: bigint): number;
+  queueEnable(st: number, q: number, on: number): number;
+  queueSetNextAvail(st: number, q: number, idx: number): number;
+  queueNextAvail(st: number, q: number): number;
+  queueBroken(st: number, q: number): number;
+  txNext(st: number): number;
+  txIov(st: number): number;
+  txDone(st: number, sent: number): number;
+  txFlush(st: number): number;
+  rxNext(st: number): number;
+  rxIov(st: number): number;
+  rxCapacity(st: number): number;
+  rxCommit(st: number, nread: number): number;
+  rxAbort(st: number): number;
+  rxFlush(st: number): number;
+  metricsPtr(st: number, q: number): number;
+  parseGuestFrame(st: number, listGpa: bigint, n: number, frameLen: number): number;
+  checksumGuestList(st: number, listGpa: bigint, n: number, off: number, len: number): number;
+  checksumGuest(st: number, gpa: bigint, len: number, simd: number, rounds: number): number;
+}
+
+/** Path of a built core module: `core.wasm` for ordinary memories, `core.shared.wasm` for shared ones. */
+export function corePath(shared: boolean): string {
+  const name = shared ? "core.shared.wasm" : "core.wasm";
+  // From source (host/wasm/) the package root is two levels up; from the bundle (dist/) one.
+  for (const rel of [`../../build/${name}`, `../build/${name}`]) {
+    const p = fileURLToPath(new URL(rel, import.meta.url));
+    if (existsSync(p)) return p;
+  }
+  throw new Error(`core module ${name} not found: run "npm run build:core"`);
+}
+
+const modules = new Map<boolean, WebAssembly.Module>();
+
+/** Compiles (once per process) the core module matching the memory kind. */
+export function coreModule(shared: boolean): WebAssembly.Module {
+  let m = modules.get(shared);
+  if (!m) {
+    m = new WebAssembly.Module(readFileSync(corePath(shared)));
+    modules.set(shared, m);
+  }
+  return m;
+}
+
+/** True if the memory is shared (its buffer is a SharedArrayBuffer). */
+export function isSharedMemory(memory: WebAssembly.Memory): boolean {
+  return typeof SharedArrayBuffer !== "undefined" && memory.buffer instanceof SharedArrayBuffer;
+}
+
+/**
+ * Instantiates the core on `memory`. Instantiation writes nothing to the memory: the core has
+ * no data segments and no start function, so any number of instances may share one memory.
+ */
+export function instantiateCore(memory: WebAssembly.Memory): CoreExports {
+  const instance = new WebAssembly.Instance(coreModule(isSharedMemory(memory)), { env: { memory } });
+  return instance.exports as unknown as CoreExports;
+}

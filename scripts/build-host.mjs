@@ -1,0 +1,25 @@
+// Bundles the TypeScript host (library entry, CLI and benchmarks) with esbuild and emits the
+// public type declarations with tsc. Run by `npm run build` (and so by `npm install`).
+import { build } from "esbuild";
+import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
+
+const entries = {
+  index: "host/index.ts",
+  "bench/main": "bench/main.ts",
+};
+const entryPoints = Object.fromEntries(Object.entries(entries).filter(([, src]) => existsSync(src)));
+
+await build({
+  entryPoints,
+  outdir: "dist",
+  bundle: true,
+  platform: "node",
+  format: "esm",
+  target: "node20",
+  sourcemap: true,
+  packages: "external",
+  logLevel: "warning",
+});
+
+execFileSync(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "tsconfig.build.json"], { stdio: "inherit" });

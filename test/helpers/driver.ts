@@ -1,0 +1,288 @@
+/**
+ * A model of a virtio-net guest driver, working on guest RAM in a Wasm memory the way Linux's
+ * virtio_net / virtio_ring do: split rings at driver-chosen addresses, headers in their own
+ * descriptor or inline, indirect tables, buffers placed with random gaps (so nothing works by
+ * reading contiguous memory by accident). Every later test drives the device through it.
+ */
+import { Feature, QueueIndex, Status } from "../../assembly/abi.js";
+import { decodeVirtioHdr, encodeVirtioHdr, type VirtioNetHdr } from "../../host/device/header.js";
+import type { VirtioNetDevice } from "../../host/device/virtio-net.js";
+import type { GuestMemory } from "../../host/memory/layout.js";
+import { featureMask } from "../../host/device/features.js";
+
+export const DESC_F_NEXT = 1;
+export const DESC_F_WRITE = 2;
+export const DESC_F_INDIRECT = 4;
+
+/** A small deterministic PRNG (mulberry32) so failures replay. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** One ring as the driver sees it. */
+export interface DriverQueue {
+  size: number;
+  desc: bigint;
+  avail: bigint;
+  used: bigint;
+  /** Driver's avail idx (free-running). */
+  availIdx: number;
+  /** Last used idx the driver consumed. */
+  lastUsed: number;
+  free: number[];
+  /** head -> descriptors (direct indices) and buffers of that chain. */
+  chains: Map<number, { descs: number[]; bufs: { gpa: bigint; len: number }[] }>;
+}
+
+export interface SendOptions {
+  /** Header to put in front (default: all zero). */
+  hdr?: Partial<VirtioNetHdr>;
+  /** Header in its own descriptor (true) or inline with the frame (false, default). */
+  separateHeader?: boolean;
+  /** Split points (offsets into header+frame) at which to start a new descriptor. */
+  splits?: number[];
+  /** Put the chain in an indirect table. */
+  indirect?: boolean;
+}
+
+export interface RxBufferOptions {
+  /** Sizes of the descriptors making up each buffer chain (default one of 1526). */
+  parts?: number[];
+  indirect?: boolean;
+}
+
+export class GuestDriver {
+  readonly queues: DriverQueue[] = [];
+  private next = 0x1000n;
+  private readonly u8: Uint8Array;
+  private readonly dv: DataView;
+  readonly random: () => number;
+  /** Header size the driver uses (12 with VERSION_1). */
+  hdrSize: 10 | 12 = 12;
+
+  constructor(readonly mem: GuestMemory, readonly dev: VirtioNetDevice, seed = 1) {
+    this.u8 = new Uint8Array(mem.memory.buffer);
+    this.dv = new DataView(mem.memory.buffer);
+    this.random = rng(seed);
+  }
+
+  // ───────────────────────────── guest RAM ─────────────────────────────
+
+  /** Wasm address of guest-physical `gpa` (throws if unmapped). */
+  wasm(gpa: bigint): number {
+    for (const r of this.mem.regions) {
+      if (gpa >= r.gpa && gpa < r.gpa + BigInt(r.size)) return r.wasm + Number(gpa - r.gpa);
+    }
+    throw new RangeError(`gpa 0x${gpa.toString(16)} not in guest RAM`);
+  }
+
+  /** Allocates guest RAM with a random gap in front, skipping holes. */
+  alloc(size: number, align = 16): bigint {
+    const gap = BigInt(Math.floor(this.random() * 4) * 16);
+    let at = ((this.next + gap + BigInt(align - 1)) / BigInt(align)) * BigInt(align);
+    // Skip into the next region if this one cannot hold it.
+    for (const r of this.mem.regions) {
+      const end = r.gpa + BigInt(r.size);
+      if (at < r.gpa) at = r.gpa;
+      if (at + BigInt(size) <= end) {
+        this.next = at + BigInt(size);
+        return at;
+      }
+    }
+    throw new RangeError("guest RAM exhausted");
+  }
+
+  write(gpa: bigint, bytes: Uint8Array): void { this.u8.set(bytes, this.wasm(gpa)); }
+  read(gpa: bigint, len: number): Uint8Array { const w = this.wasm(gpa); return this.u8.slice(w, w + len); }
+  w16(gpa: bigint, v: number): void { this.dv.setUint16(this.wasm(gpa), v, true); }
+  r16(gpa: bigint): number { return this.dv.getUint16(this.wasm(gpa), true); }
+  r32(gpa: bigint): number { return this.dv.getUint32(this.wasm(gpa), true); }
+
+  writeDesc(table: bigint, i: number, addr: bigint, len: number, flags: number, next: number): void {
+    const w = this.wasm(table + BigInt(16 * i));
+    this.dv.setBigUint64(w, addr, true);
+    this.dv.setUint32(w + 8, len, true);
+    this.dv.setUint16(w + 12, flags, true);
+    this.dv.setUint16(w + 14, next, true);
+  }
+
+  // ───────────────────────────── setup ─────────────────────────────
+
+  /**
+   * The driver side of initialisation (virtio 1.2, 3.1.1): reset, ACKNOWLEDGE, DRIVER, write
+   * features, FEATURES_OK and read it back. Returns whether the device accepted the features.
+   */
+  negotiate(features: bigint): boolean {
+    this.dev.setStatus(0);
+    this.dev.setStatus(Status.ACKNOWLEDGE);
+    this.dev.setStatus(Status.ACKNOWLEDGE | Status.DRIVER);
+    this.dev.setDriverFeatures(features);
+    const s = this.dev.setStatus(Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK);
+    const ok = (s & Status.FEATURES_OK) !== 0;
+    const v1 = (features & featureMask(Feature.VERSION_1, Feature.MRG_RXBUF)) !== 0n;
+    this.hdrSize = v1 ? 12 : 10;
+    return ok;
+  }
+
+  /** Lays out both rings (Linux style: three separate allocations) and enables them. */
+  setupQueues(size = 256): void {
+    for (const q of [QueueIndex.RX, QueueIndex.TX]) {
+      const desc = this.alloc(16 * size, 16);
+      const avail = this.alloc(6 + 2 * size, 2);
+      const used = this.alloc(6 + 8 * size, 4);
+      this.u8.fill(0, this.wasm(desc), this.wasm(desc) + 16 * size);
+      this.u8.fill(0, this.wasm(avail), this.wasm(avail) + 6 + 2 * size);
+      this.u8.fill(0, this.wasm(used), this.wasm(used) + 6 + 8 * size);
+      this.queues[q] = {
+        size, desc, avail, used, availIdx: 0, lastUsed: 0,
+        free: Array.from({ length: size }, (_, i) => i), chains: new Map(),
+      };
+      const r = this.dev.configureQueue(q, size, desc, avail, used);
+      if (r !== 0) throw new Error(`configureQueue(${q}) = ${r}`);
+      const e = this.dev.enableQueue(q, true);
+      if (e !== 0) throw new Error(`enableQueue(${q}) = ${e}`);
+    }
+  }
+
+  /** DRIVER_OK. */
+  start(): void {
+    this.dev.setStatus(Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK | Status.DRIVER_OK);
+  }
+
+  /** negotiate + setupQueues + start; throws if the features are refused. */
+  bringUp(features: bigint, size = 256): void {
+    if (!this.negotiate(features)) throw new Error(`features 0x${features.toString(16)} refused`);
+    this.setupQueues(size);
+    this.start();
+  }
+
+  // ───────────────────────────── rings ─────────────────────────────
+
+  /**
+   * Places a chain of buffers ({gpa, len, write}) on queue `qi`, directly or through an
+   * indirect table, and makes it available. Returns the head.
+   */
+  addChain(qi: QueueIndex, bufs: { gpa: bigint; len: number }[], write: boolean, indirect = false): number {
+    const q = this.queues[qi];
+    const wflag = write ? DESC_F_WRITE : 0;
+    let head: number;
+    let descs: number[];
+    if (indirect) {
+      const table = this.alloc(16 * bufs.length, 16);
+      bufs.forEach((b, i) => this.writeDesc(table, i, b.gpa, b.len, wflag | (i + 1 < bufs.length ? DESC_F_NEXT : 0), i + 1 < bufs.length ? i + 1 : 0));
+      head = this.takeFree(q, 1)[0];
+      this.writeDesc(q.desc, head, table, 16 * bufs.length, DESC_F_INDIRECT, 0);
+      descs = [head];
+    } else {
+      descs = this.takeFree(q, bufs.length);
+      head = descs[0];
+      bufs.forEach((b, i) => this.writeDesc(q.desc, descs[i], b.gpa, b.len, wflag | (i + 1 < bufs.length ? DESC_F_NEXT : 0), i + 1 < bufs.length ? descs[i + 1] : 0));
+    }
+    q.chains.set(head, { descs, bufs });
+    this.publishAvail(qi, head);
+    return head;
+  }
+
+  private takeFree(q: DriverQueue, n: number): number[] {
+    if (q.free.length < n) throw new Error("ring full");
+    // Take descriptors in a shuffled order: chains need not be contiguous in the table.
+    const out: number[] = [];
+    for (let i = 0; i < n; i++) out.push(q.free.splice(Math.floor(this.random() * q.free.length), 1)[0]);
+    return out;
+  }
+
+  /** Writes `head` into the avail ring and bumps avail idx. */
+  publishAvail(qi: QueueIndex, head: number): void {
+    const q = this.queues[qi];
+    this.w16(q.avail + BigInt(4 + 2 * (q.availIdx % q.size)), head);
+    q.availIdx = (q.availIdx + 1) & 0xffff;
+    this.w16(q.avail + 2n, q.availIdx);
+  }
+
+  /** Used elements the device published since the last call; frees their descriptors. */
+  takeUsed(qi: QueueIndex): { id: number; len: number; bufs: { gpa: bigint; len: number }[] }[] {
+    const q = this.queues[qi];
+    const idx = this.r16(q.used + 2n);
+    const out: { id: number; len: number; bufs: { gpa: bigint; len: number }[] }[] = [];
+    while (q.lastUsed !== idx) {
+      const e = q.used + BigInt(4 + 8 * (q.lastUsed % q.size));
+      const id = this.r32(e);
+      const len = this.r32(e + 4n);
+      const chain = q.chains.get(id);
+      if (!chain) throw new Error(`device returned unknown head ${id}`);
+      q.chains.delete(id);
+      q.free.push(...chain.descs);
+      out.push({ id, len, bufs: chain.bufs });
+      q.lastUsed = (q.lastUsed + 1) & 0xffff;
+    }
+    return out;
+  }
+
+  /** Sets used_event (EVENT_IDX): interrupt me when the used idx passes `v`. */
+  setUsedEvent(qi: QueueIndex, v: number): void {
+    const q = this.queues[qi];
+    this.w16(q.avail + BigInt(4 + 2 * q.size), v);
+  }
+
+  /** The device's avail_event (EVENT_IDX). */
+  availEvent(qi: QueueIndex): number {
+    const q = this.queues[qi];
+    return this.r16(q.used + BigInt(4 + 8 * q.size));
+  }
+
+  setAvailFlags(qi: QueueIndex, flags: number): void { this.w16(this.queues[qi].avail, flags); }
+  usedFlags(qi: QueueIndex): number { return this.r16(this.queues[qi].used); }
+
+  // ───────────────────────────── TX / RX ─────────────────────────────
+
+  /** Queues `frame` for transmission with a virtio_net_hdr; returns the head. */
+  send(frame: Uint8Array, opts: SendOptions = {}): number {
+    const hdr = encodeVirtioHdr(opts.hdr ?? {}, this.hdrSize);
+    const whole = new Uint8Array(hdr.length + frame.length);
+    whole.set(hdr);
+    whole.set(frame, hdr.length);
+    const cuts = new Set<number>(opts.splits ?? []);
+    if (opts.separateHeader) cuts.add(hdr.length);
+    const points = [0, ...[...cuts].filter((c) => c > 0 && c < whole.length).sort((a, b) => a - b), whole.length];
+    const bufs: { gpa: bigint; len: number }[] = [];
+    for (let i = 0; i + 1 < points.length; i++) {
+      const part = whole.subarray(points[i], points[i + 1]);
+      const gpa = this.alloc(part.length, 1);
+      this.write(gpa, part);
+      bufs.push({ gpa, len: part.length });
+    }
+    return this.addChain(QueueIndex.TX, bufs, false, opts.indirect ?? false);
+  }
+
+  /** Posts `count` receive buffers. */
+  postRx(count: number, opts: RxBufferOptions = {}): number[] {
+    const heads: number[] = [];
+    for (let i = 0; i < count; i++) {
+      const bufs = (opts.parts ?? [1526]).map((len) => ({ gpa: this.alloc(len, 2), len }));
+      heads.push(this.addChain(QueueIndex.RX, bufs, true, opts.indirect ?? false));
+    }
+    return heads;
+  }
+
+  /** Completed receive buffers as header + frame. */
+  receiveAll(): { hdr: VirtioNetHdr; frame: Uint8Array; raw: Uint8Array }[] {
+    return this.takeUsed(QueueIndex.RX).map(({ len, bufs }) => {
+      const raw = new Uint8Array(len);
+      let at = 0;
+      for (const b of bufs) {
+        if (at >= len) break;
+        const take = Math.min(b.len, len - at);
+        raw.set(this.read(b.gpa, take), at);
+        at += take;
+      }
+      return { hdr: decodeVirtioHdr(raw.subarray(0, this.hdrSize)), frame: raw.slice(this.hdrSize), raw };
+    });
+  }
+}

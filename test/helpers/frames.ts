@@ -1,0 +1,208 @@
+/**
+ * Frame builders and an independent reference for checksums: a plain byte-at-a-time RFC 1071
+ * implementation in TypeScript, sharing nothing with the core. Builders return where they put
+ * each header, so verification never depends on the core's parser.
+ */
+
+/** RFC 1071 ones' complement sum of big-endian 16-bit words, folded to 16 bits. */
+export function onesSum(bytes: Uint8Array, initial = 0): number {
+  let s = initial;
+  for (let i = 0; i < bytes.length; i += 2) {
+    s += (bytes[i] << 8) | (i + 1 < bytes.length ? bytes[i + 1] : 0);
+  }
+  while (s > 0xffff) s = (s & 0xffff) + Math.floor(s / 0x10000);
+  return s;
+}
+
+/** The checksum field value (big-endian number) for `bytes` plus an initial sum. */
+export function internetChecksum(bytes: Uint8Array, initial = 0): number {
+  return ~onesSum(bytes, initial) & 0xffff;
+}
+
+export type L4 = "tcp" | "udp" | "icmp";
+export type Ext = "hop" | "dst" | "routing" | "frag";
+
+export interface FrameSpec {
+  ip: 4 | 6;
+  l4: L4;
+  payload: Uint8Array;
+  /** VLAN tag protocol identifiers outermost first (0x8100, 0x88a8). */
+  vlans?: number[];
+  /** IPv4 options bytes (multiple of 4, at most 40). */
+  ipv4OptionBytes?: number;
+  /** IPv6 extension headers in order (each 8 bytes; a "frag" header with offset 0 and M=0, an atomic fragment). */
+  ext?: Ext[];
+  /** How to fill the L4 checksum: complete, partial (pseudo-header sum, as with NEEDS_CSUM) or zero. */
+  csum?: "full" | "partial" | "zero";
+  srcMac?: Uint8Array;
+  dstMac?: Uint8Array;
+  /** TCP options bytes (multiple of 4, at most 40). */
+  tcpOptionBytes?: number;
+  /** Ethernet padding bytes after the IP datagram. */
+  padding?: number;
+}
+
+export interface BuiltFrame {
+  frame: Uint8Array;
+  l3Off: number;
+  l4Off: number;
+  l3End: number;
+  /** IP protocol number of the L4 header. */
+  proto: number;
+  /** Offset of the checksum field from l4Off. */
+  csumField: number;
+  ip: 4 | 6;
+}
+
+export const DEVICE_MAC = Uint8Array.of(0x52, 0x54, 0x00, 0x12, 0x34, 0x56);
+export const PEER_MAC = Uint8Array.of(0x02, 0x00, 0x00, 0x00, 0x00, 0x01);
+const SRC4 = [192, 0, 2, 1];
+const DST4 = [198, 51, 100, 7];
+const SRC6 = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+const DST6 = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+
+const EXT_NUMBER: Record<Ext, number> = { hop: 0, dst: 60, routing: 43, frag: 44 };
+
+function protoOf(l4: L4, ip: 4 | 6): number {
+  return l4 === "tcp" ? 6 : l4 === "udp" ? 17 : ip === 4 ? 1 : 58;
+}
+
+/** Pseudo-header sum (folded) for the datagram in `b` as built. */
+export function pseudoHeaderSum(b: BuiltFrame): number {
+  const f = b.frame;
+  const len = b.l3End - b.l4Off;
+  if (b.ip === 4) {
+    const ph = new Uint8Array(12);
+    ph.set(f.subarray(b.l3Off + 12, b.l3Off + 20), 0);
+    ph[9] = b.proto;
+    ph[10] = len >> 8;
+    ph[11] = len & 0xff;
+    return onesSum(ph);
+  }
+  const ph = new Uint8Array(40);
+  ph.set(f.subarray(b.l3Off + 8, b.l3Off + 40), 0);
+  ph[32] = (len >>> 24) & 0xff;
+  ph[33] = (len >> 16) & 0xff;
+  ph[34] = (len >> 8) & 0xff;
+  ph[35] = len & 0xff;
+  ph[39] = b.proto;
+  return onesSum(ph);
+}
+
+/** True if the L4 checksum of the datagram verifies (sum over pseudo-header and datagram is 0xffff). */
+export function l4ChecksumValid(b: BuiltFrame, frame: Uint8Array = b.frame): boolean {
+  const data = frame.subarray(b.l4Off, b.l3End);
+  const pseudo = b.proto === 1 ? 0 : pseudoHeaderSum({ ...b, frame });
+  return onesSum(data, pseudo) === 0xffff;
+}
+
+/** True if the IPv4 header checksum verifies. */
+export function ipv4HeaderValid(b: BuiltFrame, frame: Uint8Array = b.frame): boolean {
+  return onesSum(frame.subarray(b.l3Off, b.l4Off)) === 0xffff;
+}
+
+/** Builds an Ethernet frame per `spec`. */
+export function buildFrame(spec: FrameSpec): BuiltFrame {
+  const vlans = spec.vlans ?? [];
+  const proto = protoOf(spec.l4, spec.ip);
+  const l4HeaderLen = spec.l4 === "tcp" ? 20 + (spec.tcpOptionBytes ?? 0) : 8;
+  const l4Len = l4HeaderLen + spec.payload.length;
+  const optBytes = spec.ip === 4 ? spec.ipv4OptionBytes ?? 0 : 0;
+  const exts = spec.ip === 6 ? spec.ext ?? [] : [];
+  const l3HeaderLen = spec.ip === 4 ? 20 + optBytes : 40 + 8 * exts.length;
+  const l3Off = 14 + 4 * vlans.length;
+  const l4Off = l3Off + l3HeaderLen;
+  const l3End = l4Off + l4Len;
+  const frame = new Uint8Array(l3End + (spec.padding ?? 0));
+  const dv = new DataView(frame.buffer);
+
+  frame.set(spec.dstMac ?? PEER_MAC, 0);
+  frame.set(spec.srcMac ?? DEVICE_MAC, 6);
+  let at = 12;
+  vlans.forEach((tpid, i) => {
+    dv.setUint16(at, tpid);
+    dv.setUint16(at + 2, 100 + i);
+    at += 4;
+  });
+  dv.setUint16(at, spec.ip === 4 ? 0x0800 : 0x86dd);
+
+  if (spec.ip === 4) {
+    frame[l3Off] = 0x40 | (l3HeaderLen / 4);
+    dv.setUint16(l3Off + 2, l3HeaderLen + l4Len);
+    dv.setUint16(l3Off + 4, 0x1234);
+    dv.setUint16(l3Off + 6, 0x4000); // DF
+    frame[l3Off + 8] = 64;
+    frame[l3Off + 9] = proto;
+    frame.set(SRC4, l3Off + 12);
+    frame.set(DST4, l3Off + 16);
+    // Options: NOPs ending in End-of-Options.
+    for (let i = 0; i < optBytes; i++) frame[l3Off + 20 + i] = i + 1 === optBytes ? 0 : 1;
+    dv.setUint16(l3Off + 10, internetChecksum(frame.subarray(l3Off, l4Off)));
+  } else {
+    dv.setUint32(l3Off, 0x60000000);
+    dv.setUint16(l3Off + 4, 8 * exts.length + l4Len);
+    frame[l3Off + 6] = exts.length ? EXT_NUMBER[exts[0]] : proto;
+    frame[l3Off + 7] = 64;
+    frame.set(SRC6, l3Off + 8);
+    frame.set(DST6, l3Off + 24);
+    exts.forEach((e, i) => {
+      const o = l3Off + 40 + 8 * i;
+      frame[o] = i + 1 < exts.length ? EXT_NUMBER[exts[i + 1]] : proto;
+      if (e === "frag") {
+        frame[o + 1] = 0; // reserved; offset 0, M 0 (atomic fragment, RFC 6946)
+        dv.setUint32(o + 4, 0xabcd);
+      } else if (e === "routing") {
+        frame[o + 1] = 0;
+        frame[o + 2] = 4; // routing type 4 (segment routing), segments left 0
+        frame[o + 3] = 0;
+      } else {
+        frame[o + 1] = 0; // 8 bytes: PadN option filling the rest
+        frame[o + 2] = 1;
+        frame[o + 3] = 4;
+      }
+    });
+  }
+
+  const csumField = spec.l4 === "tcp" ? 16 : spec.l4 === "udp" ? 6 : 2;
+  if (spec.l4 === "tcp") {
+    dv.setUint16(l4Off, 40000);
+    dv.setUint16(l4Off + 2, 5201);
+    dv.setUint32(l4Off + 4, 0x01020304);
+    dv.setUint32(l4Off + 8, 0x05060708);
+    frame[l4Off + 12] = (l4HeaderLen / 4) << 4;
+    frame[l4Off + 13] = 0x18; // PSH|ACK
+    dv.setUint16(l4Off + 14, 64240);
+    for (let i = 20; i < l4HeaderLen; i++) frame[l4Off + i] = 1; // NOP options
+  } else if (spec.l4 === "udp") {
+    dv.setUint16(l4Off, 40000);
+    dv.setUint16(l4Off + 2, 5201);
+    dv.setUint16(l4Off + 4, l4Len);
+  } else {
+    frame[l4Off] = spec.ip === 4 ? 8 : 128; // echo request
+    dv.setUint16(l4Off + 4, 0x77);
+    dv.setUint16(l4Off + 6, 1);
+  }
+  frame.set(spec.payload, l4Off + l4HeaderLen);
+
+  const built: BuiltFrame = { frame, l3Off, l4Off, l3End, proto, csumField, ip: spec.ip };
+  const mode = spec.csum ?? "full";
+  if (mode !== "zero") {
+    const pseudo = proto === 1 ? 0 : pseudoHeaderSum(built);
+    const value = mode === "full"
+      ? internetChecksum(frame.subarray(l4Off, l3End), pseudo)
+      : pseudo;
+    dv.setUint16(l4Off + csumField, value);
+  }
+  return built;
+}
+
+/** Deterministic payload bytes. */
+export function payload(n: number, seed = 7): Uint8Array {
+  const p = new Uint8Array(n);
+  let x = seed;
+  for (let i = 0; i < n; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    p[i] = x >>> 24;
+  }
+  return p;
+}
