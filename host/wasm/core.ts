@@ -21,6 +21,7 @@ export interface CoreExports {
   setMac(st: number, mac: bigint): void;
   setOption(st: number, option: number, value: number): number;
   getOption(st: number, option: number): number;
+  featureDependenciesMet(f: bigint): number;
   setOfferedFeatures(st: number, f: bigint): number;
   offeredFeatures(st: number): bigint;
   setDriverFeatures(st: number, f: bigint): number;

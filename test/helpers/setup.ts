@@ -20,10 +20,13 @@ export interface FixtureOptions extends Omit<Partial<DeviceOptions>, "memory" | 
   holes?: GuestHole[];
   seed?: number;
   shared?: boolean;
+  /** Called on the fresh memory before the device is created (e.g. to paint a canary). */
+  fill?: (u8: Uint8Array) => void;
 }
 
 export function fixture(opts: FixtureOptions = {}): Fixture {
   const mem = createGuestMemory({ guestSize: opts.guestSize ?? 4 << 20, holes: opts.holes, shared: opts.shared });
+  opts.fill?.(new Uint8Array(mem.memory.buffer));
   const f = { mem, irqs: { [QueueIndex.RX]: 0, [QueueIndex.TX]: 0 }, negotiated: [], configChanges: 0 } as unknown as Fixture;
   f.dev = new VirtioNetDevice({
     ...opts,

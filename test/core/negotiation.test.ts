@@ -1,0 +1,106 @@
+import { describe, expect, it } from "vitest";
+import { Feature, Status } from "../../assembly/abi.js";
+import { featureBit, featureMask } from "../../host/device/features.js";
+import { fixture } from "../helpers/setup.js";
+
+const DEFAULT = featureMask(Feature.VERSION_1, Feature.MAC, Feature.STATUS, Feature.MTU, Feature.CSUM,
+  Feature.GUEST_CSUM, Feature.EVENT_IDX, Feature.INDIRECT_DESC);
+
+// virtio 1.2, 5.1.3.1, written out independently of the core's table.
+const REQUIRES: [Feature, Feature[]][] = [
+  [Feature.GUEST_TSO4, [Feature.GUEST_CSUM]],
+  [Feature.GUEST_TSO6, [Feature.GUEST_CSUM]],
+  [Feature.GUEST_ECN, [Feature.GUEST_TSO4, Feature.GUEST_TSO6]],
+  [Feature.GUEST_UFO, [Feature.GUEST_CSUM]],
+  [Feature.HOST_TSO4, [Feature.CSUM]],
+  [Feature.HOST_TSO6, [Feature.CSUM]],
+  [Feature.HOST_ECN, [Feature.HOST_TSO4, Feature.HOST_TSO6]],
+  [Feature.HOST_UFO, [Feature.CSUM]],
+  [Feature.CTRL_RX, [Feature.CTRL_VQ]],
+  [Feature.CTRL_VLAN, [Feature.CTRL_VQ]],
+  [Feature.GUEST_ANNOUNCE, [Feature.CTRL_VQ]],
+  [Feature.MQ, [Feature.CTRL_VQ]],
+  [Feature.CTRL_MAC_ADDR, [Feature.CTRL_VQ]],
+  [Feature.RSC_EXT, [Feature.HOST_TSO4, Feature.HOST_TSO6]],
+  [Feature.GUEST_USO4, [Feature.GUEST_CSUM]],
+  [Feature.GUEST_USO6, [Feature.GUEST_CSUM]],
+  [Feature.HOST_USO, [Feature.CSUM]],
+];
+
+describe("feature dependencies (virtio 1.2, 5.1.3.1)", () => {
+  const { dev } = fixture();
+  it.each(REQUIRES)("feature %i alone is refused, with any one prerequisite accepted", (f, anyOf) => {
+    expect(dev.core.featureDependenciesMet(featureBit(f))).toBe(0);
+    for (const p of anyOf) {
+      // Prerequisites may have prerequisites of their own: include them.
+      let set = featureBit(f) | featureBit(p);
+      if (p === Feature.GUEST_TSO4 || p === Feature.GUEST_TSO6) set |= featureBit(Feature.GUEST_CSUM);
+      if (p === Feature.HOST_TSO4 || p === Feature.HOST_TSO6) set |= featureBit(Feature.CSUM);
+      expect(dev.core.featureDependenciesMet(set)).toBe(1);
+    }
+  });
+});
+
+describe("negotiation", () => {
+  it("offers the documented default set", () => {
+    expect(fixture().dev.offeredFeatures).toBe(DEFAULT);
+  });
+
+  it.each([
+    ["everything offered", DEFAULT],
+    ["a minimal driver (MAC only)", featureMask(Feature.MAC)],
+    ["nothing", 0n],
+    ["no offloads, modern", featureMask(Feature.VERSION_1, Feature.MAC, Feature.EVENT_IDX)],
+  ])("accepts a valid subset: %s", (_name, set) => {
+    const f = fixture();
+    expect(f.drv.negotiate(set)).toBe(true);
+    expect(f.dev.negotiatedFeatures).toBe(set);
+    expect(f.negotiated).toEqual([set]);
+  });
+
+  it("refuses features that were not offered, leaving FEATURES_OK clear", () => {
+    const f = fixture();
+    expect(f.drv.negotiate(DEFAULT | featureBit(Feature.MRG_RXBUF))).toBe(false);
+    expect(f.dev.status & Status.FEATURES_OK).toBe(0);
+    expect(f.negotiated).toEqual([]);
+  });
+
+  it("refuses an invalid offer and an offer of unimplemented features", () => {
+    const f = fixture();
+    expect(f.dev.core.setOfferedFeatures(f.dev.state, featureBit(Feature.GUEST_TSO4))).toBeLessThan(0);
+    expect(f.dev.core.setOfferedFeatures(f.dev.state, featureMask(Feature.CTRL_VQ))).toBeLessThan(0);
+    expect(f.dev.offeredFeatures).toBe(DEFAULT);
+  });
+
+  it("uses the 10-byte legacy header without VERSION_1 and 12 bytes with it", () => {
+    const f = fixture();
+    f.drv.negotiate(featureMask(Feature.MAC));
+    expect(f.dev.headerLength).toBe(10);
+    f.drv.negotiate(featureMask(Feature.VERSION_1));
+    expect(f.dev.headerLength).toBe(12);
+  });
+
+  it("cannot change driver features after FEATURES_OK", () => {
+    const f = fixture();
+    f.drv.negotiate(featureMask(Feature.VERSION_1));
+    expect(f.dev.setDriverFeatures(DEFAULT)).toBe(false);
+    expect(f.dev.negotiatedFeatures).toBe(featureMask(Feature.VERSION_1));
+  });
+
+  it("reports config space: mac, link status, max pairs, mtu", () => {
+    const f = fixture({ mac: "02:11:22:33:44:55", mtu: 9000 });
+    expect([0, 1, 2, 3, 4, 5].map((i) => f.dev.readConfig(i, 1))).toEqual([2, 0x11, 0x22, 0x33, 0x44, 0x55]);
+    expect(f.dev.readConfig(6, 2)).toBe(1);
+    expect(f.dev.readConfig(8, 2)).toBe(1);
+    expect(f.dev.readConfig(10, 2)).toBe(9000);
+    f.drv.bringUp(DEFAULT);
+    f.dev.setLinkUp(false);
+    expect(f.dev.readConfig(6, 2)).toBe(0);
+    expect(f.configChanges).toBe(1);
+  });
+
+  it("rejects a bad MTU and a bad MAC with clear errors", () => {
+    expect(() => fixture({ mtu: 20 })).toThrow(/invalid mtu/);
+    expect(() => fixture({ mac: "zz:00:00:00:00:00" })).toThrow(/bad MAC/);
+  });
+});

@@ -1,0 +1,95 @@
+/**
+ * A minimal reader of a Wasm binary's section table (WebAssembly core spec 5.5), enough to
+ * check the core's memory contract from the bytes themselves: imports, data segments, start,
+ * globals. Independent of the toolchain that produced the module.
+ */
+export interface WasmSummary {
+  imports: { module: string; name: string; kind: number }[];
+  /** Data segments: mode 0/2 are active, 1 passive. */
+  dataSegments: { mode: number }[];
+  hasStart: boolean;
+  /** Number of globals declared mutable. */
+  mutableGlobals: number;
+}
+
+class Reader {
+  constructor(readonly b: Uint8Array, public at = 0) {}
+  byte(): number { return this.b[this.at++]; }
+  u32(): number {
+    let result = 0;
+    let shift = 0;
+    for (;;) {
+      const x = this.byte();
+      result |= (x & 0x7f) << shift;
+      if ((x & 0x80) === 0) return result >>> 0;
+      shift += 7;
+    }
+  }
+  name(): string {
+    const n = this.u32();
+    const s = new TextDecoder().decode(this.b.subarray(this.at, this.at + n));
+    this.at += n;
+    return s;
+  }
+  limits(): void {
+    const flag = this.byte();
+    this.u32();
+    if (flag & 1) this.u32();
+  }
+  /** Skips a constant expression up to and including `end` (0x0b). */
+  skipInitExpr(): void {
+    for (;;) {
+      const op = this.byte();
+      if (op === 0x0b) return;
+      if (op === 0x41 || op === 0x23) this.u32(); // i32.const (signed LEB, same length) / global.get
+      else if (op === 0x42) { while (this.byte() & 0x80) { /* i64 LEB */ } }
+      else if (op === 0x44) this.at += 8;
+      else if (op === 0x43) this.at += 4;
+      else throw new Error(`unsupported init expr opcode 0x${op.toString(16)}`);
+    }
+  }
+}
+
+export function summarizeWasm(bytes: Uint8Array): WasmSummary {
+  const r = new Reader(bytes, 8);
+  const out: WasmSummary = { imports: [], dataSegments: [], hasStart: false, mutableGlobals: 0 };
+  while (r.at < bytes.length) {
+    const id = r.byte();
+    const size = r.u32();
+    const end = r.at + size;
+    if (id === 2) {
+      const n = r.u32();
+      for (let i = 0; i < n; i++) {
+        const module = r.name();
+        const name = r.name();
+        const kind = r.byte();
+        if (kind === 0) r.u32();
+        else if (kind === 1) { r.byte(); r.limits(); }
+        else if (kind === 2) r.limits();
+        else if (kind === 3) { r.byte(); r.byte(); }
+        out.imports.push({ module, name, kind });
+      }
+    } else if (id === 6) {
+      const n = r.u32();
+      for (let i = 0; i < n; i++) {
+        r.byte();
+        if (r.byte() === 1) out.mutableGlobals++;
+        r.skipInitExpr();
+      }
+    } else if (id === 8) {
+      out.hasStart = true;
+    } else if (id === 11) {
+      const n = r.u32();
+      for (let i = 0; i < n; i++) {
+        const mode = r.u32();
+        if (mode === 2) r.u32();
+        if (mode !== 1) r.skipInitExpr();
+        const len = r.u32();
+        r.at += len;
+        out.dataSegments.push({ mode });
+      }
+    }
+    r.at = end;
+  }
+  return out;
+}
