@@ -52,6 +52,12 @@ export class Parsed {
   return (<u32>load<u8>(p + off) << 8) | <u32>load<u8>(p + off + 1);
 }
 
+/** Hop-by-hop, routing, fragment, AH and destination options (RFC 8200, 4; RFC 4302). */
+// @ts-ignore: decorator
+@inline function isExtensionHeader(next: u32): bool {
+  return next == 0 || next == 43 || next == 44 || next == 51 || next == 60;
+}
+
 /** Parsing stopped because it needed bytes beyond the contiguous view but inside the frame. */
 // @ts-ignore: decorator
 @inline const NEED_MORE: i32 = 1;
@@ -117,27 +123,26 @@ function parseView(p: usize, avail: u32, frameLen: u32, out: Parsed): i32 {
     out.l3End = end;
     let next = <u32>load<u8>(p + l3 + 6);
     let off = l3 + 40;
-    for (let hops: u32 = 0; ; hops++) {
-      if (next == 0 || next == 43 || next == 60 || next == 51 || next == 44) {
-        if (hops == MAX_EXT_HEADERS) return 0;
-        if (off + 8 > end) return 0;
-        if (off + 8 > avail) return NEED_MORE;
-        const nh = <u32>load<u8>(p + off);
-        let len: u32;
-        if (next == 44) {
-          // Fragment header: offset in the upper 13 bits, M flag in bit 0 (RFC 8200, 4.5).
-          if ((be16(p, off + 2) & 0xfff9) != 0) out.fragment = 1;
-          len = 8;
-        } else if (next == 51) {
-          len = (<u32>load<u8>(p + off + 1) + 2) << 2; // AH counts 4-byte units (RFC 4302)
-        } else {
-          len = (<u32>load<u8>(p + off + 1) + 1) << 3;
-        }
-        next = nh;
-        off += len;
-        continue;
+    // (Written as a conditional loop: asc 0.28 drops code after a for (;;) left by `break`.)
+    let hops: u32 = 0;
+    while (isExtensionHeader(next)) {
+      if (hops == MAX_EXT_HEADERS) return 0;
+      hops++;
+      if (off + 8 > end) return 0;
+      if (off + 8 > avail) return NEED_MORE;
+      const nh = <u32>load<u8>(p + off);
+      let len: u32;
+      if (next == 44) {
+        // Fragment header: offset in the upper 13 bits, M flag in bit 0 (RFC 8200, 4.5).
+        if ((be16(p, off + 2) & 0xfff9) != 0) out.fragment = 1;
+        len = 8;
+      } else if (next == 51) {
+        len = (<u32>load<u8>(p + off + 1) + 2) << 2; // AH counts 4-byte units (RFC 4302)
+      } else {
+        len = (<u32>load<u8>(p + off + 1) + 1) << 3;
       }
-      break;
+      next = nh;
+      off += len;
     }
     if (off > end) return 0;
     out.l4Proto = next;
