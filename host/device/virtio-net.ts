@@ -90,6 +90,7 @@ export class VirtioNetDevice {
   readonly stateSize: number;
   private readonly hooks: DeviceHooks;
   private readonly nativeBase: bigint;
+  private readonly nativeBaseNumber: number;
   private u8: Uint8Array;
   private dv: DataView;
 
@@ -100,6 +101,7 @@ export class VirtioNetDevice {
     this.stateSize = this.core.stateSize();
     this.hooks = opts.hooks ?? {};
     this.nativeBase = opts.nativeBase ?? 0n;
+    this.nativeBaseNumber = Number(this.nativeBase);
     if (this.state % 16 !== 0 || this.state <= 0 || this.state + this.stateSize > opts.memory.buffer.byteLength) {
       throw new DeviceError("invalid-option", `state block at ${this.state} must be 16-byte aligned inside the memory`);
     }
@@ -286,28 +288,36 @@ export class VirtioNetDevice {
     if (n === 0) return { kind: "no-buffer" };
     if (n < 0) return { kind: "not-ready", code: n };
     this.views();
-    const parts = this.iovecs(c.rxIov(st), n);
-    const room = parts.reduce((a, p) => a + p.len, 0);
-    const hdr = header ?? new Uint8Array(0);
-    const total = hdr.length + frame.length;
+    const dv = this.dv;
+    const u8 = this.u8;
+    const iov = c.rxIov(st);
+    const hdrLen = header ? header.length : 0;
+    const total = hdrLen + frame.length;
+    let room = 0;
+    for (let i = 0; i < n; i++) room += dv.getUint32(iov + 16 * i + 8, true);
     if (total > room) {
       // Too big for this buffer: the core counts DROP_BUFFER_TOO_SMALL and keeps the buffer.
       return { kind: "dropped", reason: -c.rxCommit(st, total) };
     }
+    // Iovec bases are native addresses (Wasm address + nativeBase); both fit in 2^53.
+    const nb = this.nativeBaseNumber;
     let src = 0;
-    for (const p of parts) {
-      if (src >= total) break;
-      const take = Math.min(p.len, total - src);
-      // Copy from the header, then the frame, whichever the range [src, src + take) covers.
-      let done = 0;
-      while (done < take) {
-        const at = src + done;
-        const [buf, off] = at < hdr.length ? [hdr, at] : [frame, at - hdr.length];
-        const chunk = Math.min(take - done, buf.length - off);
-        this.u8.set(buf.subarray(off, off + chunk), p.addr + done);
-        done += chunk;
+    for (let i = 0; i < n && src < total; i++) {
+      const e = iov + 16 * i;
+      let addr = dv.getUint32(e, true) + dv.getUint32(e + 4, true) * 0x1_0000_0000 - nb;
+      let len = Math.min(dv.getUint32(e + 8, true), total - src);
+      if (src < hdrLen) {
+        const take = Math.min(len, hdrLen - src);
+        u8.set(take === hdrLen && src === 0 ? header! : header!.subarray(src, src + take), addr);
+        src += take;
+        addr += take;
+        len -= take;
       }
-      src += take;
+      if (len > 0) {
+        const off = src - hdrLen;
+        u8.set(off === 0 && len === frame.length ? frame : frame.subarray(off, off + len), addr);
+        src += len;
+      }
     }
     const r = c.rxCommit(st, total);
     return r >= 0 ? { kind: "delivered", length: r } : { kind: "dropped", reason: -r };
