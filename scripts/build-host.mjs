@@ -7,6 +7,7 @@ import { existsSync } from "node:fs";
 const entries = {
   index: "host/index.ts",
   "bench/main": "bench/main.ts",
+  "cli/main": "host/cli/main.ts",
 };
 const entryPoints = Object.fromEntries(Object.entries(entries).filter(([, src]) => existsSync(src)));
 

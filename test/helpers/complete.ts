@@ -4,7 +4,7 @@
  * and stores the complement at csum_start + csum_offset (virtio 1.2, 5.1.6.2); an OpenBSD
  * backend given TUN_H_TCP_CSUM/UDP_CSUM does the same at the TCP/UDP header.
  */
-import { onesSum } from "./frames.js";
+import { onesSum } from "../../host/testing/frames.js";
 
 export function completePartial(frame: Uint8Array, start: number, off: number): Uint8Array {
   const out = frame.slice();

@@ -5,10 +5,10 @@
  * reading contiguous memory by accident). Every later test drives the device through it.
  */
 import { Feature, QueueIndex, Status } from "../../assembly/abi.js";
-import { decodeVirtioHdr, encodeVirtioHdr, type VirtioNetHdr } from "../../host/device/header.js";
-import type { VirtioNetDevice } from "../../host/device/virtio-net.js";
-import type { GuestMemory } from "../../host/memory/layout.js";
-import { featureMask } from "../../host/device/features.js";
+import { decodeVirtioHdr, encodeVirtioHdr, type VirtioNetHdr } from "../device/header.js";
+import type { VirtioNetDevice } from "../device/virtio-net.js";
+import type { GuestMemory } from "../memory/layout.js";
+import { featureMask } from "../device/features.js";
 
 export const DESC_F_NEXT = 1;
 export const DESC_F_WRITE = 2;

@@ -1,0 +1,45 @@
+/**
+ * The `virtio-net-wasm` command.
+ *
+ *   virtio-net-wasm demo [--frames N]
+ */
+import { parseArgs } from "node:util";
+import { runDemo } from "./demo.js";
+
+const HELP = `usage: virtio-net-wasm <command> [options]
+
+commands:
+  demo            two guests' virtio-net devices on one Wasm memory, wired back to back
+                  in-process; shows negotiation and which checksums were never computed.
+                  Needs no root, tap or QEMU.
+      --frames N  frames per phase (default 1000)
+  help            this text
+
+The tap backend, the vhost-user back-end for QEMU and the embedded network are not in this
+build yet; see README.md "Status".`;
+
+/** Runs the CLI with `argv` (without node and script); returns the exit code. */
+export function main(argv: string[], log: (s: string) => void = console.log, err: (s: string) => void = console.error): number {
+  const [command, ...rest] = argv;
+  if (!command || command === "help" || command === "--help" || command === "-h") {
+    log(HELP);
+    return command ? 0 : 2;
+  }
+  if (command !== "demo") {
+    err(`virtio-net-wasm: unknown command "${command}"\n\n${HELP}`);
+    return 2;
+  }
+  let frames: number;
+  try {
+    const { values } = parseArgs({ args: rest, options: { frames: { type: "string", default: "1000" } }, strict: true });
+    frames = Number(values.frames);
+    if (!Number.isInteger(frames) || frames <= 0 || frames > 1_000_000) throw new Error(`--frames must be an integer in 1..1000000, got "${values.frames}"`);
+  } catch (e) {
+    err(`virtio-net-wasm demo: ${(e as Error).message}`);
+    return 2;
+  }
+  return runDemo({ frames, log }) ? 0 : 1;
+}
+
+const invokedDirectly = process.argv[1] !== undefined && import.meta.url.endsWith(process.argv[1].split("/").pop() ?? "\0");
+if (invokedDirectly) process.exitCode = main(process.argv.slice(2));
