@@ -115,6 +115,8 @@ export const enum Code {
   SEQUENCE = -4,
   /** Features refused at FEATURES_OK (dependency or offer violated). */
   REFUSED = -5,
+  /** txDone(): the backend cannot take the frame now (EAGAIN); keep it on the ring for later. */
+  RETRY = -6,
 }
 
 /** Number of counters per queue. */

@@ -342,13 +342,20 @@ function sourceIsOurs(st: usize, sg: Sg): bool {
 }
 
 /**
- * Finishes the frame returned by txNext(): `sent` >= 0 means the backend took it, < 0 that it
- * failed (counted as DROP_BACKEND). The buffer goes back to the guest at the next txFlush().
+ * Finishes the frame returned by txNext(): `sent` >= 0 means the backend took it, Code.RETRY
+ * that it could not now (the frame stays on the ring), any other negative value that it failed
+ * (counted as DROP_BACKEND). The buffer goes back to the guest at the next txFlush().
  */
 export function txDone(st: usize, sent: i32): i32 {
   const d = device(st);
   if (d.txHead < 0) return Code.SEQUENCE;
   const q = queueAt(st, QueueIndex.TX);
+  if (sent == Code.RETRY) {
+    // Backpressure: the chain goes back to the ring and is taken again by the next txNext().
+    queueUnpop(q);
+    d.txHead = -1;
+    return Code.OK;
+  }
   // virtio 1.2, 2.7.8: used length is the bytes written into the buffer: none for TX.
   queueAddUsed(q, <u32>d.txHead, 0);
   if (sent >= 0) {

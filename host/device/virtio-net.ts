@@ -145,6 +145,8 @@ export class VirtioNetDevice {
   get status(): number { return this.core.status(this.state); }
   get offeredFeatures(): bigint { return this.core.offeredFeatures(this.state); }
   get negotiatedFeatures(): bigint { return this.core.negotiatedFeatures(this.state); }
+  /** What the backend expects in front of each frame. */
+  get backendKind(): BackendKind { return this.core.getOption(this.state, DeviceOption.BACKEND); }
   /** virtio_net_hdr size in use (10 or 12). */
   get headerLength(): number { return this.core.hdrLen(this.state); }
 
@@ -217,7 +219,8 @@ export class VirtioNetDevice {
    * Drains the TX ring: for each frame the core makes ready, calls `send(iovAddr, iovCount)`
    * with the Wasm address of an iovec array ({u64 base, u64 len}, bases native if a
    * nativeBase was given) that a native backend passes straight to writev. `send` returns a
-   * byte count (>= 0) or a negative value for failure. Publishes all completions with one
+   * byte count (>= 0), Code.RETRY to stop and keep the frame for later (backpressure), or
+   * another negative value for failure (the frame is dropped and counted). Publishes all completions with one
    * used-index store and raises the interrupt hook if the guest wants one.
    * Returns the number of frames sent, or a negative Code if the queue is broken.
    */
@@ -232,7 +235,9 @@ export class VirtioNetDevice {
         if (n < 0 && n !== Code.NOT_READY) result = n;
         break;
       }
-      c.txDone(st, send(c.txIov(st), n));
+      const sent = send(c.txIov(st), n);
+      c.txDone(st, sent);
+      if (sent === Code.RETRY) break;
       frames++;
     }
     if (c.txFlush(st)) this.hooks.interrupt?.(QueueIndex.TX);

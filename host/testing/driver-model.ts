@@ -66,6 +66,8 @@ export class GuestDriver {
   readonly random: () => number;
   /** Header size the driver uses (12 with VERSION_1). */
   hdrSize: 10 | 12 = 12;
+  /** Whether takeUsed() re-arms used_event (EVENT_IDX) like a driver that wants more interrupts. */
+  rearmUsedEvent = true;
 
   constructor(readonly mem: GuestMemory, readonly dev: VirtioNetDevice, seed = 1) {
     this.u8 = new Uint8Array(mem.memory.buffer);
@@ -222,6 +224,9 @@ export class GuestDriver {
       out.push({ id, len, bufs: chain.bufs });
       q.lastUsed = (q.lastUsed + 1) & 0xffff;
     }
+    // Re-enable callbacks as Linux's virtqueue_enable_cb does: with EVENT_IDX, interrupt me
+    // at the next used entry (the device ignores used_event without EVENT_IDX).
+    if (this.rearmUsedEvent) this.setUsedEvent(qi, q.lastUsed);
     return out;
   }
 

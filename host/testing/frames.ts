@@ -40,6 +40,21 @@ export interface FrameSpec {
   tcpOptionBytes?: number;
   /** Ethernet padding bytes after the IP datagram. */
   padding?: number;
+  /** IP source / destination (4 or 16 bytes); defaults are documentation addresses. */
+  src?: ArrayLike<number>;
+  dst?: ArrayLike<number>;
+  sport?: number;
+  dport?: number;
+  /** TCP flags byte (default PSH|ACK). */
+  tcpFlags?: number;
+  seq?: number;
+  ack?: number;
+  /** VLAN ids, one per tag (default 100, 101, ...). */
+  vlanIds?: number[];
+  /** ICMP / ICMPv6 type (default echo request), id and sequence. */
+  icmpType?: number;
+  icmpId?: number;
+  icmpSeq?: number;
 }
 
 export interface BuiltFrame {
@@ -121,7 +136,7 @@ export function buildFrame(spec: FrameSpec): BuiltFrame {
   let at = 12;
   vlans.forEach((tpid, i) => {
     dv.setUint16(at, tpid);
-    dv.setUint16(at + 2, 100 + i);
+    dv.setUint16(at + 2, spec.vlanIds?.[i] ?? 100 + i);
     at += 4;
   });
   dv.setUint16(at, spec.ip === 4 ? 0x0800 : 0x86dd);
@@ -133,8 +148,8 @@ export function buildFrame(spec: FrameSpec): BuiltFrame {
     dv.setUint16(l3Off + 6, 0x4000); // DF
     frame[l3Off + 8] = 64;
     frame[l3Off + 9] = proto;
-    frame.set(SRC4, l3Off + 12);
-    frame.set(DST4, l3Off + 16);
+    frame.set(spec.src ?? SRC4, l3Off + 12);
+    frame.set(spec.dst ?? DST4, l3Off + 16);
     // Options: NOPs ending in End-of-Options.
     for (let i = 0; i < optBytes; i++) frame[l3Off + 20 + i] = i + 1 === optBytes ? 0 : 1;
     dv.setUint16(l3Off + 10, internetChecksum(frame.subarray(l3Off, l4Off)));
@@ -143,8 +158,8 @@ export function buildFrame(spec: FrameSpec): BuiltFrame {
     dv.setUint16(l3Off + 4, 8 * exts.length + l4Len);
     frame[l3Off + 6] = exts.length ? EXT_NUMBER[exts[0]] : proto;
     frame[l3Off + 7] = 64;
-    frame.set(SRC6, l3Off + 8);
-    frame.set(DST6, l3Off + 24);
+    frame.set(spec.src ?? SRC6, l3Off + 8);
+    frame.set(spec.dst ?? DST6, l3Off + 24);
     exts.forEach((e, i) => {
       const o = l3Off + 40 + 8 * i;
       frame[o] = i + 1 < exts.length ? EXT_NUMBER[exts[i + 1]] : proto;
@@ -165,22 +180,22 @@ export function buildFrame(spec: FrameSpec): BuiltFrame {
 
   const csumField = spec.l4 === "tcp" ? 16 : spec.l4 === "udp" ? 6 : 2;
   if (spec.l4 === "tcp") {
-    dv.setUint16(l4Off, 40000);
-    dv.setUint16(l4Off + 2, 5201);
-    dv.setUint32(l4Off + 4, 0x01020304);
-    dv.setUint32(l4Off + 8, 0x05060708);
+    dv.setUint16(l4Off, spec.sport ?? 40000);
+    dv.setUint16(l4Off + 2, spec.dport ?? 5201);
+    dv.setUint32(l4Off + 4, spec.seq ?? 0x01020304);
+    dv.setUint32(l4Off + 8, spec.ack ?? 0x05060708);
     frame[l4Off + 12] = (l4HeaderLen / 4) << 4;
-    frame[l4Off + 13] = 0x18; // PSH|ACK
+    frame[l4Off + 13] = spec.tcpFlags ?? 0x18; // PSH|ACK
     dv.setUint16(l4Off + 14, 64240);
     for (let i = 20; i < l4HeaderLen; i++) frame[l4Off + i] = 1; // NOP options
   } else if (spec.l4 === "udp") {
-    dv.setUint16(l4Off, 40000);
-    dv.setUint16(l4Off + 2, 5201);
+    dv.setUint16(l4Off, spec.sport ?? 40000);
+    dv.setUint16(l4Off + 2, spec.dport ?? 5201);
     dv.setUint16(l4Off + 4, l4Len);
   } else {
-    frame[l4Off] = spec.ip === 4 ? 8 : 128; // echo request
-    dv.setUint16(l4Off + 4, 0x77);
-    dv.setUint16(l4Off + 6, 1);
+    frame[l4Off] = spec.icmpType ?? (spec.ip === 4 ? 8 : 128); // echo request
+    dv.setUint16(l4Off + 4, spec.icmpId ?? 0x77);
+    dv.setUint16(l4Off + 6, spec.icmpSeq ?? 1);
   }
   frame.set(spec.payload, l4Off + l4HeaderLen);
 
@@ -205,4 +220,69 @@ export function payload(n: number, seed = 7): Uint8Array {
     p[i] = x >>> 24;
   }
   return p;
+}
+
+/** A received frame taken apart by a plain TypeScript decoder (independent of the core's parser). */
+export interface DecodedFrame {
+  dstMac: Uint8Array;
+  srcMac: Uint8Array;
+  vlanIds: number[];
+  ethertype: number;
+  /** Present for IPv4/IPv6 with a TCP, UDP or ICMP header. */
+  ip?: BuiltFrame & {
+    src: Uint8Array;
+    dst: Uint8Array;
+    sport: number;
+    dport: number;
+    tcpFlags: number;
+    seq: number;
+    icmpType: number;
+    payload: Uint8Array;
+  };
+}
+
+/** Decodes Ethernet (with tags), IPv4 (no fragments) / IPv6 (no extension headers), TCP/UDP/ICMP. */
+export function decodeFrame(frame: Uint8Array): DecodedFrame {
+  const dv = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+  let at = 12;
+  const vlanIds: number[] = [];
+  let ethertype = dv.getUint16(at);
+  while (ethertype === 0x8100 || ethertype === 0x88a8) {
+    vlanIds.push(dv.getUint16(at + 2) & 0xfff);
+    at += 4;
+    ethertype = dv.getUint16(at);
+  }
+  const out: DecodedFrame = { dstMac: frame.slice(0, 6), srcMac: frame.slice(6, 12), vlanIds, ethertype };
+  const l3Off = at + 2;
+  let proto: number, l4Off: number, l3End: number, src: Uint8Array, dst: Uint8Array, ip: 4 | 6;
+  if (ethertype === 0x0800) {
+    ip = 4;
+    proto = frame[l3Off + 9];
+    l4Off = l3Off + (frame[l3Off] & 15) * 4;
+    l3End = l3Off + dv.getUint16(l3Off + 2);
+    src = frame.slice(l3Off + 12, l3Off + 16);
+    dst = frame.slice(l3Off + 16, l3Off + 20);
+  } else if (ethertype === 0x86dd) {
+    ip = 6;
+    proto = frame[l3Off + 6];
+    l4Off = l3Off + 40;
+    l3End = l4Off + dv.getUint16(l3Off + 4);
+    src = frame.slice(l3Off + 8, l3Off + 24);
+    dst = frame.slice(l3Off + 24, l3Off + 40);
+  } else {
+    return out;
+  }
+  if (proto !== 6 && proto !== 17 && proto !== 1 && proto !== 58) return out;
+  const csumField = proto === 6 ? 16 : proto === 17 ? 6 : 2;
+  const hdrLen = proto === 6 ? (frame[l4Off + 12] >> 4) * 4 : 8;
+  out.ip = {
+    frame, l3Off, l4Off, l3End, proto, csumField, ip, src, dst,
+    sport: proto === 6 || proto === 17 ? dv.getUint16(l4Off) : 0,
+    dport: proto === 6 || proto === 17 ? dv.getUint16(l4Off + 2) : 0,
+    tcpFlags: proto === 6 ? frame[l4Off + 13] : 0,
+    seq: proto === 6 ? dv.getUint32(l4Off + 4) : 0,
+    icmpType: proto === 1 || proto === 58 ? frame[l4Off] : 0,
+    payload: frame.slice(l4Off + hdrLen, l3End),
+  };
+  return out;
 }

@@ -349,3 +349,18 @@ describe("malformed rings put the device in NEEDS_RESET", () => {
     expect(f.dev.collectTx().length).toBe(1);
   });
 });
+
+describe("TX backpressure", () => {
+  it("keeps a frame the backend could not take (RETRY) and hands it over again, in order", () => {
+    const f = up();
+    const frames = [0, 1, 2].map((i) => buildFrame({ ip: 4, l4: "udp", payload: payload(40 + i) }).frame);
+    for (const fr of frames) f.drv.send(fr);
+    let calls = 0;
+    expect(f.dev.processTx(() => (++calls === 2 ? Code.RETRY : 1))).toBe(1);
+    expect(f.drv.takeUsed(QueueIndex.TX).length).toBe(1);
+    const rest = f.dev.collectTx();
+    expect(rest.map((r) => r.frame.length)).toEqual([frames[1].length, frames[2].length]);
+    expect(f.dev.metrics(QueueIndex.TX).dropBackend).toBe(0);
+    expect(f.dev.metrics(QueueIndex.TX).packets).toBe(3);
+  });
+});

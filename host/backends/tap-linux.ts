@@ -1,0 +1,111 @@
+/**
+ * A Linux tap device opened with IFF_TAP | IFF_NO_PI | IFF_VNET_HDR: frames carry a
+ * virtio_net_hdr, so the device passes partial checksums through in both directions.
+ * Control (open, TUNSETOFFLOAD) and data (readv/writev of iovec arrays) are separate methods
+ * so a host can keep the control side apart from the data path.
+ */
+import * as libc from "../runtime/libc.js";
+import {
+  IFF_MULTI_QUEUE, IFF_NO_PI, IFF_TAP, IFF_VNET_HDR, IFNAMSIZ, IFREQ_SIZE, TUNGETFEATURES, TUNSETIFF,
+  TUNSETOFFLOAD, TUNSETVNETHDRSZ,
+} from "./tap-ioctl.js";
+
+export type TapErrorKind = "no-tun" | "permission" | "busy" | "bad-name" | "unsupported" | "io";
+
+/** Errors opening or configuring a tap, with a message that says what to do. */
+export class TapError extends Error {
+  constructor(readonly kind: TapErrorKind, message: string, cause?: libc.SysError) {
+    super(message, { cause });
+    this.name = "TapError";
+  }
+}
+
+export interface TapOpenOptions {
+  /** Open the fd non-blocking (the I/O loop waits with epoll). Default true. */
+  nonBlocking?: boolean;
+  /** Ask for IFF_VNET_HDR (offloads). Default true. */
+  vnetHdr?: boolean;
+  /** IFF_MULTI_QUEUE, to open one fd per queue pair. Default false. */
+  multiQueue?: boolean;
+}
+
+export class LinuxTap {
+  private closed = false;
+
+  private constructor(readonly fd: number, readonly name: string, readonly vnetHdr: boolean, readonly kernelFeatures: number) {}
+
+  /**
+   * Opens (or creates) tap `name` ("" or a pattern like "vnw%d" lets the kernel pick).
+   * Throws TapError with a specific kind for a missing /dev/net/tun, no permission, a busy
+   * interface or a bad name.
+   */
+  static open(name: string, opts: TapOpenOptions = {}): LinuxTap {
+    if (Buffer.byteLength(name) >= IFNAMSIZ) throw new TapError("bad-name", `tap name "${name}" is longer than ${IFNAMSIZ - 1} bytes`);
+    let fd: number;
+    try {
+      fd = libc.open("/dev/net/tun", libc.O_RDWR | (opts.nonBlocking === false ? 0 : libc.O_NONBLOCK));
+    } catch (e) {
+      const err = e as libc.SysError;
+      if (err.code === "ENOENT" || err.code === "ENODEV" || err.code === "ENXIO") {
+        throw new TapError("no-tun", "/dev/net/tun is missing: load the tun module (modprobe tun) or run where tap devices exist", err);
+      }
+      if (err.code === "EACCES" || err.code === "EPERM") {
+        throw new TapError("permission", "no permission to open /dev/net/tun: run as root or grant CAP_NET_ADMIN", err);
+      }
+      throw new TapError("io", `cannot open /dev/net/tun: ${err.message}`, err);
+    }
+    try {
+      const features = new Uint8Array(4);
+      libc.ioctl(fd, TUNGETFEATURES, features, "TUNGETFEATURES");
+      const kernelFeatures = new DataView(features.buffer).getUint32(0, true);
+      const wantVnet = opts.vnetHdr !== false && (kernelFeatures & IFF_VNET_HDR) !== 0;
+      const ifr = new Uint8Array(IFREQ_SIZE);
+      ifr.set(Buffer.from(name));
+      const flags = IFF_TAP | IFF_NO_PI | (wantVnet ? IFF_VNET_HDR : 0) | (opts.multiQueue ? IFF_MULTI_QUEUE : 0);
+      new DataView(ifr.buffer).setUint16(16, flags, true);
+      try {
+        libc.ioctl(fd, TUNSETIFF, ifr, "TUNSETIFF");
+      } catch (e) {
+        const err = e as libc.SysError;
+        if (err.code === "EBUSY") throw new TapError("busy", `tap "${name}" is busy: another process has it open (or it is a tun, or multi-queue differs)`, err);
+        if (err.code === "EPERM" || err.code === "EACCES") throw new TapError("permission", `no permission to attach tap "${name}": it belongs to another user, or CAP_NET_ADMIN is missing`, err);
+        if (err.code === "EINVAL") throw new TapError("bad-name", `tap "${name}" exists but is not a tap, or its flags differ`, err);
+        throw new TapError("io", `TUNSETIFF "${name}": ${err.message}`, err);
+      }
+      const actual = Buffer.from(ifr.subarray(0, IFNAMSIZ)).toString().replace(/\0.*$/s, "");
+      const tap = new LinuxTap(fd, actual, wantVnet, kernelFeatures);
+      // Offloads off until a guest negotiates them: the kernel then hands us only complete frames.
+      if (wantVnet) tap.setOffload(0);
+      return tap;
+    } catch (e) {
+      libc.close(fd);
+      throw e;
+    }
+  }
+
+  /** Sets the virtio_net_hdr size the kernel reads and writes (10 or 12; match the guest's). */
+  setVnetHdrSize(bytes: number): void {
+    const v = new Uint8Array(4);
+    new DataView(v.buffer).setInt32(0, bytes, true);
+    libc.ioctl(this.fd, TUNSETVNETHDRSZ, v, "TUNSETVNETHDRSZ");
+  }
+
+  /**
+   * TUNSETOFFLOAD: which partial checksums / GSO frames the kernel may hand us. Control side
+   * only: called after feature negotiation, never from the data path.
+   */
+  setOffload(tunFlags: number): void {
+    libc.ioctlValue(this.fd, TUNSETOFFLOAD, tunFlags, "TUNSETOFFLOAD");
+  }
+
+  /** writev of an iovec array at native address `iov`; bytes or -errno. */
+  writev(iov: bigint | number, n: number): number { return libc.writev(this.fd, iov, n); }
+  /** readv into an iovec array at native address `iov`; bytes, or -errno (-EAGAIN when empty). */
+  readv(iov: bigint | number, n: number): number { return libc.readv(this.fd, iov, n); }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    libc.close(this.fd);
+  }
+}

@@ -1,0 +1,128 @@
+/**
+ * Joins a VirtioNetDevice to a Linux tap with zero copies: TX hands the core's iovec array
+ * (pointing into guest RAM) straight to writev; RX readv's straight into the guest's posted
+ * buffers, the tap's virtio_net_hdr landing where the guest's header goes. The only bytes the
+ * host touches are the counters.
+ *
+ * The port is the data path. `applyNegotiated()` is the control side (TUNSETVNETHDRSZ and
+ * TUNSETOFFLOAD after feature negotiation); a host that separates privileges runs it elsewhere.
+ */
+import { BackendKind, Code, QueueIndex } from "../../assembly/abi.js";
+import type { VirtioNetDevice } from "../device/virtio-net.js";
+import { tapOffloadFlags } from "../backends/tap-ioctl.js";
+import type { LinuxTap } from "../backends/tap-linux.js";
+import { EAGAIN, ENOBUFS, errnoName } from "../runtime/libc.js";
+
+/** Why an RX pump stopped. */
+export type RxStop =
+  /** The tap has nothing more to read. */
+  | "drained"
+  /** The guest has no RX buffers: wait for its RX notification. */
+  | "no-buffers"
+  /** The budget ran out with more possibly pending. */
+  | "budget"
+  /** The queue is not ready or is broken. */
+  | "not-ready"
+  /** The tap failed (e.g. the interface was deleted). */
+  | "tap-error";
+
+/** Why a TX pump stopped. */
+export type TxStop = "empty" | "tap-full" | "budget" | "not-ready" | "tap-error";
+
+export interface PortStats {
+  tapWriteErrors: number;
+  tapReadErrors: number;
+  tapFull: number;
+  lastError: string | null;
+}
+
+export class TapPort {
+  readonly stats: PortStats = { tapWriteErrors: 0, tapReadErrors: 0, tapFull: 0, lastError: null };
+  private txState: TxStop = "empty";
+
+  /**
+   * @param nativeBase native address of Wasm address 0 (the device must have been created
+   *   with the same `nativeBase`, so the core's iovecs carry native addresses).
+   */
+  constructor(readonly dev: VirtioNetDevice, public tap: LinuxTap, readonly nativeBase: bigint) {
+    if (dev.backendKind !== (tap.vnetHdr ? BackendKind.VNET_HDR : BackendKind.PLAIN)) {
+      throw new Error(`device backend kind must be ${tap.vnetHdr ? "VNET_HDR" : "PLAIN"} for tap ${tap.name}`);
+    }
+  }
+
+  /**
+   * Control side, after FEATURES_OK: the tap's header size follows the guest's (10 or 12) and
+   * its offloads follow the guest's GUEST_* features.
+   */
+  applyNegotiated(features: bigint): number {
+    if (!this.tap.vnetHdr) return 0;
+    const flags = tapOffloadFlags(features);
+    this.tap.setVnetHdrSize(this.dev.headerLength);
+    this.tap.setOffload(flags);
+    return flags;
+  }
+
+  /** Sends what the guest queued. */
+  pumpTx(budget = 256): TxStop {
+    const nb = this.nativeBase;
+    this.txState = "empty";
+    const r = this.dev.processTx((iov, n) => {
+      const w = this.tap.writev(nb + BigInt(iov), n);
+      if (w >= 0) return w;
+      if (-w === EAGAIN) {
+        this.stats.tapFull++;
+        this.txState = "tap-full";
+        return Code.RETRY;
+      }
+      // ENOBUFS: the kernel dropped it, as it would for a real NIC; anything else is a tap fault.
+      if (-w !== ENOBUFS) {
+        this.stats.tapWriteErrors++;
+        this.stats.lastError = `writev: ${errnoName(-w)}`;
+        this.txState = "tap-error";
+      }
+      return -1;
+    }, budget);
+    if (r < 0) return "not-ready";
+    if (this.txState === "empty" && r >= budget) return "budget";
+    return this.txState;
+  }
+
+  /** Reads frames from the tap into the guest's buffers. */
+  pumpRx(budget = 256): RxStop {
+    const c = this.dev.core;
+    const st = this.dev.state;
+    const nb = this.nativeBase;
+    let stop: RxStop = "budget";
+    for (let i = 0; i < budget; i++) {
+      const n = c.rxNext(st);
+      if (n === 0) { stop = "no-buffers"; break; }
+      if (n < 0) { stop = "not-ready"; break; }
+      const r = this.tap.readv(nb + BigInt(c.rxIov(st)), n);
+      if (r < 0) {
+        c.rxAbort(st);
+        if (-r === EAGAIN) { stop = "drained"; break; }
+        this.stats.tapReadErrors++;
+        this.stats.lastError = `readv: ${errnoName(-r)}`;
+        stop = "tap-error";
+        break;
+      }
+      c.rxCommit(st, r);
+    }
+    this.dev.flushRx();
+    return stop;
+  }
+
+  /** Pumps both directions until neither makes progress; for single-threaded hosts. */
+  pump(): { tx: TxStop; rx: RxStop } {
+    let tx: TxStop;
+    let rx: RxStop;
+    do {
+      tx = this.pumpTx();
+      rx = this.pumpRx();
+    } while (tx === "budget" || rx === "budget");
+    return { tx, rx };
+  }
+
+  /** The RX side's packet count, for tests and stats. */
+  get rxPackets(): number { return this.dev.metrics(QueueIndex.RX).packets; }
+}

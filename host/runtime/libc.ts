@@ -1,0 +1,240 @@
+/**
+ * The host's only FFI module: the libc calls the host needs, through koffi, which loads
+ * unchanged in Node 20+, Bun and Deno (`--allow-ffi`). Each call checks its return value and
+ * throws a SysError naming the call and the errno; calls where EAGAIN is an ordinary outcome
+ * return -errno instead so the I/O loop can branch without exceptions.
+ *
+ * Raw addresses (iovec arrays in the Wasm memory, mmap targets) travel as integers
+ * (`uintptr_t` parameters), never as JS objects, so nothing is converted per call.
+ */
+import koffi from "koffi";
+import { constants } from "node:os";
+
+/** A failed system call. */
+export class SysError extends Error {
+  constructor(readonly call: string, readonly errno: number) {
+    super(`${call} failed: ${errnoName(errno)} (${errno})`);
+    this.name = "SysError";
+  }
+  /** The errno's name, e.g. "EACCES". */
+  get code(): string { return errnoName(this.errno); }
+}
+
+const ERRNO_NAMES = new Map<number, string>(Object.entries(constants.errno).map(([k, v]) => [v as number, k]));
+
+export function errnoName(errno: number): string {
+  return ERRNO_NAMES.get(errno) ?? `errno ${errno}`;
+}
+
+export const EAGAIN = constants.errno.EAGAIN;
+export const EINTR = constants.errno.EINTR;
+export const ENOBUFS = constants.errno.ENOBUFS;
+
+export const O_RDWR = 0o2;
+export const O_NONBLOCK = 0o4000;
+export const O_CLOEXEC = 0o2000000;
+export const EFD_NONBLOCK = 0o4000;
+export const EFD_CLOEXEC = 0o2000000;
+export const EPOLL_CLOEXEC = 0o2000000;
+export const EPOLL_CTL_ADD = 1;
+export const EPOLL_CTL_DEL = 2;
+export const EPOLL_CTL_MOD = 3;
+export const EPOLLONESHOT = 1 << 30;
+export const EPOLLIN = 0x001;
+export const EPOLLOUT = 0x004;
+export const EPOLLERR = 0x008;
+export const EPOLLHUP = 0x010;
+export const AF_INET = 2;
+export const AF_UNIX = 1;
+export const SOCK_DGRAM = 2;
+export const SOCK_STREAM = 1;
+export const PROT_READ = 1;
+export const PROT_WRITE = 2;
+export const MAP_SHARED = 1;
+export const MAP_FIXED = 0x10;
+export const MFD_CLOEXEC = 1;
+
+const lib = koffi.load("libc.so.6");
+
+const c = {
+  open: lib.func("int open(const char *path, int flags, int mode)"),
+  close: lib.func("int close(int fd)"),
+  ioctlPtr: lib.func("ioctl", "int", ["int", "unsigned long", "void *"]),
+  ioctlInt: lib.func("ioctl", "int", ["int", "unsigned long", "unsigned long"]),
+  read: lib.func("intptr_t read(int fd, uintptr_t buf, size_t count)"),
+  write: lib.func("intptr_t write(int fd, uintptr_t buf, size_t count)"),
+  readBuf: lib.func("read", "intptr_t", ["int", "void *", "size_t"]),
+  writeBuf: lib.func("write", "intptr_t", ["int", "void *", "size_t"]),
+  readv: lib.func("intptr_t readv(int fd, uintptr_t iov, int iovcnt)"),
+  writev: lib.func("intptr_t writev(int fd, uintptr_t iov, int iovcnt)"),
+  eventfd: lib.func("int eventfd(unsigned int initval, int flags)"),
+  epollCreate1: lib.func("int epoll_create1(int flags)"),
+  epollCtl: lib.func("int epoll_ctl(int epfd, int op, int fd, void *event)"),
+  epollWait: lib.func("int epoll_wait(int epfd, void *events, int maxevents, int timeout)"),
+  memfdCreate: lib.func("int memfd_create(const char *name, unsigned int flags)"),
+  ftruncate: lib.func("int ftruncate(int fd, int64_t length)"),
+  mmap: lib.func("uintptr_t mmap(uintptr_t addr, size_t length, int prot, int flags, int fd, int64_t offset)"),
+  munmap: lib.func("int munmap(uintptr_t addr, size_t length)"),
+  socket: lib.func("int socket(int domain, int type, int protocol)"),
+};
+
+function check(call: string, r: number): number {
+  if (r < 0) throw new SysError(call, koffi.errno());
+  return r;
+}
+
+/** open(2); throws SysError. */
+export function open(path: string, flags: number, mode = 0): number {
+  return check(`open(${path})`, c.open(path, flags | O_CLOEXEC, mode));
+}
+
+/** close(2); errors are reported but a closed fd is gone either way. */
+export function close(fd: number): void {
+  check("close", c.close(fd));
+}
+
+/** ioctl(2) with a pointer argument (a buffer the kernel reads and/or writes). */
+export function ioctl(fd: number, request: number, arg: Uint8Array, name = `ioctl(0x${request.toString(16)})`): number {
+  return check(name, c.ioctlPtr(fd, request, arg));
+}
+
+/** ioctl(2) with an integer argument passed by value (e.g. TUNSETOFFLOAD). */
+export function ioctlValue(fd: number, request: number, value: number, name = `ioctl(0x${request.toString(16)})`): number {
+  return check(name, c.ioctlInt(fd, request, value));
+}
+
+/** readv(2) on an iovec array at native address `iov`; returns bytes or -errno (never throws). */
+export function readv(fd: number, iov: bigint | number, n: number): number {
+  const r = Number(c.readv(fd, iov, n));
+  return r < 0 ? -koffi.errno() : r;
+}
+
+/** writev(2) on an iovec array at native address `iov`; returns bytes or -errno (never throws). */
+export function writev(fd: number, iov: bigint | number, n: number): number {
+  const r = Number(c.writev(fd, iov, n));
+  return r < 0 ? -koffi.errno() : r;
+}
+
+/** read(2) into a JS buffer; returns bytes or -errno. */
+export function read(fd: number, buf: Uint8Array): number {
+  const r = Number(c.readBuf(fd, buf, buf.length));
+  return r < 0 ? -koffi.errno() : r;
+}
+
+/** write(2) from a JS buffer; returns bytes or -errno. */
+export function write(fd: number, buf: Uint8Array): number {
+  const r = Number(c.writeBuf(fd, buf, buf.length));
+  return r < 0 ? -koffi.errno() : r;
+}
+
+export function eventfd(initval = 0, flags = EFD_CLOEXEC | EFD_NONBLOCK): number {
+  return check("eventfd", c.eventfd(initval, flags));
+}
+
+/** Adds 1 to an eventfd (wakes whoever waits on it). */
+export function eventfdSignal(fd: number): void {
+  const one = new Uint8Array(8);
+  one[0] = 1;
+  const r = write(fd, one);
+  if (r < 0 && -r !== EAGAIN) throw new SysError("write(eventfd)", -r);
+}
+
+/** Reads and clears an eventfd's counter; 0 if it was not signalled. */
+export function eventfdDrain(fd: number): number {
+  const buf = new Uint8Array(8);
+  const r = read(fd, buf);
+  if (r < 0) {
+    if (-r === EAGAIN) return 0;
+    throw new SysError("read(eventfd)", -r);
+  }
+  return Number(new DataView(buf.buffer).getBigUint64(0, true));
+}
+
+/** struct epoll_event is packed on x86_64: u32 events, u64 data (12 bytes). */
+const EPOLL_EVENT_SIZE = 12;
+
+export function epollCreate(): number {
+  return check("epoll_create1", c.epollCreate1(EPOLL_CLOEXEC));
+}
+
+function epollEvent(events: number, token: number): Uint8Array {
+  const ev = new Uint8Array(EPOLL_EVENT_SIZE);
+  const dv = new DataView(ev.buffer);
+  dv.setUint32(0, events, true);
+  dv.setBigUint64(4, BigInt(token), true);
+  return ev;
+}
+
+export function epollAdd(epfd: number, fd: number, events: number, token: number): void {
+  check("epoll_ctl(ADD)", c.epollCtl(epfd, EPOLL_CTL_ADD, fd, epollEvent(events, token)));
+}
+
+/** Changes the events of a registered fd (re-arms an EPOLLONESHOT registration). */
+export function epollMod(epfd: number, fd: number, events: number, token: number): void {
+  check("epoll_ctl(MOD)", c.epollCtl(epfd, EPOLL_CTL_MOD, fd, epollEvent(events, token)));
+}
+
+export function epollDel(epfd: number, fd: number): void {
+  check("epoll_ctl(DEL)", c.epollCtl(epfd, EPOLL_CTL_DEL, fd, new Uint8Array(EPOLL_EVENT_SIZE)));
+}
+
+/** A reusable buffer for epoll_wait results. */
+export class EpollEvents {
+  readonly buf: Uint8Array;
+  private readonly dv: DataView;
+  constructor(readonly max = 16) {
+    this.buf = new Uint8Array(EPOLL_EVENT_SIZE * max);
+    this.dv = new DataView(this.buf.buffer);
+  }
+  events(i: number): number { return this.dv.getUint32(EPOLL_EVENT_SIZE * i, true); }
+  token(i: number): number { return Number(this.dv.getBigUint64(EPOLL_EVENT_SIZE * i + 4, true)); }
+}
+
+/** epoll_wait(2), blocking the calling thread up to `timeoutMs` (-1: forever). Returns the count (0 on EINTR). */
+export function epollWait(epfd: number, out: EpollEvents, timeoutMs: number): number {
+  const r = c.epollWait(epfd, out.buf, out.max, timeoutMs);
+  if (r < 0) {
+    const e = koffi.errno();
+    if (e === EINTR) return 0;
+    throw new SysError("epoll_wait", e);
+  }
+  return r;
+}
+
+/** epoll_wait(2) on a thread-pool thread; resolves with the count. For hosts without Workers. */
+export function epollWaitAsync(epfd: number, out: EpollEvents, timeoutMs: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    c.epollWait.async(epfd, out.buf, out.max, timeoutMs, (err: unknown, r: number) => {
+      if (err) reject(err);
+      else resolve(r < 0 ? 0 : r);
+    });
+  });
+}
+
+export function memfdCreate(name: string): number {
+  return check("memfd_create", c.memfdCreate(name, MFD_CLOEXEC));
+}
+
+export function ftruncate(fd: number, length: number): void {
+  check("ftruncate", c.ftruncate(fd, length));
+}
+
+export function mmap(addr: bigint, length: number, prot: number, flags: number, fd: number, offset: number): bigint {
+  const r = BigInt(c.mmap(addr, length, prot, flags, fd, offset));
+  if (r === 0xffff_ffff_ffff_ffffn) throw new SysError("mmap", koffi.errno());
+  return r;
+}
+
+export function munmap(addr: bigint, length: number): void {
+  check("munmap", c.munmap(addr, length));
+}
+
+export function socket(domain: number, type: number, protocol = 0): number {
+  return check("socket", c.socket(domain, type | O_CLOEXEC, protocol));
+}
+
+/** Native address of the first byte of a Wasm memory's backing store. */
+export function memoryAddress(memory: WebAssembly.Memory): bigint {
+  // On a SharedArrayBuffer koffi needs a view, not the buffer (platform notes).
+  return BigInt(koffi.address(new Uint8Array(memory.buffer)));
+}

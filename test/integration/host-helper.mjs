@@ -1,0 +1,38 @@
+// Host-side endpoints for the integration tests, run inside a test namespace with the same
+// node binary: `ip netns exec NS node host-helper.mjs MODE ...`. Prints results as JSON.
+import dgram from "node:dgram";
+import net from "node:net";
+
+const [mode, addr, portText, arg] = process.argv.slice(2);
+const port = Number(portText);
+const family = addr.includes(":") ? "udp6" : "udp4";
+
+if (mode === "udp-recv") {
+  // Receive `arg` datagrams, print their payloads as hex.
+  const want = Number(arg);
+  const got = [];
+  const s = dgram.createSocket(family);
+  s.on("message", (m) => {
+    got.push(m.toString("hex"));
+    if (got.length === want) { console.log(JSON.stringify(got)); s.close(); }
+  });
+  s.bind(port, addr, () => console.error("ready"));
+  setTimeout(() => { console.log(JSON.stringify(got)); process.exit(got.length === want ? 0 : 3); }, 8000).unref();
+} else if (mode === "udp-send") {
+  const s = dgram.createSocket(family);
+  s.send(Buffer.from(arg, "hex"), port, addr, (e) => { s.close(); process.exit(e ? 1 : 0); });
+} else if (mode === "tcp-listen") {
+  // Listen for `arg` ms: the kernel answers SYNs itself (SYN-ACK) whether or not we accept.
+  const srv = net.createServer((c) => c.destroy());
+  srv.listen(port, addr, () => console.error("ready"));
+  setTimeout(() => { srv.close(); process.exit(0); }, Number(arg));
+} else if (mode === "tcp-connect") {
+  // Start a connection: its SYN is what the test looks at. Exits when refused/reset or after `arg` ms.
+  const c = net.connect({ host: addr, port });
+  c.on("error", () => process.exit(0));
+  c.on("connect", () => process.exit(0));
+  setTimeout(() => process.exit(0), Number(arg));
+} else {
+  console.error(`unknown mode ${mode}`);
+  process.exit(2);
+}
