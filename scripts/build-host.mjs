@@ -8,6 +8,7 @@ const entries = {
   index: "host/index.ts",
   "bench/main": "bench/main.ts",
   "cli/main": "host/cli/main.ts",
+  "io/tap-worker-entry": "host/io/tap-worker-entry.ts",
 };
 const entryPoints = Object.fromEntries(Object.entries(entries).filter(([, src]) => existsSync(src)));
 

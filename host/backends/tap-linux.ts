@@ -83,6 +83,11 @@ export class LinuxTap {
     }
   }
 
+  /** Wraps an fd opened elsewhere (another thread's LinuxTap.open); closing stays with the opener. */
+  static fromFd(fd: number, name: string, vnetHdr: boolean, kernelFeatures: number): LinuxTap {
+    return new LinuxTap(fd, name, vnetHdr, kernelFeatures);
+  }
+
   /** Sets the virtio_net_hdr size the kernel reads and writes (10 or 12; match the guest's). */
   setVnetHdrSize(bytes: number): void {
     const v = new Uint8Array(4);

@@ -12,6 +12,7 @@ import {
 import type { GuestRegion } from "../memory/layout.js";
 import { instantiateCore, type CoreExports } from "../wasm/core.js";
 import { readMetrics, type QueueMetrics } from "./metrics.js";
+import type { DeviceLock } from "../io/device-lock.js";
 
 export { BackendKind, CsumPolicy, QueueIndex, Status };
 
@@ -54,6 +55,16 @@ export interface DeviceOptions {
   /** Native address of Wasm address 0, so iovecs can go to readv/writev. Default 0. */
   nativeBase?: bigint;
   hooks?: DeviceHooks;
+  /**
+   * Serialises control calls against a data path running in a Worker on the same state block
+   * (see host/io/tap-worker.ts). Leave unset when one thread does everything.
+   */
+  lock?: DeviceLock;
+  /**
+   * Attach to a state block another thread already initialised (a Worker's data path)
+   * instead of initialising it. Default false.
+   */
+  attach?: boolean;
 }
 
 /** Outcome of handing one frame to the guest. */
@@ -89,6 +100,7 @@ export class VirtioNetDevice {
   readonly state: number;
   readonly stateSize: number;
   private readonly hooks: DeviceHooks;
+  private readonly lock: DeviceLock | undefined;
   private readonly nativeBase: bigint;
   private readonly nativeBaseNumber: number;
   private u8: Uint8Array;
@@ -100,6 +112,7 @@ export class VirtioNetDevice {
     this.state = opts.stateAddress;
     this.stateSize = this.core.stateSize();
     this.hooks = opts.hooks ?? {};
+    this.lock = opts.lock;
     this.nativeBase = opts.nativeBase ?? 0n;
     this.nativeBaseNumber = Number(this.nativeBase);
     if (this.state % 16 !== 0 || this.state <= 0 || this.state + this.stateSize > opts.memory.buffer.byteLength) {
@@ -109,6 +122,10 @@ export class VirtioNetDevice {
     this.dv = new DataView(opts.memory.buffer);
     const c = this.core;
     const st = this.state;
+    if (opts.attach) {
+      if (!c.isInitialised(st)) throw new DeviceError("not-initialised", `no initialised state block at ${st}`);
+      return;
+    }
     c.init(st);
     c.setNativeBase(st, this.nativeBase);
     for (const r of opts.regions) this.addRegion(r);
@@ -122,6 +139,11 @@ export class VirtioNetDevice {
     }
   }
 
+  /** Runs a control operation under the lock, if there is one. */
+  private locked<T>(fn: () => T): T {
+    return this.lock ? this.lock.with(fn) : fn();
+  }
+
   private option(option: DeviceOption, value: number, name: string): void {
     if (this.core.setOption(this.state, option, value) !== Code.OK) {
       throw new DeviceError("invalid-option", `invalid ${name}: ${value}`);
@@ -130,14 +152,14 @@ export class VirtioNetDevice {
 
   /** Registers a guest RAM region (also while running: vhost-user ADD_MEM_REG). */
   addRegion(r: GuestRegion): void {
-    if (this.core.memAddRegion(this.state, r.gpa, BigInt(r.size), BigInt(r.wasm)) !== Code.OK) {
+    if (this.locked(() => this.core.memAddRegion(this.state, r.gpa, BigInt(r.size), BigInt(r.wasm))) !== Code.OK) {
       throw new DeviceError("region-refused", `guest region gpa 0x${r.gpa.toString(16)} size ${r.size} at ${r.wasm} refused (overlap, past the memory, or at address 0)`);
     }
   }
 
   /** Removes the guest RAM region starting at `gpa`. */
   removeRegion(gpa: bigint): boolean {
-    return this.core.memRemoveRegion(this.state, gpa) === Code.OK;
+    return this.locked(() => this.core.memRemoveRegion(this.state, gpa)) === Code.OK;
   }
 
   // ───────────────────────────── driver-facing (transport) ─────────────────────────────
@@ -152,14 +174,16 @@ export class VirtioNetDevice {
 
   /** The driver writes its features (before FEATURES_OK). */
   setDriverFeatures(features: bigint): boolean {
-    return this.core.setDriverFeatures(this.state, features) === Code.OK;
+    return this.locked(() => this.core.setDriverFeatures(this.state, features)) === Code.OK;
   }
 
   /** The driver writes the status register; returns the status as the driver reads it back. */
   setStatus(value: number): number {
-    const s = this.core.setStatus(this.state, value);
-    this.dispatchEvents();
-    return s;
+    return this.locked(() => {
+      const s = this.core.setStatus(this.state, value);
+      this.dispatchEvents();
+      return s;
+    });
   }
 
   /** Reads config space (`size` 1, 2 or 4 bytes at `offset`). */
@@ -169,27 +193,33 @@ export class VirtioNetDevice {
 
   /** Sets the link state; a config-change notification follows if the driver can see it. */
   setLinkUp(up: boolean): void {
-    this.core.setOption(this.state, DeviceOption.LINK_UP, up ? 1 : 0);
-    this.dispatchEvents();
+    this.locked(() => {
+      this.core.setOption(this.state, DeviceOption.LINK_UP, up ? 1 : 0);
+      this.dispatchEvents();
+    });
   }
 
   /** Sets a queue's size and ring addresses (guest-physical). */
   configureQueue(q: QueueIndex, size: number, desc: bigint, avail: bigint, used: bigint): number {
-    const r = this.core.queueSetSize(this.state, q, size);
-    if (r !== Code.OK) return r;
-    return this.core.queueSetAddrs(this.state, q, desc, avail, used);
+    return this.locked(() => {
+      const r = this.core.queueSetSize(this.state, q, size);
+      if (r !== Code.OK) return r;
+      return this.core.queueSetAddrs(this.state, q, desc, avail, used);
+    });
   }
 
   /** Enables (checking the ring addresses) or disables a queue. */
   enableQueue(q: QueueIndex, on: boolean): number {
-    const r = this.core.queueEnable(this.state, q, on ? 1 : 0);
-    this.dispatchEvents();
-    return r;
+    return this.locked(() => {
+      const r = this.core.queueEnable(this.state, q, on ? 1 : 0);
+      this.dispatchEvents();
+      return r;
+    });
   }
 
   /** Next available index the device will consume (vhost-user GET/SET_VRING_BASE). */
-  nextAvail(q: QueueIndex): number { return this.core.queueNextAvail(this.state, q); }
-  setNextAvail(q: QueueIndex, idx: number): number { return this.core.queueSetNextAvail(this.state, q, idx); }
+  nextAvail(q: QueueIndex): number { return this.locked(() => this.core.queueNextAvail(this.state, q)); }
+  setNextAvail(q: QueueIndex, idx: number): number { return this.locked(() => this.core.queueSetNextAvail(this.state, q, idx)); }
 
   /** Counters of queue `q`. */
   metrics(q: QueueIndex): QueueMetrics {

@@ -36,6 +36,8 @@ export interface GuestMemory {
   memory: WebAssembly.Memory;
   /** Wasm address of each device's state block. */
   stateAddresses: number[];
+  /** Wasm address of a 64-byte zeroed area per device for the host (e.g. a DeviceLock word). */
+  hostAddresses: number[];
   /** Wasm address of guest-physical 0. */
   guestBase: number;
   guestSize: number;
@@ -44,6 +46,8 @@ export interface GuestMemory {
 }
 
 const PAGE = 65536;
+/** Bytes of host-owned area per device. */
+const HOST_AREA = 64;
 
 /** Splits [0, size) around the holes into regions at `base + gpa`. */
 export function regionsWithHoles(base: number, size: number, holes: readonly GuestHole[] = []): GuestRegion[] {
@@ -66,10 +70,13 @@ export function createGuestMemory(opts: GuestMemoryOptions): GuestMemory {
   const probe = instantiateCore(new WebAssembly.Memory({ initial: 0 }));
   const stateSize = probe.stateSize();
   const stateAddresses: number[] = [];
+  const hostAddresses: number[] = [];
   let at = PAGE;
   for (let i = 0; i < devices; i++) {
     stateAddresses.push(at);
     at += Math.ceil(stateSize / 64) * 64;
+    hostAddresses.push(at);
+    at += HOST_AREA;
   }
   const guestBase = Math.ceil(at / PAGE) * PAGE;
   const pages = Math.ceil((guestBase + opts.guestSize) / PAGE);
@@ -79,6 +86,7 @@ export function createGuestMemory(opts: GuestMemoryOptions): GuestMemory {
   return {
     memory,
     stateAddresses,
+    hostAddresses,
     guestBase,
     guestSize: opts.guestSize,
     regions: regionsWithHoles(guestBase, opts.guestSize, opts.holes),

@@ -101,6 +101,21 @@ export class GuestDriver {
     throw new RangeError("guest RAM exhausted");
   }
 
+  /**
+   * Ring index fields (avail idx, used idx, used_event) are read and written atomically: with
+   * a device in another thread these are the synchronisation points (virtio 1.2, 2.7.13).
+   */
+  private idx16(gpa: bigint, v?: number): number {
+    const w = this.wasm(gpa);
+    if (!(this.mem.memory.buffer instanceof SharedArrayBuffer)) {
+      if (v !== undefined) this.dv.setUint16(w, v, true);
+      return this.dv.getUint16(w, true);
+    }
+    const a = new Uint16Array(this.mem.memory.buffer, w, 1);
+    if (v !== undefined) Atomics.store(a, 0, v);
+    return Atomics.load(a, 0);
+  }
+
   write(gpa: bigint, bytes: Uint8Array): void { this.u8.set(bytes, this.wasm(gpa)); }
   read(gpa: bigint, len: number): Uint8Array { const w = this.wasm(gpa); return this.u8.slice(w, w + len); }
   w16(gpa: bigint, v: number): void { this.dv.setUint16(this.wasm(gpa), v, true); }
@@ -205,13 +220,13 @@ export class GuestDriver {
     const q = this.queues[qi];
     this.w16(q.avail + BigInt(4 + 2 * (q.availIdx % q.size)), head);
     q.availIdx = (q.availIdx + 1) & 0xffff;
-    this.w16(q.avail + 2n, q.availIdx);
+    this.idx16(q.avail + 2n, q.availIdx);
   }
 
   /** Used elements the device published since the last call; frees their descriptors. */
   takeUsed(qi: QueueIndex): { id: number; len: number; bufs: { gpa: bigint; len: number }[] }[] {
     const q = this.queues[qi];
-    const idx = this.r16(q.used + 2n);
+    const idx = this.idx16(q.used + 2n);
     const out: { id: number; len: number; bufs: { gpa: bigint; len: number }[] }[] = [];
     while (q.lastUsed !== idx) {
       const e = q.used + BigInt(4 + 8 * (q.lastUsed % q.size));
@@ -233,7 +248,7 @@ export class GuestDriver {
   /** Sets used_event (EVENT_IDX): interrupt me when the used idx passes `v`. */
   setUsedEvent(qi: QueueIndex, v: number): void {
     const q = this.queues[qi];
-    this.w16(q.avail + BigInt(4 + 2 * q.size), v);
+    this.idx16(q.avail + BigInt(4 + 2 * q.size), v);
   }
 
   /** The device's avail_event (EVENT_IDX). */

@@ -11,7 +11,9 @@ import { BackendKind, Feature, QueueIndex } from "../../assembly/abi.js";
 import { LinuxTap } from "../../host/backends/tap-linux.js";
 import { featureMask } from "../../host/device/features.js";
 import { VirtioNetDevice } from "../../host/device/virtio-net.js";
+import { DeviceLock } from "../../host/io/device-lock.js";
 import { TapLoop } from "../../host/io/tap-loop.js";
+import { TapWorker } from "../../host/io/tap-worker.js";
 import { TapPort } from "../../host/io/tap-port.js";
 import { createGuestMemory } from "../../host/memory/layout.js";
 import { memoryAddress } from "../../host/runtime/libc.js";
@@ -29,36 +31,52 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 const ipText = (a: number[]) => (a.length === 4 ? a.join(".") : "2001:db8::" + a[15]);
 
+type Mode = "single-threaded loop" | "Worker";
+
 interface Env {
   ns: Netns;
   tap: LinuxTap;
   dev: VirtioNetDevice;
   port: TapPort;
-  loop: TapLoop;
+  loop?: TapLoop;
+  worker?: TapWorker;
   stack: GuestStack;
 }
 
-async function setup(features: bigint): Promise<Env> {
+async function setup(features: bigint, mode: Mode): Promise<Env> {
   const ns = Netns.create();
-  const mem = createGuestMemory({ guestSize: 16 << 20 });
+  const shared = mode === "Worker";
+  const mem = createGuestMemory({ guestSize: 16 << 20, shared });
   const nativeBase = memoryAddress(mem.memory);
   const tap = LinuxTap.open(Netns.tapName());
   ns.adopt(tap.name);
   const env = { ns, tap } as Env;
+  const onRxInterrupt = () => setImmediate(() => env.stack.poll());
   env.dev = new VirtioNetDevice({
     memory: mem.memory, stateAddress: mem.stateAddresses[0], regions: mem.regions, nativeBase,
     mac: GUEST_MAC, backend: tap.vnetHdr ? BackendKind.VNET_HDR : BackendKind.PLAIN,
+    lock: shared ? new DeviceLock(mem.memory, mem.hostAddresses[0]) : undefined,
     hooks: {
       // Control side: the tap's offloads follow what the guest negotiated.
       negotiated: (f) => env.port.applyNegotiated(f),
-      interrupt: (q) => { if (q === QueueIndex.RX) setImmediate(() => env.stack.poll()); },
+      interrupt: (q) => { if (q === QueueIndex.RX) onRxInterrupt(); },
     },
   });
   env.port = new TapPort(env.dev, tap, nativeBase);
-  env.loop = new TapLoop(env.port);
   const drv = new GuestDriver(mem, env.dev, 3);
   drv.bringUp(BASE | features, 256);
-  env.stack = new GuestStack(drv, BASE | features, (q) => env.loop.kick(q));
+  let kick: (q: QueueIndex) => void;
+  if (shared) {
+    env.worker = await TapWorker.start({
+      dev: env.dev, lockAddress: mem.hostAddresses[0], tap, nativeBase,
+      onMessage: (m) => { if (m.kind === "interrupt" && m.queue === QueueIndex.RX) onRxInterrupt(); },
+    });
+    kick = (q) => env.worker!.kick(q);
+  } else {
+    env.loop = new TapLoop(env.port);
+    kick = (q) => env.loop!.kick(q);
+  }
+  env.stack = new GuestStack(drv, BASE | features, kick);
 
   ns.ip(["addr", "add", "192.0.2.1/24", "dev", tap.name]);
   ns.ip(["-6", "addr", "add", "2001:db8::1/64", "dev", tap.name, "nodad"]);
@@ -72,14 +90,15 @@ async function setup(features: bigint): Promise<Env> {
     ns.ip(["neigh", "add", "198.51.100.2", "lladdr", "52:54:00:12:34:56", "dev", name, "nud", "permanent"]);
   }
   env.stack.hostMac = Uint8Array.from(ns.exec(["cat", `/sys/class/net/${tap.name}/address`]).trim().split(":").map((h) => parseInt(h, 16)));
-  env.loop.start();
+  env.loop?.start();
   env.stack.start();
   return env;
 }
 
 async function teardown(env: Env | undefined): Promise<void> {
   if (!env) return;
-  await env.loop.stop();
+  await env.loop?.stop();
+  await env.worker?.stop();
   env.ns.destroy();
   env.port.tap.close();
 }
@@ -90,11 +109,13 @@ const isTcp = (sport: number, dport: number, flags: number) => (r: Received) =>
 
 describe.skipIf(!avail.ok)(`tap backend against the Linux kernel${avail.ok ? "" : ` (skipped: ${avail.reason})`}`, () => {
   describe.each([
-    ["a guest negotiating CSUM and GUEST_CSUM", OFFLOAD],
-    ["a guest negotiating no offload", 0n],
-  ])("%s", (_name, features) => {
+    ["single-threaded loop", "a guest negotiating CSUM and GUEST_CSUM", OFFLOAD],
+    ["single-threaded loop", "a guest negotiating no offload", 0n],
+    ["Worker", "a guest negotiating CSUM and GUEST_CSUM", OFFLOAD],
+    ["Worker", "a guest negotiating no offload", 0n],
+  ] as [Mode, string, bigint][])("%s, %s", (mode, _name, features) => {
     let env: Env;
-    beforeAll(async () => { env = await setup(features); }, 20_000);
+    beforeAll(async () => { env = await setup(features, mode); }, 20_000);
     afterAll(async () => { await teardown(env); });
 
     it("ARP: the kernel answers the guest's request", async () => {

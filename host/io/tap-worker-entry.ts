@@ -1,0 +1,68 @@
+/**
+ * The data path of one device in a Worker: blocked in epoll_wait on the tap, the two queue
+ * kick eventfds and a stop eventfd; pumps under the device lock; reports interrupts by eventfd
+ * (vhost-user call fds) or by message. Started by TapWorker (tap-worker.ts).
+ */
+import { parentPort, workerData } from "node:worker_threads";
+import { QueueIndex } from "../../assembly/abi.js";
+import { LinuxTap } from "../backends/tap-linux.js";
+import { VirtioNetDevice } from "../device/virtio-net.js";
+import * as libc from "../runtime/libc.js";
+import { DeviceLock } from "./device-lock.js";
+import { TapPort } from "./tap-port.js";
+import type { TapWorkerData, TapWorkerMessage } from "./tap-worker.js";
+
+const data = workerData as TapWorkerData;
+const post = (m: TapWorkerMessage) => parentPort!.postMessage(m);
+const lock = new DeviceLock(data.memory, data.lockAddress);
+const dev = new VirtioNetDevice({
+  memory: data.memory, stateAddress: data.stateAddress, regions: [], attach: true, nativeBase: data.nativeBase,
+  hooks: {
+    interrupt: (q) => (data.callFds ? libc.eventfdSignal(data.callFds[q]) : post({ kind: "interrupt", queue: q })),
+    configChanged: () => post({ kind: "config-changed" }),
+    needsReset: () => post({ kind: "needs-reset" }),
+  },
+});
+const tap = LinuxTap.fromFd(data.tapFd, data.tapName, data.vnetHdr, 0);
+const port = new TapPort(dev, tap, data.nativeBase);
+
+const TAP = 1, KICK_RX = 2, KICK_TX = 3, STOP = 4;
+const ep = libc.epollCreate();
+libc.epollAdd(ep, data.tapFd, libc.EPOLLIN | libc.EPOLLONESHOT, TAP);
+libc.epollAdd(ep, data.kickFds[QueueIndex.RX], libc.EPOLLIN, KICK_RX);
+libc.epollAdd(ep, data.kickFds[QueueIndex.TX], libc.EPOLLIN, KICK_TX);
+libc.epollAdd(ep, data.stopFd, libc.EPOLLIN, STOP);
+const events = new libc.EpollEvents(8);
+let rxWaitingForBuffers = false;
+let txBlocked = false;
+
+post({ kind: "ready" });
+for (let running = true; running;) {
+  const n = libc.epollWait(ep, events, -1);
+  let tx = false;
+  let rx = false;
+  for (let i = 0; i < n; i++) {
+    const t = events.token(i);
+    const e = events.events(i);
+    if (t === STOP) running = false;
+    else if (t === KICK_TX) { libc.eventfdDrain(data.kickFds[QueueIndex.TX]); tx = true; }
+    else if (t === KICK_RX) { libc.eventfdDrain(data.kickFds[QueueIndex.RX]); rxWaitingForBuffers = false; rx = true; }
+    else if (t === TAP) {
+      if (e & libc.EPOLLOUT) tx = true;
+      if (e & (libc.EPOLLIN | libc.EPOLLERR | libc.EPOLLHUP)) rx = true;
+    }
+  }
+  if (!running) break;
+  lock.with(() => {
+    if (tx) txBlocked = port.pumpTx() === "tap-full";
+    if (rx || tx) {
+      const r = port.pumpRx();
+      if (r === "no-buffers") rxWaitingForBuffers = true;
+      if (r === "tap-error") post({ kind: "tap-error", message: port.stats.lastError ?? "tap error" });
+    }
+  });
+  const want = (rxWaitingForBuffers ? 0 : libc.EPOLLIN) | (txBlocked ? libc.EPOLLOUT : 0);
+  libc.epollMod(ep, data.tapFd, want | libc.EPOLLONESHOT, TAP);
+}
+libc.close(ep);
+post({ kind: "stopped" });
