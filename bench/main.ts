@@ -1,12 +1,23 @@
-/** `npm run bench`: every suite, one process, contenders interleaved. */
+/** `npm run bench`: every suite, one process, contenders interleaved; the tap suite again under Bun. */
+import { spawnSync } from "node:child_process";
 import { cpus } from "node:os";
+import { fileURLToPath } from "node:url";
 import { checksumBench } from "./checksum.js";
 import { deviceBench } from "./device.js";
+import { tapBench } from "./tap.js";
 import { translateBench } from "./translate.js";
 
-const runtime = typeof process !== "undefined" ? `node ${process.version}` : "unknown runtime";
-console.log(`virtio-net-wasm benchmarks — ${runtime}, ${cpus()[0]?.model ?? "cpu?"} x${cpus().length}`);
+/** Bun version used for the cross-runtime tap run (fetched from npm on first use). */
+const BUN = "bun@1.4.5";
+
+console.log(`virtio-net-wasm benchmarks — node ${process.version}, ${cpus()[0]?.model ?? "cpu?"} x${cpus().length}`);
 console.log("Numbers are medians of interleaved rounds on a shared machine: read the ratios, not the absolutes.");
 deviceBench();
 checksumBench();
 translateBench();
+await tapBench();
+if (!process.argv.includes("--no-bun") && process.getuid?.() === 0) {
+  const tapJs = fileURLToPath(new URL("./tap.js", import.meta.url));
+  const r = spawnSync("npx", ["-y", BUN, tapJs], { stdio: "inherit", timeout: 600_000 });
+  if (r.status !== 0) console.log(`\nTap throughput (bun): not run (npx ${BUN} exited ${r.status ?? r.signal}); pass --no-bun to skip`);
+}

@@ -26,6 +26,8 @@ export interface RingBench {
 
 export interface RingBenchOptions {
   frame: Uint8Array;
+  /** Give the device the memory's native address, for iovecs that go to real syscalls. */
+  nativeBase?: (memory: WebAssembly.Memory) => bigint;
   hdr?: Partial<VirtioNetHdr>;
   backend?: BackendKind;
   features?: bigint;
@@ -33,7 +35,10 @@ export interface RingBenchOptions {
 
 export function ringBench(opts: RingBenchOptions): RingBench {
   const mem = createGuestMemory({ guestSize: 16 << 20 });
-  const dev = new VirtioNetDevice({ memory: mem.memory, stateAddress: mem.stateAddresses[0], regions: mem.regions, backend: opts.backend });
+  const dev = new VirtioNetDevice({
+    memory: mem.memory, stateAddress: mem.stateAddresses[0], regions: mem.regions, backend: opts.backend,
+    nativeBase: opts.nativeBase?.(mem.memory),
+  });
   const u8 = new Uint8Array(mem.memory.buffer);
   const dv = new DataView(mem.memory.buffer);
   const base = mem.guestBase;

@@ -7,6 +7,7 @@ import { existsSync } from "node:fs";
 const entries = {
   index: "host/index.ts",
   "bench/main": "bench/main.ts",
+  "bench/tap": "bench/tap.ts",
   "cli/main": "host/cli/main.ts",
   "io/tap-worker-entry": "host/io/tap-worker-entry.ts",
 };
