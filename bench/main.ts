@@ -1,4 +1,4 @@
-/** `npm run bench`: every suite, one process, contenders interleaved; the tap suite again under Bun. */
+/** `npm run bench`: every suite, one process, contenders interleaved; the tap suite again under Bun and Deno. */
 import { spawnSync } from "node:child_process";
 import { cpus } from "node:os";
 import { fileURLToPath } from "node:url";
@@ -7,8 +7,11 @@ import { deviceBench } from "./device.js";
 import { tapBench } from "./tap.js";
 import { translateBench } from "./translate.js";
 
-/** Bun version used for the cross-runtime tap run (fetched from npm on first use). */
-const BUN = "bun@1.4.5";
+/** Runtimes for the cross-runtime tap run, fetched from npm on first use. */
+const OTHER_RUNTIMES: [string, string[]][] = [
+  ["bun@1.4.5", []],
+  ["deno@2.9.6", ["run", "--allow-all"]],
+];
 
 console.log(`virtio-net-wasm benchmarks — node ${process.version}, ${cpus()[0]?.model ?? "cpu?"} x${cpus().length}`);
 console.log("Numbers are medians of interleaved rounds on a shared machine: read the ratios, not the absolutes.");
@@ -16,8 +19,10 @@ deviceBench();
 checksumBench();
 translateBench();
 await tapBench();
-if (!process.argv.includes("--no-bun") && process.getuid?.() === 0) {
+if (!process.argv.includes("--node-only") && process.getuid?.() === 0) {
   const tapJs = fileURLToPath(new URL("./tap.js", import.meta.url));
-  const r = spawnSync("npx", ["-y", BUN, tapJs], { stdio: "inherit", timeout: 600_000 });
-  if (r.status !== 0) console.log(`\nTap throughput (bun): not run (npx ${BUN} exited ${r.status ?? r.signal}); pass --no-bun to skip`);
+  for (const [pkg, args] of OTHER_RUNTIMES) {
+    const r = spawnSync("npx", ["-y", pkg, ...args, tapJs], { stdio: "inherit", timeout: 600_000 });
+    if (r.status !== 0) console.log(`\nTap throughput (${pkg}): not run (npx ${pkg} exited ${r.status ?? r.signal}); pass --node-only to skip`);
+  }
 }

@@ -1,7 +1,8 @@
 /**
  * Tap throughput: frames/s and Gbit/s through a real tap in a network namespace, TX and RX at
  * 64 and 1514 bytes, next to a minimal loop doing the same writev/readv calls with no engine
- * (the syscall floor). Needs root and /dev/net/tun. Runs under Node or Bun (`bun dist/bench/tap.js`).
+ * (the syscall floor). Needs root and /dev/net/tun. Runs unchanged under Node, Bun
+ * (`bun dist/bench/tap.js`) and Deno (`deno run --allow-all dist/bench/tap.js`).
  */
 import { execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
@@ -18,7 +19,8 @@ import { ringBench, RING } from "./ring-loop.js";
 const FEATURES = featureMask(Feature.VERSION_1, Feature.MAC, Feature.EVENT_IDX);
 const ROUNDS = 3;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const runtime = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined" ? "bun" : "node";
+const g = globalThis as { Bun?: { version: string }; Deno?: { version: { deno: string } } };
+const runtime = g.Bun ? `bun ${g.Bun.version}` : g.Deno ? `deno ${g.Deno.version.deno}` : `node ${process.version}`;
 
 function frameOf(size: number): Uint8Array {
   // UDP/IPv4 to a MAC that is not the tap's: the kernel drops it right after the tap.
