@@ -1,19 +1,12 @@
 /**
  * Checksum throughput: the core's v128 loop and scalar loop (both looping inside Wasm), a
- * plain JavaScript byte loop, and JS copyWithin (memmove) over the same bytes as the floor.
+ * plain JavaScript byte loop (the tests' reference onesSum, written the way JS emulators write
+ * it), and JS copyWithin (memmove) over the same bytes as the floor.
  */
 import { compare, table } from "./harness.js";
 import { frameOfSize } from "./device.js";
 import { ringBench } from "./ring-loop.js";
-
-/** The checksum as JS emulators typically write it: a byte loop over big-endian words. */
-function jsChecksum(u8: Uint8Array, at: number, len: number): number {
-  let s = 0;
-  for (let i = 0; i + 1 < len; i += 2) s += (u8[at + i] << 8) | u8[at + i + 1];
-  if (len & 1) s += u8[at + len - 1] << 8;
-  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
-  return s;
-}
+import { onesSum } from "../host/testing/frames.js";
 
 export function checksumBench(): void {
   const { dev, u8, guestBase } = ringBench({ frame: frameOfSize(64) });
@@ -26,7 +19,7 @@ export function checksumBench(): void {
     const res = compare({
       simd: (n) => { sink ^= dev.core.checksumGuest(dev.state, BigInt(gpa), len, 1, n); },
       scalar: (n) => { sink ^= dev.core.checksumGuest(dev.state, BigInt(gpa), len, 0, n); },
-      js: (n) => { for (let i = 0; i < n; i++) sink ^= jsChecksum(u8, at, len); },
+      js: (n) => { for (let i = 0; i < n; i++) sink ^= onesSum(u8.subarray(at, at + len)); },
       copy: (n) => { for (let i = 0; i < n; i++) u8.copyWithin(at + (1 << 20), at, at + len); },
     });
     if (sink === -1) console.log("unreachable");

@@ -333,12 +333,17 @@ export function txNext(st: usize): i32 {
   }
 }
 
+/** The 6-byte MAC at logical offset `off` of `sg`, in the low 48 bits (as Device.mac). */
+function macAt(st: usize, sg: Sg, off: u32): u64 {
+  const tmp = st + OFF_RX_BACKEND_HDR + 8; // 8 free bytes: the tun_hdr slot is 8 of 16
+  store<u64>(tmp, 0);
+  sgRead(sg, off, tmp, 6);
+  return load<u64>(tmp);
+}
+
 /** Source MAC check for vmd's "locked lladdr": frame bytes 6..11 must be the device's MAC. */
 function sourceIsOurs(st: usize, sg: Sg): bool {
-  const tmp = st + OFF_RX_BACKEND_HDR + 8; // 8 free bytes: RX header area is unused on TX
-  store<u64>(tmp, 0);
-  sgRead(sg, 6, tmp, 6);
-  return load<u64>(tmp) == (device(st).mac & 0xffffffffffff);
+  return macAt(st, sg, 6) == device(st).mac;
 }
 
 /**
@@ -505,11 +510,8 @@ export function rxAbort(st: usize): i32 {
 
 /** vmd's locked lladdr on RX: only frames for our MAC, broadcast or multicast. */
 function destinationAccepted(st: usize, chain: Sg): bool {
-  const tmp = st + OFF_RX_BACKEND_HDR + 8;
-  store<u64>(tmp, 0);
-  sgRead(chain, device(st).hdrLen, tmp, 6);
-  const dst = load<u64>(tmp);
-  return (dst & 1) != 0 || dst == (device(st).mac & 0xffffffffffff);
+  const dst = macAt(st, chain, device(st).hdrLen);
+  return (dst & 1) != 0 || dst == device(st).mac;
 }
 
 /** Address of counter block of queue `qi` (METRICS_STRIDE bytes). */

@@ -14,6 +14,19 @@ export function onesSum(bytes: Uint8Array, initial = 0): number {
   return s;
 }
 
+/**
+ * What a receiver of a partial checksum does (virtio 1.2, 5.1.6.2: a guest with GUEST_CSUM, a
+ * virtio_net_hdr backend; an OpenBSD stack at the TCP/UDP header for M_*_CSUM_OUT): sum from
+ * `start` to the end of the frame and store the complement at `start + off`. Returns a copy.
+ */
+export function completePartial(frame: Uint8Array, start: number, off: number): Uint8Array {
+  const out = frame.slice();
+  const v = internetChecksum(out.subarray(start));
+  out[start + off] = v >> 8;
+  out[start + off + 1] = v & 0xff;
+  return out;
+}
+
 /** The checksum field value (big-endian number) for `bytes` plus an initial sum. */
 export function internetChecksum(bytes: Uint8Array, initial = 0): number {
   return ~onesSum(bytes, initial) & 0xffff;

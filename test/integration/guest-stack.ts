@@ -8,9 +8,8 @@
 import { Feature, NetHdr, QueueIndex } from "../../assembly/abi.js";
 import type { GuestDriver } from "../../host/testing/driver-model.js";
 import {
-  buildFrame, decodeFrame, ipv4HeaderValid, l4ChecksumValid, type DecodedFrame, type FrameSpec,
+  buildFrame, completePartial, decodeFrame, ipv4HeaderValid, l4ChecksumValid, type DecodedFrame, type FrameSpec,
 } from "../../host/testing/frames.js";
-import { completePartial } from "../helpers/complete.js";
 
 export const GUEST_MAC = Uint8Array.of(0x52, 0x54, 0x00, 0x12, 0x34, 0x56);
 export const HOST4 = [192, 0, 2, 1];

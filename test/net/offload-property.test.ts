@@ -11,8 +11,8 @@ import { BackendKind, Feature, NetHdr, QueueIndex, TunHdr } from "../../assembly
 import { decodeTunHdr, decodeVirtioHdr, encodeTunHdr, encodeVirtioHdr } from "../../host/device/header.js";
 import { featureMask } from "../../host/device/features.js";
 import { cuts, frameSpec } from "../helpers/arbitraries.js";
-import { completePartial, diffOutside } from "../helpers/complete.js";
-import { buildFrame, ipv4HeaderValid, l4ChecksumValid } from "../../host/testing/frames.js";
+import { diffOutside } from "../helpers/complete.js";
+import { buildFrame, ipv4HeaderValid, l4ChecksumValid, completePartial } from "../../host/testing/frames.js";
 import { fixture, type Fixture } from "../helpers/setup.js";
 
 const BASE = featureMask(Feature.VERSION_1, Feature.MAC, Feature.INDIRECT_DESC, Feature.EVENT_IDX);
