@@ -33,6 +33,8 @@ export class GuestStack {
   /** Frames whose checksum did not verify, or that carried NEEDS_CSUM without GUEST_CSUM. */
   readonly bad: string[] = [];
   hostMac: Uint8Array | null = null;
+  /** While true the guest neither takes completed buffers nor posts new ones (a busy guest). */
+  hold = false;
   private waiters: { pred: (r: Received) => boolean; resolve: (r: Received) => void }[] = [];
 
   constructor(
@@ -81,6 +83,7 @@ export class GuestStack {
 
   /** Takes completed RX buffers, checks them, answers ARP/echo, reposts buffers. */
   poll(): void {
+    if (this.hold) return;
     const got = this.drv.receiveAll();
     for (const rx of got) this.handle(rx.frame, rx.hdr.flags, rx.hdr.csumStart, rx.hdr.csumOffset);
     if (got.length) {

@@ -21,6 +21,19 @@ if (mode === "udp-recv") {
 } else if (mode === "udp-send") {
   const s = dgram.createSocket(family);
   s.send(Buffer.from(arg, "hex"), port, addr, (e) => { s.close(); process.exit(e ? 1 : 0); });
+} else if (mode === "udp-burst") {
+  // Send `arg` datagrams whose payload is their 4-byte big-endian sequence number, paced so
+  // the tap queue (not the sender) is what fills up.
+  const count = Number(arg);
+  const s = dgram.createSocket(family);
+  let i = 0;
+  const next = () => {
+    if (i === count) { s.close(); return; }
+    const b = Buffer.alloc(4);
+    b.writeUInt32BE(i++);
+    s.send(b, port, addr, next);
+  };
+  next();
 } else if (mode === "tcp-listen") {
   // Listen for `arg` ms: the kernel answers SYNs itself (SYN-ACK) whether or not we accept.
   const srv = net.createServer((c) => c.destroy());

@@ -364,3 +364,34 @@ describe("TX backpressure", () => {
     expect(f.dev.metrics(QueueIndex.TX).packets).toBe(3);
   });
 });
+
+describe("queue sizes", () => {
+  it("works at the largest size, 32768, across the index wrap", () => {
+    const f = fixture({ guestSize: 16 << 20 });
+    f.drv.bringUp(BASE, 32768);
+    const q = f.drv.queues[QueueIndex.TX];
+    // Start near the u16 wrap of the free-running indices, as a long-lived ring would be.
+    q.availIdx = 65530;
+    q.lastUsed = 65530;
+    f.drv.w16(q.avail + 2n, 65530);
+    f.drv.w16(q.used + 2n, 65530);
+    f.dev.setStatus(0);
+    f.drv.negotiate(BASE);
+    f.dev.configureQueue(QueueIndex.TX, 32768, q.desc, q.avail, q.used);
+    f.dev.setNextAvail(QueueIndex.TX, 65530);
+    f.dev.enableQueue(QueueIndex.TX, true);
+    f.dev.configureQueue(QueueIndex.RX, 32768, f.drv.queues[QueueIndex.RX].desc, f.drv.queues[QueueIndex.RX].avail, f.drv.queues[QueueIndex.RX].used);
+    f.dev.enableQueue(QueueIndex.RX, true);
+    f.drv.start();
+    for (let i = 0; i < 12; i++) f.drv.send(frame);
+    expect(f.dev.collectTx().length).toBe(12);
+    expect(f.drv.takeUsed(QueueIndex.TX).length).toBe(12);
+    expect(f.drv.r16(q.used + 2n)).toBe((65530 + 12) & 0xffff);
+  });
+
+  it.each([0, 3, 100, 65536])("refuses size %i", (n) => {
+    const f = fixture();
+    f.drv.negotiate(BASE);
+    expect(f.dev.configureQueue(QueueIndex.TX, n, 0x1000n, 0x2000n, 0x3000n)).toBe(Code.INVALID);
+  });
+});
