@@ -31,7 +31,7 @@ export function runDemo(opts: DemoOptions): boolean {
     memory: mem.memory, stateAddress: mem.stateAddresses[i], regions: regions[i],
     mac: `52:54:00:00:00:0${i + 1}`, backend: BackendKind.VNET_HDR,
   }));
-  const guests = [0, 1].map((i) => new GuestDriver({ ...mem, regions: regions[i], guestSize: half }, devs[i], i + 1));
+  const guests = [0, 1].map((i) => new GuestDriver({ memory: mem.memory, regions: regions[i] }, devs[i], i + 1));
   log(`two virtio-net devices in one ${(mem.memory.buffer.byteLength / 2 ** 20).toFixed(0)} MiB Wasm memory (state blocks at ${mem.stateAddresses.join(", ")})`);
 
   let allValid = true;

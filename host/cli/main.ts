@@ -2,9 +2,11 @@
  * The `virtio-net-wasm` command.
  *
  *   virtio-net-wasm demo [--frames N]
+ *   virtio-net-wasm vhost-user --socket PATH --tap IFNAME [...]
  */
 import { parseArgs } from "node:util";
 import { runDemo } from "./demo.js";
+import { vhostUserMain, VHOST_USER_HELP } from "./vhost-user.js";
 
 const HELP = `usage: virtio-net-wasm <command> [options]
 
@@ -13,18 +15,20 @@ commands:
                   in-process; shows negotiation and which checksums were never computed.
                   Needs no root, tap or QEMU.
       --frames N  frames per phase (default 1000)
+  vhost-user      serve a QEMU guest's virtio-net over vhost-user with a tap
+                  (virtio-net-wasm vhost-user --help for options and the QEMU command line)
   help            this text
 
-The tap backend, the vhost-user back-end for QEMU and the embedded network are not in this
-build yet; see README.md "Status".`;
+The embedded network (a vhost-user guest without a tap) is not in this build yet.`;
 
 /** Runs the CLI with `argv` (without node and script); returns the exit code. */
-export function main(argv: string[], log: (s: string) => void = console.log, err: (s: string) => void = console.error): number {
+export async function main(argv: string[], log: (s: string) => void = console.log, err: (s: string) => void = console.error): Promise<number> {
   const [command, ...rest] = argv;
   if (!command || command === "help" || command === "--help" || command === "-h") {
     log(HELP);
     return command ? 0 : 2;
   }
+  if (command === "vhost-user") return vhostUserMain(rest, log, err);
   if (command !== "demo") {
     err(`virtio-net-wasm: unknown command "${command}"\n\n${HELP}`);
     return 2;
@@ -42,4 +46,4 @@ export function main(argv: string[], log: (s: string) => void = console.log, err
 }
 
 const invokedDirectly = process.argv[1] !== undefined && import.meta.url.endsWith(process.argv[1].split("/").pop() ?? "\0");
-if (invokedDirectly) process.exitCode = main(process.argv.slice(2));
+if (invokedDirectly) process.exitCode = await main(process.argv.slice(2));

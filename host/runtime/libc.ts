@@ -76,6 +76,14 @@ const c = {
   mmap: lib.func("uintptr_t mmap(uintptr_t addr, size_t length, int prot, int flags, int fd, int64_t offset)"),
   munmap: lib.func("int munmap(uintptr_t addr, size_t length)"),
   socket: lib.func("int socket(int domain, int type, int protocol)"),
+  bind: lib.func("int bind(int fd, void *addr, uint32_t len)"),
+  connect: lib.func("int connect(int fd, void *addr, uint32_t len)"),
+  listen: lib.func("int listen(int fd, int backlog)"),
+  accept4: lib.func("int accept4(int fd, void *addr, void *len, int flags)"),
+  recvmsg: lib.func("intptr_t recvmsg(int fd, void *msg, int flags)"),
+  sendmsg: lib.func("intptr_t sendmsg(int fd, void *msg, int flags)"),
+  unlink: lib.func("int unlink(const char *path)"),
+  mmapAnon: lib.func("mmap", "uintptr_t", ["uintptr_t", "size_t", "int", "int", "int", "int64_t"]),
 };
 
 function check(call: string, r: number): number {
@@ -231,6 +239,129 @@ export function munmap(addr: bigint, length: number): void {
 
 export function socket(domain: number, type: number, protocol = 0): number {
   return check("socket", c.socket(domain, type | O_CLOEXEC, protocol));
+}
+
+export const SOCK_NONBLOCK = 0o4000;
+export const MSG_CMSG_CLOEXEC = 0x40000000;
+export const MSG_DONTWAIT = 0x40;
+export const MSG_NOSIGNAL = 0x4000;
+export const MAP_PRIVATE = 2;
+export const MAP_ANONYMOUS = 0x20;
+const SOL_SOCKET = 1;
+const SCM_RIGHTS = 1;
+
+/** struct sockaddr_un for `path` (Linux: sa_family u16, sun_path[108]). */
+function sockaddrUn(path: string): Uint8Array {
+  const p = Buffer.from(path);
+  if (p.length >= 108) throw new RangeError(`socket path too long (${p.length} bytes, at most 107): ${path}`);
+  const sa = new Uint8Array(110);
+  new DataView(sa.buffer).setUint16(0, AF_UNIX, true);
+  sa.set(p, 2);
+  return sa;
+}
+
+/** A listening Unix stream socket at `path` (non-blocking; a stale socket file is replaced). */
+export function unixListen(path: string, backlog = 4): number {
+  const fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK);
+  try {
+    c.unlink(path);
+    check(`bind(${path})`, c.bind(fd, sockaddrUn(path), 110));
+    check("listen", c.listen(fd, backlog));
+    return fd;
+  } catch (e) {
+    c.close(fd);
+    throw e;
+  }
+}
+
+/** A connected Unix stream socket to `path`. */
+export function unixConnect(path: string, nonBlocking = false): number {
+  const fd = socket(AF_UNIX, SOCK_STREAM | (nonBlocking ? SOCK_NONBLOCK : 0));
+  try {
+    check(`connect(${path})`, c.connect(fd, sockaddrUn(path), 110));
+    return fd;
+  } catch (e) {
+    c.close(fd);
+    throw e;
+  }
+}
+
+/** accept4(2) non-blocking; returns the new fd or -errno (-EAGAIN when none is pending). */
+export function accept(fd: number): number {
+  const r = c.accept4(fd, null, null, SOCK_NONBLOCK | O_CLOEXEC);
+  return r < 0 ? -koffi.errno() : r;
+}
+
+export function unlink(path: string): void {
+  c.unlink(path);
+}
+
+/** struct msghdr (56 bytes) with one iovec and a control buffer, as native addresses. */
+function msghdr(iov: Uint8Array, control: Uint8Array | null): Uint8Array {
+  const msg = new Uint8Array(56);
+  const dv = new DataView(msg.buffer);
+  dv.setBigUint64(16, BigInt(koffi.address(iov)), true); // msg_iov
+  dv.setBigUint64(24, 1n, true); // msg_iovlen
+  if (control) {
+    dv.setBigUint64(32, BigInt(koffi.address(control)), true);
+    dv.setBigUint64(40, BigInt(control.length), true);
+  }
+  return msg;
+}
+
+function iovecFor(buf: Uint8Array, len: number): Uint8Array {
+  const iov = new Uint8Array(16);
+  const dv = new DataView(iov.buffer);
+  dv.setBigUint64(0, BigInt(koffi.address(buf)), true);
+  dv.setBigUint64(8, BigInt(len), true);
+  return iov;
+}
+
+/**
+ * recvmsg(2) of up to `len` bytes into `buf` with SCM_RIGHTS: returns the byte count (0 at
+ * end of stream, -errno on error, -EAGAIN when nothing is there) and the fds received.
+ */
+export function recvWithFds(fd: number, buf: Uint8Array, len: number, maxFds = 8): { n: number; fds: number[] } {
+  const control = new Uint8Array(16 + 4 * maxFds + 8);
+  const iov = iovecFor(buf, len);
+  const msg = msghdr(iov, control);
+  const n = Number(c.recvmsg(fd, msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT));
+  if (n < 0) return { n: -koffi.errno(), fds: [] };
+  const fds: number[] = [];
+  const dv = new DataView(control.buffer);
+  const controllen = Number(new DataView(msg.buffer).getBigUint64(40, true));
+  for (let at = 0; at + 16 <= controllen;) {
+    const clen = Number(dv.getBigUint64(at, true));
+    if (clen < 16) break;
+    if (dv.getInt32(at + 8, true) === SOL_SOCKET && dv.getInt32(at + 12, true) === SCM_RIGHTS) {
+      for (let o = 16; o + 4 <= clen; o += 4) fds.push(dv.getInt32(at + o, true));
+    }
+    at += (clen + 7) & ~7;
+  }
+  return { n, fds };
+}
+
+/** sendmsg(2) of `data` with `fds` as SCM_RIGHTS; returns bytes sent or -errno. */
+export function sendWithFds(fd: number, data: Uint8Array, fds: number[] = []): number {
+  const iov = iovecFor(data, data.length);
+  let control: Uint8Array | null = null;
+  if (fds.length) {
+    const clen = 16 + 4 * fds.length;
+    control = new Uint8Array((clen + 7) & ~7);
+    const dv = new DataView(control.buffer);
+    dv.setBigUint64(0, BigInt(clen), true);
+    dv.setInt32(8, SOL_SOCKET, true);
+    dv.setInt32(12, SCM_RIGHTS, true);
+    fds.forEach((f, i) => dv.setInt32(16 + 4 * i, f, true));
+  }
+  const n = Number(c.sendmsg(fd, msghdr(iov, control), MSG_NOSIGNAL));
+  return n < 0 ? -koffi.errno() : n;
+}
+
+/** Replaces [addr, addr + length) with fresh zeroed private memory (drops any mapping there). */
+export function mmapAnonymousFixed(addr: bigint, length: number): void {
+  const r = BigInt(c.mmapAnon(addr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0));
+  if (r === 0xffff_ffff_ffff_ffffn) throw new SysError("mmap(anonymous)", koffi.errno());
 }
 
 /** Native address of the first byte of a Wasm memory's backing store. */

@@ -6,7 +6,13 @@
  */
 import { Feature, QueueIndex, Status } from "../../assembly/abi.js";
 import { decodeVirtioHdr, encodeVirtioHdr, type VirtioNetHdr } from "../device/header.js";
-import type { VirtioNetDevice } from "../device/virtio-net.js";
+/** What the driver needs of the device's transport (VirtioNetDevice provides it). */
+export interface DriverTransport {
+  setStatus(value: number): number;
+  setDriverFeatures(features: bigint): boolean;
+  configureQueue(q: QueueIndex, size: number, desc: bigint, avail: bigint, used: bigint): number;
+  enableQueue(q: QueueIndex, on: boolean): number;
+}
 import type { GuestMemory } from "../memory/layout.js";
 import { featureMask } from "../device/features.js";
 
@@ -69,7 +75,7 @@ export class GuestDriver {
   /** Whether takeUsed() re-arms used_event (EVENT_IDX) like a driver that wants more interrupts. */
   rearmUsedEvent = true;
 
-  constructor(readonly mem: GuestMemory, readonly dev: VirtioNetDevice, seed = 1) {
+  constructor(readonly mem: Pick<GuestMemory, "memory" | "regions">, readonly dev: DriverTransport, seed = 1) {
     this.u8 = new Uint8Array(mem.memory.buffer);
     this.dv = new DataView(mem.memory.buffer);
     this.random = rng(seed);

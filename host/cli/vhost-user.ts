@@ -1,0 +1,126 @@
+/** `virtio-net-wasm vhost-user`: serve a QEMU guest's virtio-net device over vhost-user. */
+import { parseArgs } from "node:util";
+import { CsumPolicy, QueueIndex } from "../../assembly/abi.js";
+import { parseFeatureList } from "../device/features.js";
+import { VhostUserNetBackend, type LogLevel } from "../vhost-user/backend.js";
+import { VhostUserServer } from "../vhost-user/server.js";
+
+export const VHOST_USER_HELP = `usage: virtio-net-wasm vhost-user --socket PATH --tap IFNAME [options]
+
+Serves the virtio-net data path of a QEMU (or any vhost-user front-end) guest: guest RAM is
+mapped into the engine's Wasm memory, rings are processed in place, frames go to and from a
+Linux tap with checksum offload translated both ways.
+
+options:
+  --socket PATH        vhost-user socket (we listen; use --client to connect instead)
+  --client             connect to the front-end's socket and reconnect when it goes away
+  --tap IFNAME         tap interface to attach (created if missing); required for now:
+                       the embedded network without a tap is not in this build
+  --mac MAC            MAC in the device's config (QEMU keeps its own; informational)
+  --mtu N              MTU offered with VIRTIO_NET_F_MTU (68..65535, default 1500)
+  --offloads LIST      features to offer, comma-separated (default:
+                       version_1,mtu,csum,guest_csum,event_idx,indirect_desc);
+                       "none" offers no checksum offload
+  --csum-policy P      NEEDS_CSUM from a guest without CSUM: complete (default), drop, pass
+  --locked-mac         drop frames not from / not to the device's MAC
+  --stats SECONDS      print counters every SECONDS
+  --log-level L        error, warn, info (default), debug
+
+QEMU (7.2, TCG; shared guest RAM is required for vhost-user):
+  qemu-system-x86_64 -M q35 -accel tcg -m 256M \\
+    -object memory-backend-memfd,id=mem,size=256M,share=on -numa node,memdev=mem \\
+    -chardev socket,id=c0,path=/tmp/vnw.sock \\
+    -netdev vhost-user,id=n0,chardev=c0 \\
+    -device virtio-net-pci,netdev=n0,vectors=0 ...
+  (vectors=0 avoids a QEMU 7.2 crash with vhost-user and MSI-X under TCG)
+
+example:
+  virtio-net-wasm vhost-user --socket /tmp/vnw.sock --tap vnw0 --stats 5`;
+
+const LEVELS: LogLevel[] = ["error", "warn", "info", "debug"];
+const DEFAULT_OFFLOADS = "version_1,mtu,csum,guest_csum,event_idx,indirect_desc";
+
+/** Runs the command; resolves with the exit code. */
+export async function vhostUserMain(args: string[], out: (s: string) => void, err: (s: string) => void): Promise<number> {
+  let values;
+  try {
+    values = parseArgs({
+      args,
+      options: {
+        socket: { type: "string" }, client: { type: "boolean", default: false }, tap: { type: "string" },
+        mac: { type: "string" }, mtu: { type: "string", default: "1500" }, offloads: { type: "string", default: DEFAULT_OFFLOADS },
+        "csum-policy": { type: "string", default: "complete" }, "locked-mac": { type: "boolean", default: false },
+        stats: { type: "string" }, "log-level": { type: "string", default: "info" }, help: { type: "boolean", default: false },
+      },
+      strict: true,
+    }).values;
+  } catch (e) {
+    err(`virtio-net-wasm vhost-user: ${(e as Error).message}\n\n${VHOST_USER_HELP}`);
+    return 2;
+  }
+  if (values.help) {
+    out(VHOST_USER_HELP);
+    return 0;
+  }
+  const fail = (msg: string) => { err(`virtio-net-wasm vhost-user: ${msg}`); return 2; };
+  if (!values.socket) return fail("--socket PATH is required");
+  if (!values.tap) return fail("--tap IFNAME is required (the embedded network without a tap is not in this build yet)");
+  const level = LEVELS.indexOf(values["log-level"] as LogLevel);
+  if (level < 0) return fail(`--log-level must be one of ${LEVELS.join(", ")}`);
+  const mtu = Number(values.mtu);
+  if (!Number.isInteger(mtu) || mtu < 68 || mtu > 65535) return fail(`--mtu must be 68..65535, got "${values.mtu}"`);
+  const policies: Record<string, CsumPolicy> = { complete: CsumPolicy.COMPLETE, drop: CsumPolicy.DROP, pass: CsumPolicy.PASS };
+  const csumPolicy = policies[values["csum-policy"]!];
+  if (csumPolicy === undefined) return fail(`--csum-policy must be complete, drop or pass`);
+  let features: bigint;
+  try {
+    features = values.offloads === "none" ? parseFeatureList("version_1,mtu,event_idx,indirect_desc") : parseFeatureList(values.offloads!);
+  } catch (e) {
+    return fail((e as Error).message);
+  }
+  let stats = 0;
+  if (values.stats !== undefined) {
+    stats = Number(values.stats);
+    if (!(stats > 0)) return fail(`--stats must be a positive number of seconds`);
+  }
+  const log = (l: LogLevel, m: string) => { if (LEVELS.indexOf(l) <= level) (l === "error" || l === "warn" ? err : out)(`${new Date().toISOString()} ${l}: ${m}`); };
+
+  let backend: VhostUserNetBackend;
+  try {
+    backend = new VhostUserNetBackend({ tap: values.tap, features, csumPolicy, lockedMac: values["locked-mac"], mac: values.mac, mtu, log });
+  } catch (e) {
+    return fail((e as Error).message);
+  }
+  log("info", `tap ${backend.tap.name}${backend.tap.vnetHdr ? " (vnet_hdr)" : ""}; offering ${values.offloads}`);
+  const server = new VhostUserServer(backend, { socketPath: values.socket, client: values.client, log });
+  const onSignal = (sig: string) => { log("info", `${sig}: shutting down`); server.stop(); };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  const timer = stats > 0 ? setInterval(() => printStats(backend, out), stats * 1000) : null;
+  try {
+    await server.run();
+    return 0;
+  } catch (e) {
+    return fail((e as Error).message);
+  } finally {
+    if (timer) clearInterval(timer);
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    await backend.close();
+  }
+}
+
+let last: { t: number; rx: number; tx: number; rxb: number; txb: number } | null = null;
+
+function printStats(b: VhostUserNetBackend, out: (s: string) => void): void {
+  const rx = b.dev.metrics(QueueIndex.RX);
+  const tx = b.dev.metrics(QueueIndex.TX);
+  const now = performance.now();
+  const rate = (v: number, p: number) => (last ? ((v - p) / ((now - last.t) / 1000)).toFixed(0) : "-");
+  const drops = (m: typeof rx) => Object.entries(m).filter(([k, v]) => k.startsWith("drop") && v > 0).map(([k, v]) => `${k}=${v}`).join(" ");
+  out(`stats: rx ${rx.packets} pkts (${rate(rx.packets, last?.rx ?? 0)}/s, ${rate(rx.bytes * 8, (last?.rxb ?? 0) * 8)} bit/s) `
+    + `tx ${tx.packets} pkts (${rate(tx.packets, last?.tx ?? 0)}/s, ${rate(tx.bytes * 8, (last?.txb ?? 0) * 8)} bit/s); `
+    + `csum offloaded tx ${tx.csumOffloaded} rx ${rx.csumOffloaded}, software tx ${tx.csumSoftware} rx ${rx.csumSoftware}`
+    + `${drops(rx) || drops(tx) ? `; drops ${[drops(rx), drops(tx)].filter(Boolean).join(" ")}` : ""}`);
+  last = { t: now, rx: rx.packets, tx: tx.packets, rxb: rx.bytes, txb: tx.bytes };
+}

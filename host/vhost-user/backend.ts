@@ -1,0 +1,373 @@
+/**
+ * A vhost-user virtio-net back-end: the protocol's state machine on top of the engine. The
+ * front-end (QEMU) keeps the guest-visible device; we get its negotiated features, its guest
+ * RAM (mapped into our Wasm memory), its rings and its kick/call eventfds, and run the data
+ * path in a Worker (TapWorker) that QEMU's kicks wake directly and that signals QEMU's call
+ * fds directly. This object is the control side: it alone issues ioctls (TUNSETOFFLOAD).
+ */
+import { BackendKind, Code, CsumPolicy, Feature, QueueIndex, Status } from "../../assembly/abi.js";
+import { LinuxTap } from "../backends/tap-linux.js";
+import { featureBit, featureList } from "../device/features.js";
+import { VirtioNetDevice } from "../device/virtio-net.js";
+import { DeviceLock } from "../io/device-lock.js";
+import { TapPort } from "../io/tap-port.js";
+import { TapWorker } from "../io/tap-worker.js";
+import { createGuestMemory, type GuestMemory } from "../memory/layout.js";
+import * as libc from "../runtime/libc.js";
+import { MappedGuestMemory } from "./guest-map.js";
+import {
+  F_PROTOCOL_FEATURES, FLAG_NEED_REPLY, ProtocolError, ProtocolFeature, readMemTable, readSingleRegion, readU64,
+  readVringAddr, readVringState, Req, REQUEST_NAMES, u64Payload, VRING_NOFD, vringStatePayload,
+} from "./protocol.js";
+
+export type LogLevel = "error" | "warn" | "info" | "debug";
+export type Logger = (level: LogLevel, message: string) => void;
+
+export interface VhostUserNetOptions {
+  /** Tap interface to attach (opened now, kept across front-end connections). */
+  tap: string;
+  /** Features to offer (default: the core's default offer). QEMU keeps MAC/STATUS for itself. */
+  features?: bigint;
+  csumPolicy?: CsumPolicy;
+  lockedMac?: boolean;
+  mac?: string;
+  mtu?: number;
+  log?: Logger;
+}
+
+/** A message as read off the socket. */
+export interface Message {
+  request: number;
+  flags: number;
+  payload: Uint8Array;
+  fds: number[];
+}
+
+/** What to send back: a payload for the request's own reply, and/or closing the connection. */
+export interface Outcome {
+  reply?: Uint8Array;
+  close?: string;
+}
+
+interface Ring {
+  size: number;
+  desc: bigint | null;
+  avail: bigint | null;
+  used: bigint | null;
+  base: number;
+  kickFd: number;
+  callFd: number;
+  errFd: number;
+  enabled: boolean;
+}
+
+const PROTOCOL_FEATURES = (1n << BigInt(ProtocolFeature.MQ)) | (1n << BigInt(ProtocolFeature.REPLY_ACK))
+  | (1n << BigInt(ProtocolFeature.CONFIGURE_MEM_SLOTS)) | (1n << BigInt(ProtocolFeature.STATUS));
+
+/** Wasm address where mapped guest RAM may start (above state block and host area). */
+const GUEST_RAM_START = 16 << 20;
+
+function newRing(): Ring {
+  return { size: 0, desc: null, avail: null, used: null, base: 0, kickFd: -1, callFd: -1, errFd: -1, enabled: false };
+}
+
+export class VhostUserNetBackend {
+  readonly mem: GuestMemory;
+  readonly dev: VirtioNetDevice;
+  readonly tap: LinuxTap;
+  private readonly port: TapPort;
+  private readonly mapped: MappedGuestMemory;
+  private readonly nativeBase: bigint;
+  private readonly log: Logger;
+  private rings: [Ring, Ring] = [newRing(), newRing()];
+  private protocolFeatures = 0n;
+  private acked = 0n;
+  private status = 0;
+  private worker: TapWorker | null = null;
+
+  constructor(opts: VhostUserNetOptions) {
+    this.log = opts.log ?? (() => {});
+    this.mem = createGuestMemory({ guestSize: 65536, shared: true });
+    this.nativeBase = libc.memoryAddress(this.mem.memory);
+    this.tap = LinuxTap.open(opts.tap);
+    try {
+      this.dev = new VirtioNetDevice({
+        memory: this.mem.memory, stateAddress: this.mem.stateAddresses[0], regions: [], nativeBase: this.nativeBase,
+        backend: this.tap.vnetHdr ? BackendKind.VNET_HDR : BackendKind.PLAIN, features: opts.features,
+        csumPolicy: opts.csumPolicy, lockedMac: opts.lockedMac, mac: opts.mac, mtu: opts.mtu,
+        lock: new DeviceLock(this.mem.memory, this.mem.hostAddresses[0]),
+        hooks: {
+          negotiated: (f) => {
+            const flags = this.port.applyNegotiated(f);
+            this.log("info", `negotiated ${featureList(f).join(" ")}; tap offload 0x${flags.toString(16)}`);
+          },
+        },
+      });
+      this.port = new TapPort(this.dev, this.tap, this.nativeBase);
+      this.mapped = new MappedGuestMemory(this.mem.memory, this.dev, GUEST_RAM_START);
+    } catch (e) {
+      this.tap.close();
+      throw e;
+    }
+  }
+
+  /** Whether the data path is running. */
+  get running(): boolean { return this.worker !== null; }
+
+  /** Handles one message. Fds in the message are owned from here on (kept or closed). */
+  async handle(m: Message): Promise<Outcome> {
+    const name = REQUEST_NAMES[m.request] ?? `request ${m.request}`;
+    this.log("debug", `${name} (${m.payload.length} bytes, ${m.fds.length} fds)`);
+    let ok = true;
+    let out: Outcome = {};
+    try {
+      out = await this.dispatch(m);
+    } catch (e) {
+      ok = false;
+      for (const fd of m.fds) closeQuiet(fd);
+      if (e instanceof ProtocolError) return { close: `${name}: ${e.message}` };
+      this.log("error", `${name}: ${(e as Error).message}`);
+    }
+    // REPLY_ACK: requests without a reply of their own answer 0 (done) or 1 (failed).
+    if (!out.reply && (m.flags & FLAG_NEED_REPLY) && (this.protocolFeatures & (1n << BigInt(ProtocolFeature.REPLY_ACK)))) {
+      out.reply = u64Payload(ok ? 0n : 1n);
+    }
+    return out;
+  }
+
+  private async dispatch(m: Message): Promise<Outcome> {
+    const p = m.payload;
+    switch (m.request) {
+      case Req.GET_FEATURES:
+        return { reply: u64Payload(this.dev.offeredFeatures | (1n << F_PROTOCOL_FEATURES)) };
+      case Req.SET_FEATURES:
+        await this.setFeatures(readU64(p) & ~(1n << F_PROTOCOL_FEATURES));
+        return {};
+      case Req.GET_PROTOCOL_FEATURES:
+        return { reply: u64Payload(PROTOCOL_FEATURES) };
+      case Req.SET_PROTOCOL_FEATURES:
+        this.protocolFeatures = readU64(p) & PROTOCOL_FEATURES;
+        return {};
+      case Req.GET_QUEUE_NUM:
+        return { reply: u64Payload(1n) }; // one queue pair
+      case Req.SET_OWNER:
+        return {};
+      case Req.RESET_OWNER:
+      case Req.RESET_DEVICE:
+        await this.reset();
+        return {};
+      case Req.SET_MEM_TABLE: {
+        const regions = readMemTable(p);
+        if (regions.length !== m.fds.length) throw new ProtocolError(`${regions.length} regions but ${m.fds.length} fds`);
+        await this.withDataPathStopped(() => {
+          this.mapped.clear();
+          regions.forEach((r, i) => this.mapped.add(r, m.fds[i]));
+        });
+        this.log("info", `memory: ${regions.map((r) => `gpa 0x${r.gpa.toString(16)}+${r.size >> 20n}M`).join(", ")}`);
+        return {};
+      }
+      case Req.GET_MAX_MEM_SLOTS:
+        return { reply: u64Payload(32n) };
+      case Req.ADD_MEM_REG: {
+        if (m.fds.length !== 1) throw new ProtocolError(`ADD_MEM_REG with ${m.fds.length} fds`);
+        const r = readSingleRegion(p);
+        this.mapped.add(r, m.fds[0]);
+        this.log("info", `memory: added gpa 0x${r.gpa.toString(16)}+${r.size >> 20n}M`);
+        return {};
+      }
+      case Req.REM_MEM_REG: {
+        for (const fd of m.fds) closeQuiet(fd);
+        const r = readSingleRegion(p);
+        if (!this.mapped.remove(r.gpa)) throw new Error(`no region at gpa 0x${r.gpa.toString(16)}`);
+        return {};
+      }
+      case Req.SET_VRING_NUM: {
+        const s = readVringState(p);
+        this.ring(s.index).size = s.num;
+        return {};
+      }
+      case Req.SET_VRING_ADDR: {
+        const a = readVringAddr(p);
+        const r = this.ring(a.index);
+        const tr = (qva: bigint, what: string) => {
+          const g = this.mapped.qvaToGpa(qva);
+          if (g === null) throw new Error(`ring ${a.index} ${what} address 0x${qva.toString(16)} is not in guest memory`);
+          return g;
+        };
+        r.desc = tr(a.desc, "descriptor");
+        r.avail = tr(a.avail, "available");
+        r.used = tr(a.used, "used");
+        return {};
+      }
+      case Req.SET_VRING_BASE: {
+        const s = readVringState(p);
+        this.ring(s.index).base = s.num & 0xffff;
+        return {};
+      }
+      case Req.GET_VRING_BASE: {
+        // Stops the ring; the front-end waits for this reply (virtio state handed back).
+        const s = readVringState(p);
+        const r = this.ring(s.index);
+        await this.stopDataPath();
+        r.kickFd = replaceFd(r.kickFd, -1);
+        return { reply: vringStatePayload(s.index, r.base) };
+      }
+      case Req.SET_VRING_KICK:
+      case Req.SET_VRING_CALL:
+      case Req.SET_VRING_ERR: {
+        const v = Number(readU64(p));
+        const r = this.ring(v & 0xff);
+        if (v & VRING_NOFD) {
+          for (const fd of m.fds) closeQuiet(fd);
+          throw new Error(`ring ${v & 0xff}: polling mode (no fd) is not supported`);
+        }
+        if (m.fds.length !== 1) throw new ProtocolError(`${REQUEST_NAMES[m.request]} with ${m.fds.length} fds`);
+        if (m.request === Req.SET_VRING_KICK) {
+          await this.withDataPathStopped(() => { r.kickFd = replaceFd(r.kickFd, m.fds[0]); });
+          // Without protocol features a ring is enabled once started (vhost-user.rst, "Ring states").
+          if (!(this.acked & (1n << F_PROTOCOL_FEATURES))) r.enabled = true;
+          await this.maybeStart();
+        } else if (m.request === Req.SET_VRING_CALL) {
+          await this.withDataPathStopped(() => { r.callFd = replaceFd(r.callFd, m.fds[0]); });
+        } else {
+          r.errFd = replaceFd(r.errFd, m.fds[0]);
+        }
+        return {};
+      }
+      case Req.SET_VRING_ENABLE: {
+        const s = readVringState(p);
+        this.ring(s.index).enabled = s.num === 1;
+        if (s.num === 1) await this.maybeStart();
+        return {};
+      }
+      case Req.SET_STATUS: {
+        const v = Number(readU64(p));
+        if (v === 0) await this.reset();
+        this.status = v;
+        return {};
+      }
+      case Req.GET_STATUS:
+        return { reply: u64Payload(BigInt(this.status)) };
+      case Req.SEND_RARP:
+      case Req.NET_SET_MTU:
+        return {};
+      case Req.SET_LOG_BASE:
+      case Req.SET_LOG_FD:
+        for (const fd of m.fds) closeQuiet(fd);
+        throw new Error("dirty logging (live migration) is not supported: LOG_SHMFD and F_LOG_ALL are not offered");
+      default: {
+        for (const fd of m.fds) closeQuiet(fd);
+        const name = REQUEST_NAMES[m.request] ?? `request ${m.request}`;
+        if (m.request === Req.GET_CONFIG || !(m.flags & FLAG_NEED_REPLY)) {
+          // A request that expects an answer we cannot give would hang the front-end.
+          throw new ProtocolError(`unsupported request ${name}`);
+        }
+        throw new Error(`unsupported request ${name}`);
+      }
+    }
+  }
+
+  private ring(index: number): Ring {
+    if (index > 1) throw new ProtocolError(`ring ${index}: only one queue pair (rings 0 and 1)`);
+    return this.rings[index];
+  }
+
+  private async setFeatures(f: bigint): Promise<void> {
+    await this.stopDataPath();
+    this.acked = f | (this.acked & (1n << F_PROTOCOL_FEATURES));
+    const dev = this.dev;
+    dev.setStatus(0);
+    dev.setStatus(Status.ACKNOWLEDGE | Status.DRIVER);
+    dev.setDriverFeatures(f);
+    const s = dev.setStatus(Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK);
+    if (!(s & Status.FEATURES_OK)) {
+      throw new Error(`features 0x${f.toString(16)} refused (offered 0x${dev.offeredFeatures.toString(16)})`);
+    }
+    this.acked = f | (1n << F_PROTOCOL_FEATURES); // SET_FEATURES always follows GET_FEATURES that offered it
+  }
+
+  /** Starts the data path once both rings are fully described, started and enabled. */
+  private async maybeStart(): Promise<void> {
+    if (this.worker) return;
+    if (!(this.dev.status & Status.FEATURES_OK)) return;
+    const ready = this.rings.every((r) => r.size && r.desc !== null && r.kickFd >= 0 && r.callFd >= 0 && r.enabled);
+    if (!ready) return;
+    for (const q of [QueueIndex.RX, QueueIndex.TX]) {
+      const r = this.rings[q];
+      this.dev.enableQueue(q, false);
+      if (this.dev.configureQueue(q, r.size, r.desc!, r.avail!, r.used!) !== Code.OK) throw new Error(`ring ${q}: bad size ${r.size}`);
+      this.dev.setNextAvail(q, r.base);
+      if (this.dev.enableQueue(q, true) !== Code.OK) throw new Error(`ring ${q}: rings are not in guest memory`);
+    }
+    this.dev.setStatus(Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK | Status.DRIVER_OK);
+    this.worker = await TapWorker.start({
+      dev: this.dev, lockAddress: this.mem.hostAddresses[0], tap: this.tap, nativeBase: this.nativeBase,
+      kickFds: [this.rings[0].kickFd, this.rings[1].kickFd], callFds: [this.rings[0].callFd, this.rings[1].callFd],
+      onMessage: (m) => {
+        if (m.kind === "needs-reset") this.log("error", "the guest's rings are malformed: device needs reset");
+        if (m.kind === "tap-error") this.log("error", `tap ${this.tap.name}: ${m.message}`);
+      },
+    });
+    // Anything the guest queued before we started: look once.
+    libc.eventfdSignal(this.rings[0].kickFd);
+    libc.eventfdSignal(this.rings[1].kickFd);
+    this.log("info", `rings started (rx ${this.rings[0].size}, tx ${this.rings[1].size})`);
+  }
+
+  /** Stops the Worker; the rings' next available indices become their bases. */
+  private async stopDataPath(): Promise<void> {
+    if (!this.worker) return;
+    const w = this.worker;
+    this.worker = null;
+    await w.stop();
+    for (const q of [QueueIndex.RX, QueueIndex.TX]) {
+      this.rings[q].base = this.dev.nextAvail(q);
+      this.dev.enableQueue(q, false);
+    }
+    this.log("info", "rings stopped");
+  }
+
+  private async withDataPathStopped(fn: () => void): Promise<void> {
+    const was = this.running;
+    await this.stopDataPath();
+    fn();
+    if (was) await this.maybeStart();
+  }
+
+  /** Device reset (RESET_OWNER, RESET_DEVICE, status 0): rings and negotiation start over. */
+  async reset(): Promise<void> {
+    await this.stopDataPath();
+    for (const r of this.rings) for (const fd of [r.kickFd, r.callFd, r.errFd]) closeQuiet(fd);
+    this.rings = [newRing(), newRing()];
+    this.dev.setStatus(0);
+    this.status = 0;
+  }
+
+  /** The front-end went away: release everything it gave us; serve the next one from scratch. */
+  async disconnect(): Promise<void> {
+    await this.reset();
+    this.mapped.clear();
+    this.protocolFeatures = 0n;
+    this.acked = 0n;
+  }
+
+  /** Stops everything and closes the tap. */
+  async close(): Promise<void> {
+    await this.disconnect();
+    this.tap.close();
+  }
+
+  /** Negotiated guest features (after SET_FEATURES). */
+  get features(): bigint { return this.dev.negotiatedFeatures; }
+  hasFeature(f: Feature): boolean { return (this.dev.negotiatedFeatures & featureBit(f)) !== 0n; }
+}
+
+function closeQuiet(fd: number): void {
+  if (fd < 0) return;
+  try { libc.close(fd); } catch { /* already closed */ }
+}
+
+function replaceFd(old: number, fd: number): number {
+  closeQuiet(old);
+  return fd;
+}

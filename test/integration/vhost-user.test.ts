@@ -1,0 +1,197 @@
+/**
+ * The vhost-user back-end end to end without QEMU: the real CLI (`virtio-net-wasm vhost-user`)
+ * in a child process, a front-end model speaking the protocol as QEMU 7.2 does (guest RAM in a
+ * memfd mapped on both sides), the driver model and guest stack as the guest, and a network
+ * namespace's kernel on the tap as the judge. Also: sessions ending (stop, disconnect,
+ * garbage) and the next one being served, and a clean exit on SIGTERM.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Feature, QueueIndex } from "../../assembly/abi.js";
+import { featureMask } from "../../host/device/features.js";
+import * as libc from "../../host/runtime/libc.js";
+import { GuestDriver } from "../../host/testing/driver-model.js";
+import { payload } from "../../host/testing/frames.js";
+import { HEADER_SIZE } from "../../host/vhost-user/protocol.js";
+import { GuestStack, GUEST4, GUEST6, HOST4, HOST6, type Received } from "./guest-stack.js";
+import { Netns, netTestsAvailable } from "./netns.js";
+import { VhostFrontend } from "./vhost-frontend.js";
+
+const cli = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
+const helper = fileURLToPath(new URL("./host-helper.mjs", import.meta.url));
+const avail = netTestsAvailable();
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
+const GUEST_FEATURES = featureMask(Feature.VERSION_1, Feature.EVENT_IDX, Feature.INDIRECT_DESC, Feature.MTU);
+const OFFLOAD = featureMask(Feature.CSUM, Feature.GUEST_CSUM);
+
+class Backend {
+  readonly output: string[] = [];
+  readonly exited: Promise<number | null>;
+  constructor(readonly child: ChildProcess) {
+    child.stdout!.on("data", (d) => this.output.push(String(d)));
+    child.stderr!.on("data", (d) => this.output.push(String(d)));
+    this.exited = new Promise((r) => child.on("exit", (code) => r(code)));
+  }
+  get log(): string { return this.output.join(""); }
+}
+
+function startBackend(socket: string, tap: string, extra: string[] = []): Backend {
+  return new Backend(spawn(process.execPath, [cli, "vhost-user", "--socket", socket, "--tap", tap, "--log-level", "debug", ...extra], { stdio: ["ignore", "pipe", "pipe"] }));
+}
+
+async function waitFor(cond: () => boolean, what: string, ms = 5000): Promise<void> {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+/** One guest session: front-end, driver, stack, and the loop that turns call fds into polls. */
+class Session {
+  fe: VhostFrontend;
+  drv: GuestDriver;
+  stack: GuestStack;
+  private running = true;
+  private loop: Promise<void> = Promise.resolve();
+  constructor(features: bigint, opts: { memSlots?: boolean; hole?: [number, number] } = {}) {
+    this.fe = new VhostFrontend({ ramSize: 32 << 20, ...opts });
+    this.drv = new GuestDriver({ memory: this.fe.memory, regions: this.fe.regions }, this.fe, 5);
+    this.stack = new GuestStack(this.drv, features, (q) => libc.eventfdSignal(this.fe.kickFds[q]));
+  }
+  async start(socket: string, features: bigint): Promise<bigint> {
+    await this.fe.connect(socket);
+    const offered = await this.fe.handshake();
+    if (!this.drv.negotiate(features)) throw new Error("driver model refused");
+    this.drv.setupQueues(256);
+    this.drv.start();
+    await this.fe.start();
+    const ep = libc.epollCreate();
+    libc.epollAdd(ep, this.fe.callFds[0], libc.EPOLLIN, 0);
+    libc.epollAdd(ep, this.fe.callFds[1], libc.EPOLLIN, 1);
+    const ev = new libc.EpollEvents(2);
+    this.loop = (async () => {
+      while (this.running) {
+        const n = await libc.epollWaitAsync(ep, ev, 50);
+        for (let i = 0; i < n; i++) libc.eventfdDrain(this.fe.callFds[ev.token(i)]);
+        if (n > 0) this.stack.poll();
+      }
+      libc.close(ep);
+    })();
+    this.stack.start();
+    return offered;
+  }
+  private ended = false;
+  async end(): Promise<void> {
+    if (this.ended) return;
+    this.ended = true;
+    this.running = false;
+    await this.loop;
+    this.fe.close();
+  }
+}
+
+const isUdpTo = (port: number) => (r: Received) => r.decoded.ip?.proto === 17 && r.decoded.ip.dport === port;
+
+describe.skipIf(!avail.ok || !existsSync(cli))(`vhost-user back-end${avail.ok ? (existsSync(cli) ? "" : " (skipped: run npm run build first)") : ` (skipped: ${avail.reason})`}`, () => {
+  describe.each([
+    ["guest with checksum offload, SET_MEM_TABLE with a hole", OFFLOAD, { hole: [0xa0000, 0xc0000] as [number, number] }],
+    ["guest without offload, ADD_MEM_REG (CONFIGURE_MEM_SLOTS)", 0n, { memSlots: true }],
+  ])("%s", (_name, offload, feOpts) => {
+    const features = GUEST_FEATURES | offload;
+    let ns: Netns;
+    let backend: Backend;
+    let session: Session;
+    const socket = `/tmp/vnw-test-${process.pid}-${Math.random().toString(36).slice(2)}.sock`;
+    const tap = Netns.tapName();
+
+    beforeAll(async () => {
+      ns = Netns.create();
+      backend = startBackend(socket, tap);
+      await waitFor(() => existsSync(socket), "the back-end's socket");
+      ns.adopt(tap);
+      ns.ip(["addr", "add", "192.0.2.1/24", "dev", tap]);
+      ns.ip(["-6", "addr", "add", "2001:db8::1/64", "dev", tap, "nodad"]);
+      ns.ip(["link", "set", tap, "up"]);
+      ns.ip(["-6", "neigh", "add", "2001:db8::2", "lladdr", "52:54:00:12:34:56", "dev", tap, "nud", "permanent"]);
+      session = new Session(features, feOpts);
+      const offered = await session.start(socket, features);
+      expect(offered & features).toBe(features);
+      session.stack.hostMac = Uint8Array.from(ns.exec(["cat", `/sys/class/net/${tap}/address`]).trim().split(":").map((h) => parseInt(h, 16)));
+      await waitFor(() => backend.log.includes("rings started"), "rings to start");
+    }, 20_000);
+
+    afterAll(async () => {
+      await session?.end().catch(() => {});
+      backend?.child.kill("SIGKILL");
+      ns?.destroy();
+    });
+
+    it("ping both ways through the back-end", async () => {
+      session.stack.arpRequest(HOST4);
+      session.stack.send({ ip: 4, l4: "icmp", src: GUEST4, dst: HOST4, payload: payload(56) });
+      await session.stack.waitFor((r) => r.decoded.ip?.icmpType === 0, 3000, "echo reply");
+      await ns.run(["ping", "-c", "2", "-W", "2", "192.0.2.2"]);
+      await ns.run(["ping", "-6", "-c", "2", "-W", "2", "2001:db8::2"]);
+    });
+
+    it("UDP both ways over IPv4 and IPv6 with the bytes intact", async () => {
+      for (const [ip, host, guest] of [[4, HOST4, GUEST4], [6, HOST6, GUEST6]] as const) {
+        const data = payload(1300, ip);
+        const text = ip === 4 ? "192.0.2.1" : "2001:db8::1";
+        const out = ns.run(["node", helper, "udp-recv", text, "5400", "1"]);
+        await sleep(300);
+        session.stack.send({ ip, l4: "udp", src: guest, dst: host, dport: 5400, payload: data });
+        expect(JSON.parse(await out)).toEqual([hex(data)]);
+        await ns.run(["node", helper, "udp-send", ip === 4 ? "192.0.2.2" : "2001:db8::2", String(6400 + ip), hex(data)]);
+        const r = await session.stack.waitFor(isUdpTo(6400 + ip), 3000, "datagram");
+        expect(hex(r.decoded.ip!.payload)).toBe(hex(data));
+        expect(r.partial).toBe(offload !== 0n);
+      }
+    });
+
+    it("no checksum errors anywhere", () => {
+      expect(session.stack.bad).toEqual([]);
+      expect(Object.values(ns.csumErrors()).every((v) => v === 0)).toBe(true);
+    });
+
+    it("GET_VRING_BASE stops the rings and reports where they stopped; the next session is served", async () => {
+      const bases = await session.fe.stop();
+      expect(bases[QueueIndex.RX]).toBe(session.drv.queues[QueueIndex.RX].availIdx - 64);
+      expect(bases[QueueIndex.TX]).toBe(session.drv.queues[QueueIndex.TX].availIdx);
+      await session.end();
+      await waitFor(() => backend.log.includes("front-end session ended"), "the session to end");
+      // A new front-end (a rebooted guest, a restarted QEMU) gets a fresh device.
+      session = new Session(features, feOpts);
+      await session.start(socket, features);
+      session.stack.hostMac = Uint8Array.from(ns.exec(["cat", `/sys/class/net/${tap}/address`]).trim().split(":").map((h) => parseInt(h, 16)));
+      await ns.run(["ping", "-c", "1", "-W", "2", "192.0.2.2"]);
+    });
+
+    it("a front-end that sends garbage loses its session, not the back-end", async () => {
+      // The back-end serves one front-end at a time: end the current one first.
+      await session.end();
+      const bad = new VhostFrontend({ ramSize: 1 << 20 });
+      await waitFor(() => (backend.log.match(/front-end session ended/g) ?? []).length >= 2, "the session to end");
+      await bad.connect(socket);
+      const garbage = new Uint8Array(HEADER_SIZE);
+      garbage.fill(0xee);
+      bad.sendRaw(garbage);
+      await waitFor(() => /front-end session ended: protocol version/.test(backend.log), "the garbage session to be refused");
+      bad.close();
+      session = new Session(features, feOpts);
+      await session.start(socket, features);
+      await ns.run(["ping", "-c", "1", "-W", "2", "192.0.2.2"]);
+    });
+
+    it("exits cleanly on SIGTERM", async () => {
+      await session.end();
+      backend.child.kill("SIGTERM");
+      expect(await backend.exited).toBe(0);
+      expect(existsSync(socket)).toBe(false);
+    });
+  });
+});
