@@ -34,6 +34,26 @@ if (mode === "udp-recv") {
     s.send(b, port, addr, next);
   };
   next();
+} else if (mode === "tcp-sink") {
+  // Accept one connection, read to the end, print {bytes, sha256}.
+  const { createHash } = await import("node:crypto");
+  const srv = net.createServer((c) => {
+    const h = createHash("sha256");
+    let bytes = 0;
+    c.on("data", (d) => { h.update(d); bytes += d.length; });
+    c.on("end", () => { console.log(JSON.stringify({ bytes, sha256: h.digest("hex") })); srv.close(); process.exit(0); });
+  });
+  srv.listen(port, addr, () => console.error("ready"));
+  setTimeout(() => process.exit(4), Number(arg ?? 60000)).unref();
+} else if (mode === "tcp-source") {
+  // Connect, send `arg` pseudo-random bytes, print {bytes, sha256}.
+  const { createHash, randomBytes } = await import("node:crypto");
+  const data = randomBytes(Number(arg));
+  const c = net.connect({ host: addr, port }, () => {
+    c.end(data, () => console.log(JSON.stringify({ bytes: data.length, sha256: createHash("sha256").update(data).digest("hex") })));
+  });
+  c.on("close", () => process.exit(0));
+  c.on("error", (e) => { console.error(String(e)); process.exit(5); });
 } else if (mode === "tcp-listen") {
   // Listen for `arg` ms: the kernel answers SYNs itself (SYN-ACK) whether or not we accept.
   const srv = net.createServer((c) => c.destroy());

@@ -1,0 +1,124 @@
+/**
+ * Booting the small Linux guest (guest/build-guest.sh) under QEMU with its virtio-net served
+ * by our vhost-user back-end. A per-boot /test.sh is appended to the initramfs as a second cpio
+ * archive; the guest reports on its serial console with lines starting "VNW ".
+ */
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { gzipSync } from "node:zlib";
+import { netTestsAvailable } from "../integration/netns.js";
+
+export const GUEST_DIR = process.env.VNW_GUEST_DIR ?? fileURLToPath(new URL("../../.guest/", import.meta.url));
+
+/** Whether a real guest can be booted here, and if not why. */
+export function guestAvailable(): { ok: boolean; reason: string } {
+  const net = netTestsAvailable();
+  if (!net.ok) return net;
+  try {
+    execFileSync("qemu-system-x86_64", ["--version"], { stdio: "ignore" });
+  } catch {
+    return { ok: false, reason: "qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)" };
+  }
+  if (!existsSync(join(GUEST_DIR, "vmlinuz")) || !existsSync(join(GUEST_DIR, "base.cpio.gz"))) {
+    return { ok: false, reason: `no guest image in ${GUEST_DIR} (run guest/build-guest.sh)` };
+  }
+  return { ok: true, reason: "" };
+}
+
+/** A newc cpio archive holding one executable file (enough for /test.sh). */
+function cpioWithFile(name: string, content: string): Buffer {
+  const entry = (n: string, body: Buffer, mode: number) => {
+    const hdr = "070701" + [0, mode, 0, 0, 1, 0, body.length, 0, 0, 0, 0, n.length + 1, 0].map((v) => v.toString(16).padStart(8, "0")).join("");
+    const head = Buffer.from(hdr + n + "\0");
+    const pad1 = Buffer.alloc((4 - (head.length % 4)) % 4);
+    const pad2 = Buffer.alloc((4 - (body.length % 4)) % 4);
+    return Buffer.concat([head, pad1, body, pad2]);
+  };
+  const out = Buffer.concat([entry(name, Buffer.from(content), 0o100755), entry("TRAILER!!!", Buffer.alloc(0), 0)]);
+  return Buffer.concat([out, Buffer.alloc((512 - (out.length % 512)) % 512)]);
+}
+
+export interface BootOptions {
+  socket: string;
+  /** Shell script the guest runs after bringing eth0 up. */
+  script: string;
+  /** Extra -device virtio-net-pci properties, e.g. "csum=off,guest_csum=off". */
+  deviceProps?: string;
+  /** virtio_net module parameters, e.g. "csum=0,gso=0". */
+  netParams?: string;
+  /** Use QEMU's own virtio-net on this tap (`-netdev tap,vhost=off`) instead of vhost-user. */
+  qemuTap?: string;
+  memMiB?: number;
+}
+
+export class Guest {
+  readonly lines: string[] = [];
+  readonly exited: Promise<number | null>;
+  private waiters: { re: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
+  private buf = "";
+
+  constructor(readonly child: ChildProcess) {
+    child.stdout!.on("data", (d) => this.feed(String(d)));
+    child.stderr!.on("data", (d) => this.feed(String(d)));
+    this.exited = new Promise((r) => child.on("exit", (code) => r(code)));
+  }
+
+  private feed(text: string): void {
+    this.buf += text;
+    let i: number;
+    while ((i = this.buf.indexOf("\n")) >= 0) {
+      const line = this.buf.slice(0, i).replace(/\r$/, "");
+      this.buf = this.buf.slice(i + 1);
+      this.lines.push(line);
+      this.waiters = this.waiters.filter((w) => {
+        const m = line.match(w.re);
+        if (m) w.resolve(m);
+        return !m;
+      });
+    }
+  }
+
+  /** Resolves with the first output line (past or future) matching `re`. */
+  waitFor(re: RegExp, timeoutMs = 60_000): Promise<RegExpMatchArray> {
+    for (const l of this.lines) {
+      const m = l.match(re);
+      if (m) return Promise.resolve(m);
+    }
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`guest did not print ${re} within ${timeoutMs} ms; last lines:\n${this.lines.slice(-15).join("\n")}`)), timeoutMs);
+      this.waiters.push({ re, resolve: (m) => { clearTimeout(t); resolve(m); } });
+    });
+  }
+
+  /** All "VNW key value" lines as a map. */
+  markers(): Map<string, string> {
+    const m = new Map<string, string>();
+    for (const l of this.lines) {
+      const x = l.match(/VNW (\S+)\s*(.*)$/);
+      if (x) m.set(x[1], x[2]);
+    }
+    return m;
+  }
+}
+
+export function boot(opts: BootOptions): Guest {
+  const dir = mkdtempSync(join(tmpdir(), "vnw-guest-"));
+  const initrd = join(dir, "initrd");
+  writeFileSync(initrd, Buffer.concat([readFileSync(join(GUEST_DIR, "base.cpio.gz")), gzipSync(cpioWithFile("test.sh", `#!/bin/sh\n${opts.script}\n`))]));
+  const mem = opts.memMiB ?? 256;
+  const net = opts.qemuTap
+    ? ["-netdev", `tap,id=n0,ifname=${opts.qemuTap},script=no,downscript=no,vhost=off`]
+    : ["-chardev", `socket,id=c0,path=${opts.socket}`, "-netdev", "vhost-user,id=n0,chardev=c0"];
+  const props = ["virtio-net-pci", "netdev=n0", "romfile=", ...(opts.qemuTap ? [] : ["vectors=0"]), ...(opts.deviceProps ? [opts.deviceProps] : [])].join(",");
+  const args = [
+    "-M", "q35", "-accel", "tcg,thread=multi", "-cpu", "max", "-m", `${mem}M`, "-smp", "1", "-nographic", "-no-reboot",
+    "-object", `memory-backend-memfd,id=mem,size=${mem}M,share=on`, "-numa", "node,memdev=mem",
+    "-kernel", join(GUEST_DIR, "vmlinuz"), "-initrd", initrd,
+    "-append", `console=ttyS0 quiet panic=-1${opts.netParams ? ` vnw.net=${opts.netParams}` : ""}`,
+    ...net, "-device", props,
+  ];
+  return new Guest(spawn("qemu-system-x86_64", args, { stdio: ["ignore", "pipe", "pipe"] }));
+}
