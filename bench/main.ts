@@ -4,6 +4,7 @@ import { cpus } from "node:os";
 import { fileURLToPath } from "node:url";
 import { checksumBench } from "./checksum.js";
 import { deviceBench } from "./device.js";
+import { qemuBench } from "./qemu.js";
 import { tapBench } from "./tap.js";
 import { translateBench } from "./translate.js";
 
@@ -19,6 +20,7 @@ deviceBench();
 checksumBench();
 translateBench();
 await tapBench();
+await qemuBench();
 if (!process.argv.includes("--node-only") && process.getuid?.() === 0) {
   const tapJs = fileURLToPath(new URL("./tap.js", import.meta.url));
   for (const [pkg, args] of OTHER_RUNTIMES) {

@@ -8,6 +8,7 @@ const entries = {
   index: "host/index.ts",
   "bench/main": "bench/main.ts",
   "bench/tap": "bench/tap.ts",
+  "bench/qemu": "bench/qemu.ts",
   "cli/main": "host/cli/main.ts",
   "io/tap-worker-entry": "host/io/tap-worker-entry.ts",
 };

@@ -1,0 +1,106 @@
+/**
+ * The real-guest comparison: iperf3 TCP for 10 s each way between a Linux guest under QEMU
+ * and its host namespace, once with the guest's virtio-net served by our vhost-user back-end
+ * and once by QEMU's built-in virtio-net on a tap (`-netdev tap,vhost=off`), same guest, same
+ * run. Also our back-end's CPU seconds per GB moved. Needs root, QEMU and the guest image
+ * (guest/build-guest.sh). Under TCG the guest's CPU is the bottleneck: read the ratio.
+ */
+import { execFileSync, spawn } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { boot, guestAvailable } from "../test/e2e/qemu.js";
+import { Netns } from "../test/integration/netns.js";
+import { table } from "./harness.js";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const SECONDS = Number(process.env.VNW_IPERF_SECONDS ?? 10);
+
+const SCRIPT = `
+for i in $(seq 1 50); do ping -c 1 -W 1 192.0.2.1 >/dev/null 2>&1 && break; done
+iperf3 -c 192.0.2.1 -t ${SECONDS} > /tmp/up 2>&1
+echo "VNW iperf-up $(grep receiver /tmp/up | tail -1)"
+iperf3 -c 192.0.2.1 -t ${SECONDS} -R > /tmp/down 2>&1
+echo "VNW iperf-down $(grep receiver /tmp/down | tail -1)"
+`;
+
+/** Bits per second from iperf3's "receiver" summary line ("... 1.02 Gbits/sec ... receiver"). */
+function bitsPerSecond(line: string): number {
+  const m = line.match(/([\d.]+) ([KMG]?)bits\/sec/);
+  if (!m) throw new Error(`no iperf3 result in: ${line || "(nothing)"}`);
+  return Number(m[1]) * ({ "": 1, K: 1e3, M: 1e6, G: 1e9 } as Record<string, number>)[m[2]];
+}
+
+/** CPU seconds (user + system) a process has used so far. */
+function cpuSeconds(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
+/** QEMU's virtio-net restricted to what our back-end offers today (no TSO/UFO, no MRG_RXBUF). */
+const SAME_FEATURES = "host_tso4=off,host_tso6=off,host_ecn=off,host_ufo=off,guest_tso4=off,guest_tso6=off,guest_ecn=off,guest_ufo=off,mrg_rxbuf=off";
+
+async function run(kind: "ours" | "qemu", deviceProps?: string): Promise<{ up: number; down: number; cpuPerGB: number | null }> {
+  const ns = Netns.create();
+  const tap = Netns.tapName();
+  const socket = `/tmp/vnw-bench-${process.pid}.sock`;
+  let backendPid = 0;
+  const children: ReturnType<typeof spawn>[] = [];
+  try {
+    if (kind === "ours") {
+      const cli = fileURLToPath(new URL("../cli/main.js", import.meta.url));
+      const b = spawn("ip", ["netns", "exec", ns.name, process.execPath, cli, "vhost-user", "--socket", socket, "--tap", tap, "--log-level", "warn"], { stdio: "ignore" });
+      children.push(b);
+      backendPid = b.pid!;
+      for (let i = 0; i < 100 && !existsSync(socket); i++) await sleep(50);
+    }
+    const guest = kind === "ours"
+      ? boot({ socket, script: SCRIPT, memMiB: 512 })
+      : boot({ socket: "", script: SCRIPT, qemuTap: tap, memMiB: 512, deviceProps });
+    if (kind === "qemu") {
+      // QEMU creates the tap in our namespace; move it before the guest finishes booting.
+      for (let i = 0; i < 100; i++) {
+        try { execFileSync("ip", ["link", "set", tap, "netns", ns.name], { stdio: "ignore" }); break; } catch { await sleep(20); }
+      }
+    }
+    for (let i = 0; i < 100; i++) {
+      try { ns.ip(["addr", "add", "192.0.2.1/24", "dev", tap]); break; } catch { await sleep(50); }
+    }
+    ns.ip(["link", "set", tap, "up"]);
+    // The server binds 192.0.2.1, so it starts once the tap has that address.
+    children.push(spawn("ip", ["netns", "exec", ns.name, "iperf3", "-s", "-B", "192.0.2.1"], { stdio: "ignore" }));
+    const cpu0 = backendPid ? cpuSeconds(backendPid) : 0;
+    if (process.env.VNW_DEBUG) guest.child.stdout!.on("data", (d) => process.stderr.write(String(d)));
+    const up = bitsPerSecond((await guest.waitFor(/VNW iperf-up (.*)$/, 180_000))[1]);
+    const down = bitsPerSecond((await guest.waitFor(/VNW iperf-down (.*)$/, 180_000))[1]);
+    const cpu = backendPid ? cpuSeconds(backendPid) - cpu0 : 0;
+    await guest.exited;
+    const gb = ((up + down) * SECONDS) / 8 / 1e9;
+    return { up, down, cpuPerGB: backendPid && gb > 0 ? cpu / gb : null };
+  } finally {
+    for (const c of children) c.kill("SIGTERM");
+    await sleep(200);
+    ns.destroy();
+  }
+}
+
+export async function qemuBench(): Promise<void> {
+  const a = guestAvailable();
+  if (!a.ok) {
+    console.log(`\nReal guest under QEMU: skipped (${a.reason})`);
+    return;
+  }
+  const ours = await run("ours");
+  const qemu = await run("qemu");
+  const same = await run("qemu", SAME_FEATURES);
+  const g = (bps: number) => (bps / 1e9).toFixed(2);
+  console.log(`\nReal Linux guest under QEMU 7.2 (TCG, 1 vCPU), iperf3 TCP ${SECONDS} s each way, guest offloads on`);
+  console.log("(QEMU's own device offers this guest TSO and MRG_RXBUF; ours does not yet: the last column runs QEMU without them)");
+  table([
+    ["direction", "ours Gbit/s", "QEMU tap,vhost=off", "ours/QEMU", "QEMU same features", "ours/same"],
+    ["guest → host", g(ours.up), g(qemu.up), (ours.up / qemu.up).toFixed(2), g(same.up), (ours.up / same.up).toFixed(2)],
+    ["host → guest", g(ours.down), g(qemu.down), (ours.down / qemu.down).toFixed(2), g(same.down), (ours.down / same.down).toFixed(2)],
+  ]);
+  if (ours.cpuPerGB !== null) console.log(`our back-end process: ${ours.cpuPerGB.toFixed(2)} CPU seconds per GB moved`);
+}
+
+if (process.argv[1]?.endsWith("qemu.js")) await qemuBench();
