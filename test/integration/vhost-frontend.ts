@@ -70,6 +70,20 @@ export class VhostFrontend implements DriverTransport {
     }
   }
 
+  /** Server side of --client mode: listen on `path` and take the back-end's connection. */
+  async accept(listenFd: number, timeoutMs = 5000): Promise<void> {
+    const t0 = Date.now();
+    for (;;) {
+      const fd = libc.accept(listenFd);
+      if (fd >= 0) {
+        this.fd = fd;
+        return;
+      }
+      if (Date.now() - t0 > timeoutMs) throw new Error("the back-end did not connect");
+      await sleep(20);
+    }
+  }
+
   disconnect(): void {
     if (this.fd >= 0) libc.close(this.fd);
     this.fd = -1;

@@ -62,8 +62,9 @@ class Session {
     this.drv = new GuestDriver({ memory: this.fe.memory, regions: this.fe.regions }, this.fe, 5);
     this.stack = new GuestStack(this.drv, features, (q) => libc.eventfdSignal(this.fe.kickFds[q]));
   }
-  async start(socket: string, features: bigint): Promise<bigint> {
-    await this.fe.connect(socket);
+  async start(socket: string | number, features: bigint): Promise<bigint> {
+    if (typeof socket === "number") await this.fe.accept(socket);
+    else await this.fe.connect(socket);
     const offered = await this.fe.handshake();
     if (!this.drv.negotiate(features)) throw new Error("driver model refused");
     this.drv.setupQueues(256);
@@ -194,4 +195,35 @@ describe.skipIf(!avail.ok || !existsSync(cli))(`vhost-user back-end${avail.ok ? 
       expect(existsSync(socket)).toBe(false);
     });
   });
+});
+
+describe.skipIf(!avail.ok || !existsSync(cli))("vhost-user back-end in --client mode", () => {
+  it("connects to the front-end's socket, and reconnects after the front-end goes away", async () => {
+    const ns = Netns.create();
+    const socket = `/tmp/vnw-client-${process.pid}.sock`;
+    const listenFd = libc.unixListen(socket);
+    const tap = Netns.tapName();
+    const backend = startBackend(socket, tap, ["--client"]);
+    let session: Session | undefined;
+    try {
+      await waitFor(() => backend.log.includes(`tap ${tap}`), "the back-end to open its tap");
+      ns.adopt(tap);
+      ns.ip(["addr", "add", "192.0.2.1/24", "dev", tap]);
+      ns.ip(["link", "set", tap, "up"]);
+      for (const round of [1, 2]) {
+        session = new Session(GUEST_FEATURES | OFFLOAD);
+        await session.start(listenFd, GUEST_FEATURES | OFFLOAD);
+        await ns.run(["ping", "-c", "1", "-W", "2", "192.0.2.2"]);
+        await session.end();
+        await waitFor(() => (backend.log.match(/front-end session ended/g) ?? []).length >= round, `session ${round} to end`);
+      }
+    } finally {
+      await session?.end();
+      backend.child.kill("SIGTERM");
+      expect(await backend.exited).toBe(0);
+      libc.close(listenFd);
+      libc.unlink(socket);
+      ns.destroy();
+    }
+  }, 30_000);
 });
