@@ -81,7 +81,8 @@ export class VhostUserNetBackend {
   private readonly log: Logger;
   private rings: [Ring, Ring] = [newRing(), newRing()];
   private protocolFeatures = 0n;
-  private acked = 0n;
+  /** The front-end acked VHOST_USER_F_PROTOCOL_FEATURES in SET_FEATURES. */
+  private protocolAcked = false;
   private status = 0;
   private worker: TapWorker | null = null;
 
@@ -140,9 +141,12 @@ export class VhostUserNetBackend {
     switch (m.request) {
       case Req.GET_FEATURES:
         return { reply: u64Payload(this.dev.offeredFeatures | (1n << F_PROTOCOL_FEATURES)) };
-      case Req.SET_FEATURES:
-        await this.setFeatures(readU64(p) & ~(1n << F_PROTOCOL_FEATURES));
+      case Req.SET_FEATURES: {
+        const f = readU64(p);
+        this.protocolAcked = ((f >> F_PROTOCOL_FEATURES) & 1n) === 1n;
+        await this.setFeatures(f & ~(1n << F_PROTOCOL_FEATURES));
         return {};
+      }
       case Req.GET_PROTOCOL_FEATURES:
         return { reply: u64Payload(PROTOCOL_FEATURES) };
       case Req.SET_PROTOCOL_FEATURES:
@@ -225,7 +229,7 @@ export class VhostUserNetBackend {
         if (m.request === Req.SET_VRING_KICK) {
           await this.withDataPathStopped(() => { r.kickFd = replaceFd(r.kickFd, m.fds[0]); });
           // Without protocol features a ring is enabled once started (vhost-user.rst, "Ring states").
-          if (!(this.acked & (1n << F_PROTOCOL_FEATURES))) r.enabled = true;
+          if (!this.protocolAcked) r.enabled = true;
           await this.maybeStart();
         } else if (m.request === Req.SET_VRING_CALL) {
           await this.withDataPathStopped(() => { r.callFd = replaceFd(r.callFd, m.fds[0]); });
@@ -274,7 +278,6 @@ export class VhostUserNetBackend {
 
   private async setFeatures(f: bigint): Promise<void> {
     await this.stopDataPath();
-    this.acked = f | (this.acked & (1n << F_PROTOCOL_FEATURES));
     const dev = this.dev;
     dev.setStatus(0);
     dev.setStatus(Status.ACKNOWLEDGE | Status.DRIVER);
@@ -283,7 +286,6 @@ export class VhostUserNetBackend {
     if (!(s & Status.FEATURES_OK)) {
       throw new Error(`features 0x${f.toString(16)} refused (offered 0x${dev.offeredFeatures.toString(16)})`);
     }
-    this.acked = f | (1n << F_PROTOCOL_FEATURES); // SET_FEATURES always follows GET_FEATURES that offered it
   }
 
   /** Starts the data path once both rings are fully described, started and enabled. */
@@ -348,7 +350,7 @@ export class VhostUserNetBackend {
     await this.reset();
     this.mapped.clear();
     this.protocolFeatures = 0n;
-    this.acked = 0n;
+    this.protocolAcked = false;
   }
 
   /** Stops everything and closes the tap. */

@@ -59,9 +59,7 @@ describe.skipIf(!avail.ok || !existsSync(cli))(`a real Linux guest under QEMU${a
       backend.stderr!.on("data", (d) => { backendOut += d; });
       for (let i = 0; i < 100 && !existsSync(socket); i++) await sleep(50);
       ns.adopt(tap);
-      ns.ip(["addr", "add", "192.0.2.1/24", "dev", tap]);
-      ns.ip(["-6", "addr", "add", "2001:db8::1/64", "dev", tap, "nodad"]);
-      ns.ip(["link", "set", tap, "up"]);
+      ns.hostSide(tap);
       sink = ns.run(["node", helper, "tcp-sink", "192.0.2.1", "5001", "90000"], 120_000);
       tcp6 = ns.run(["node", helper, "tcp-sink", "2001:db8::1", "5003", "90000"], 120_000);
       udp = ns.run(["iperf3", "-s", "-1", "-B", "192.0.2.1", "--json"], 120_000);

@@ -70,6 +70,23 @@ export class Netns {
     execFileSync("ip", ["link", "set", dev, "netns", this.name]);
   }
 
+  /**
+   * The host side of a guest link on `dev`: 192.0.2.1/24 and 2001:db8::1/64 (no DAD), link up,
+   * and a permanent IPv6 neighbour entry for the guest's 2001:db8::2 at `guestMac`, if given
+   * (the test guests answer ARP but not neighbour solicitations).
+   */
+  hostSide(dev: string, guestMac?: string): void {
+    this.ip(["addr", "add", "192.0.2.1/24", "dev", dev]);
+    this.ip(["-6", "addr", "add", "2001:db8::1/64", "dev", dev, "nodad"]);
+    this.ip(["link", "set", dev, "up"]);
+    if (guestMac) this.ip(["-6", "neigh", "add", "2001:db8::2", "lladdr", guestMac, "dev", dev, "nud", "permanent"]);
+  }
+
+  /** MAC address of interface `dev` in the namespace. */
+  mac(dev: string): Uint8Array {
+    return Uint8Array.from(this.exec(["cat", `/sys/class/net/${dev}/address`]).trim().split(":").map((h) => parseInt(h, 16)));
+  }
+
   /** Checksum error counters of the namespace's IPv4/IPv6 stacks (/proc/net/snmp, snmp6). */
   csumErrors(): Record<string, number> {
     const out: Record<string, number> = {};

@@ -78,10 +78,7 @@ async function setup(features: bigint, mode: Mode): Promise<Env> {
   }
   env.stack = new GuestStack(drv, BASE | features, kick);
 
-  ns.ip(["addr", "add", "192.0.2.1/24", "dev", tap.name]);
-  ns.ip(["-6", "addr", "add", "2001:db8::1/64", "dev", tap.name, "nodad"]);
-  ns.ip(["link", "set", tap.name, "up"]);
-  ns.ip(["-6", "neigh", "add", "2001:db8::2", "lladdr", "52:54:00:12:34:56", "dev", tap.name, "nud", "permanent"]);
+  ns.hostSide(tap.name, "52:54:00:12:34:56");
   if (vlan.ok) {
     const name = `${tap.name.slice(0, 10)}.v`;
     ns.ip(["link", "add", "link", tap.name, "name", name, "type", "vlan", "id", "100"]);
@@ -89,7 +86,7 @@ async function setup(features: bigint, mode: Mode): Promise<Env> {
     ns.ip(["link", "set", name, "up"]);
     ns.ip(["neigh", "add", "198.51.100.2", "lladdr", "52:54:00:12:34:56", "dev", name, "nud", "permanent"]);
   }
-  env.stack.hostMac = Uint8Array.from(ns.exec(["cat", `/sys/class/net/${tap.name}/address`]).trim().split(":").map((h) => parseInt(h, 16)));
+  env.stack.hostMac = ns.mac(tap.name);
   env.loop?.start();
   env.stack.start();
   return env;

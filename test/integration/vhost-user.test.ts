@@ -114,14 +114,11 @@ describe.skipIf(!avail.ok || !existsSync(cli))(`vhost-user back-end${avail.ok ? 
       backend = startBackend(socket, tap);
       await waitFor(() => existsSync(socket), "the back-end's socket");
       ns.adopt(tap);
-      ns.ip(["addr", "add", "192.0.2.1/24", "dev", tap]);
-      ns.ip(["-6", "addr", "add", "2001:db8::1/64", "dev", tap, "nodad"]);
-      ns.ip(["link", "set", tap, "up"]);
-      ns.ip(["-6", "neigh", "add", "2001:db8::2", "lladdr", "52:54:00:12:34:56", "dev", tap, "nud", "permanent"]);
+      ns.hostSide(tap, "52:54:00:12:34:56");
       session = new Session(features, feOpts);
       const offered = await session.start(socket, features);
       expect(offered & features).toBe(features);
-      session.stack.hostMac = Uint8Array.from(ns.exec(["cat", `/sys/class/net/${tap}/address`]).trim().split(":").map((h) => parseInt(h, 16)));
+      session.stack.hostMac = ns.mac(tap);
       await waitFor(() => backend.log.includes("rings started"), "rings to start");
     }, 20_000);
 
@@ -168,7 +165,7 @@ describe.skipIf(!avail.ok || !existsSync(cli))(`vhost-user back-end${avail.ok ? 
       // A new front-end (a rebooted guest, a restarted QEMU) gets a fresh device.
       session = new Session(features, feOpts);
       await session.start(socket, features);
-      session.stack.hostMac = Uint8Array.from(ns.exec(["cat", `/sys/class/net/${tap}/address`]).trim().split(":").map((h) => parseInt(h, 16)));
+      session.stack.hostMac = ns.mac(tap);
       await ns.run(["ping", "-c", "1", "-W", "2", "192.0.2.2"]);
     });
 
@@ -208,8 +205,7 @@ describe.skipIf(!avail.ok || !existsSync(cli))("vhost-user back-end in --client 
     try {
       await waitFor(() => backend.log.includes(`tap ${tap}`), "the back-end to open its tap");
       ns.adopt(tap);
-      ns.ip(["addr", "add", "192.0.2.1/24", "dev", tap]);
-      ns.ip(["link", "set", tap, "up"]);
+      ns.hostSide(tap);
       for (const round of [1, 2]) {
         session = new Session(GUEST_FEATURES | OFFLOAD);
         await session.start(listenFd, GUEST_FEATURES | OFFLOAD);
