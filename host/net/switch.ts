@@ -1,0 +1,132 @@
+/**
+ * An in-process Ethernet switch, offload-aware like OpenBSD's veb(4): ports declare whether
+ * they take frames with a partial checksum (virtio_net_hdr NEEDS_CSUM). A partial frame goes
+ * untouched to every port that does (between two offload-capable guests nobody ever computes
+ * the checksum) and is finished, on a copy, only on its way to a port that does not.
+ * Learns source MACs per port, floods broadcast, multicast and unknown destinations, and ages
+ * entries out.
+ */
+import { NetHdr } from "../../assembly/abi.js";
+import type { VirtioNetHdr } from "../device/header.js";
+import { Checksummer } from "./checksummer.js";
+
+/** A frame in flight: the bytes and the offload metadata that travel with them. */
+export interface NetFrame {
+  data: Uint8Array;
+  /** NEEDS_CSUM and where; GSO is not carried by this switch. */
+  hdr: Pick<VirtioNetHdr, "flags" | "csumStart" | "csumOffset">;
+}
+
+export interface SwitchPort {
+  readonly name: string;
+  /** Takes frames whose L4 checksum is partial (NEEDS_CSUM with csum_start/csum_offset). */
+  readonly acceptsPartial: boolean;
+  /** Receives a frame from the switch. The port must not keep `frame.data` past the call unless it owns it. */
+  deliver(frame: NetFrame): void;
+}
+
+export interface SwitchCounters {
+  forwarded: number;
+  flooded: number;
+  /** Partial checksums delivered untouched (no checksum computed). */
+  partialUntouched: number;
+  /** Partial checksums finished here for a port that cannot take them. */
+  partialCompleted: number;
+  /** Frames dropped: malformed, or a partial checksum pointing outside the frame. */
+  dropped: number;
+  /** Frames addressed back to the port they came from. */
+  filtered: number;
+}
+
+interface Entry {
+  port: SwitchPort;
+  seen: number;
+}
+
+export class Switch {
+  private readonly ports: SwitchPort[] = [];
+  private readonly table = new Map<string, Entry>();
+  private readonly csum = new Checksummer();
+  readonly counters: SwitchCounters = { forwarded: 0, flooded: 0, partialUntouched: 0, partialCompleted: 0, dropped: 0, filtered: 0 };
+
+  /**
+   * @param ageMs how long a learned MAC stays without being seen (default 300 s, as veb(4)).
+   * @param now clock in ms (injectable for tests).
+   */
+  constructor(private readonly ageMs = 300_000, private readonly now: () => number = () => Date.now()) {}
+
+  attach(port: SwitchPort): void {
+    this.ports.push(port);
+  }
+
+  detach(port: SwitchPort): void {
+    const i = this.ports.indexOf(port);
+    if (i >= 0) this.ports.splice(i, 1);
+    for (const [mac, e] of this.table) if (e.port === port) this.table.delete(mac);
+  }
+
+  /** The port a MAC was learned on, if the entry is still fresh. */
+  lookup(mac: Uint8Array): SwitchPort | undefined {
+    const e = this.table.get(macKey(mac));
+    if (!e) return undefined;
+    if (this.now() - e.seen > this.ageMs) {
+      this.table.delete(macKey(mac));
+      return undefined;
+    }
+    return e.port;
+  }
+
+  /** Number of learned, unexpired entries. */
+  get size(): number {
+    const t = this.now();
+    let n = 0;
+    for (const e of this.table.values()) if (t - e.seen <= this.ageMs) n++;
+    return n;
+  }
+
+  /** A frame arriving from `from`. */
+  input(from: SwitchPort, frame: NetFrame): void {
+    const d = frame.data;
+    if (d.length < 14) { this.counters.dropped++; return; }
+    const partial = (frame.hdr.flags & NetHdr.F_NEEDS_CSUM) !== 0;
+    if (partial && frame.hdr.csumStart + frame.hdr.csumOffset + 2 > d.length) { this.counters.dropped++; return; }
+    const src = d.subarray(6, 12);
+    // Learn unicast sources only (a multicast source is bogus).
+    if ((src[0] & 1) === 0) this.table.set(macKey(src), { port: from, seen: this.now() });
+    const dst = d.subarray(0, 6);
+    const out = (dst[0] & 1) === 0 ? this.lookup(dst) : undefined;
+    if (out) {
+      if (out === from) { this.counters.filtered++; return; }
+      this.counters.forwarded++;
+      this.send(out, frame, partial, null);
+      return;
+    }
+    this.counters.flooded++;
+    let completed: NetFrame | null = null;
+    for (const p of this.ports) {
+      if (p === from) continue;
+      completed = this.send(p, frame, partial, completed);
+    }
+  }
+
+  /** Delivers to `p`, finishing a partial checksum for a port that cannot take it (once per frame). */
+  private send(p: SwitchPort, frame: NetFrame, partial: boolean, completed: NetFrame | null): NetFrame | null {
+    if (!partial || p.acceptsPartial) {
+      if (partial) this.counters.partialUntouched++;
+      p.deliver(frame);
+      return completed;
+    }
+    if (!completed) {
+      const data = frame.data.slice();
+      this.csum.complete(data, frame.hdr.csumStart, frame.hdr.csumOffset);
+      completed = { data, hdr: { flags: 0, csumStart: 0, csumOffset: 0 } };
+      this.counters.partialCompleted++;
+    }
+    p.deliver(completed);
+    return completed;
+  }
+}
+
+function macKey(mac: Uint8Array): string {
+  return Array.from(mac.subarray(0, 6), (b) => b.toString(16).padStart(2, "0")).join(":");
+}
