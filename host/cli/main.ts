@@ -2,7 +2,7 @@
  * The `virtio-net-wasm` command.
  *
  *   virtio-net-wasm demo [--frames N]
- *   virtio-net-wasm vhost-user --socket PATH --tap IFNAME [...]
+ *   virtio-net-wasm vhost-user --socket PATH [--tap IFNAME] [...]
  */
 import { parseArgs } from "node:util";
 import { runDemo } from "./demo.js";
@@ -15,11 +15,10 @@ commands:
                   in-process; shows negotiation and which checksums were never computed.
                   Needs no root, tap or QEMU.
       --frames N  frames per phase (default 1000)
-  vhost-user      serve a QEMU guest's virtio-net over vhost-user with a tap
-                  (virtio-net-wasm vhost-user --help for options and the QEMU command line)
-  help            this text
-
-The embedded network (a vhost-user guest without a tap) is not in this build yet.`;
+  vhost-user      serve a QEMU guest's virtio-net over vhost-user, with a tap or on the
+                  embedded network (virtio-net-wasm vhost-user --help for options and the
+                  QEMU command line)
+  help            this text`;
 
 /** Runs the CLI with `argv` (without node and script); returns the exit code. */
 export async function main(argv: string[], log: (s: string) => void = console.log, err: (s: string) => void = console.error): Promise<number> {

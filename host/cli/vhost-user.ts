@@ -5,17 +5,20 @@ import { parseFeatureList } from "../device/features.js";
 import { VhostUserNetBackend, type LogLevel } from "../vhost-user/backend.js";
 import { VhostUserServer } from "../vhost-user/server.js";
 
-export const VHOST_USER_HELP = `usage: virtio-net-wasm vhost-user --socket PATH --tap IFNAME [options]
+export const VHOST_USER_HELP = `usage: virtio-net-wasm vhost-user --socket PATH [--tap IFNAME] [options]
 
 Serves the virtio-net data path of a QEMU (or any vhost-user front-end) guest: guest RAM is
 mapped into the engine's Wasm memory, rings are processed in place, frames go to and from a
-Linux tap with checksum offload translated both ways.
+Linux tap with checksum offload translated both ways. Without --tap the guest is on the
+embedded network: a built-in gateway that answers ARP, ping and DHCP (no root, no tap).
 
 options:
   --socket PATH        vhost-user socket (we listen; use --client to connect instead)
   --client             connect to the front-end's socket and reconnect when it goes away
-  --tap IFNAME         tap interface to attach (created if missing); required for now:
-                       the embedded network without a tap is not in this build
+  --tap IFNAME         tap interface to attach (created if missing; needs CAP_NET_ADMIN)
+  --net SUBNET         without --tap: the embedded network's /24 (default 10.215.0.0):
+                       gateway .1, DHCP leases .100-.199
+  --dns ADDR           without --tap: DNS server handed out by DHCP (option 6)
   --mac MAC            MAC in the device's config (QEMU keeps its own; informational)
   --mtu N              MTU offered with VIRTIO_NET_F_MTU (68..65535, default 1500)
   --offloads LIST      features to offer, comma-separated (default:
@@ -48,6 +51,7 @@ export async function vhostUserMain(args: string[], out: (s: string) => void, er
       args,
       options: {
         socket: { type: "string" }, client: { type: "boolean", default: false }, tap: { type: "string" },
+        net: { type: "string", default: "10.215.0.0" }, dns: { type: "string" },
         mac: { type: "string" }, mtu: { type: "string", default: "1500" }, offloads: { type: "string", default: DEFAULT_OFFLOADS },
         "csum-policy": { type: "string", default: "complete" }, "locked-mac": { type: "boolean", default: false },
         stats: { type: "string" }, "log-level": { type: "string", default: "info" }, help: { type: "boolean", default: false },
@@ -64,7 +68,10 @@ export async function vhostUserMain(args: string[], out: (s: string) => void, er
   }
   const fail = (msg: string) => { err(`virtio-net-wasm vhost-user: ${msg}`); return 2; };
   if (!values.socket) return fail("--socket PATH is required");
-  if (!values.tap) return fail("--tap IFNAME is required (the embedded network without a tap is not in this build yet)");
+  if (values.tap && (values.dns !== undefined)) return fail("--dns applies to the embedded network (without --tap)");
+  if (!/^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(values.net!) || values.net!.split(".").some((x) => Number(x) > 255)) {
+    return fail(`--net must be an IPv4 /24 network address such as 10.215.0.0, got "${values.net}"`);
+  }
   const level = LEVELS.indexOf(values["log-level"] as LogLevel);
   if (level < 0) return fail(`--log-level must be one of ${LEVELS.join(", ")}`);
   const mtu = Number(values.mtu);
@@ -87,11 +94,15 @@ export async function vhostUserMain(args: string[], out: (s: string) => void, er
 
   let backend: VhostUserNetBackend;
   try {
-    backend = new VhostUserNetBackend({ tap: values.tap, features, csumPolicy, lockedMac: values["locked-mac"], mac: values.mac, mtu, log });
+    backend = new VhostUserNetBackend({
+      tap: values.tap, features, csumPolicy, lockedMac: values["locked-mac"], mac: values.mac, mtu, log,
+      gateway: { subnet: values.net!, dns: values.dns },
+    });
   } catch (e) {
     return fail((e as Error).message);
   }
-  log("info", `tap ${backend.tap.name}${backend.tap.vnetHdr ? " (vnet_hdr)" : ""}; offering ${values.offloads}`);
+  if (backend.tap) log("info", `tap ${backend.tap.name}${backend.tap.vnetHdr ? " (vnet_hdr)" : ""}; offering ${values.offloads}`);
+  else log("info", `embedded network: gateway ${backend.network!.gateway.ip.join(".")}/24, DHCP .100-.199; offering ${values.offloads}`);
   const server = new VhostUserServer(backend, { socketPath: values.socket, client: values.client, log });
   const onSignal = (sig: string) => { log("info", `${sig}: shutting down`); server.stop(); };
   process.on("SIGINT", onSignal);

@@ -109,7 +109,7 @@ export class Gateway implements SwitchPort {
     const r = f.slice(0, 14 + totalLen);
     r.set(f.subarray(6, 12), 0);
     r.set(this.mac, 6);
-    r.set(f.subarray(30, 34), 14 + 16);
+    r.set(f.subarray(26, 30), 14 + 16); // to the requester's address
     r.set(this.ip, 14 + 12);
     r[14 + 8] = 64;
     const icmp = 14 + ihl;

@@ -249,6 +249,7 @@ export interface DecodedFrame {
     dport: number;
     tcpFlags: number;
     seq: number;
+    /** ICMP/ICMPv6 type, or -1 for other protocols. */
     icmpType: number;
     payload: Uint8Array;
   };
@@ -294,7 +295,7 @@ export function decodeFrame(frame: Uint8Array): DecodedFrame {
     dport: proto === 6 || proto === 17 ? dv.getUint16(l4Off + 2) : 0,
     tcpFlags: proto === 6 ? frame[l4Off + 13] : 0,
     seq: proto === 6 ? dv.getUint32(l4Off + 4) : 0,
-    icmpType: proto === 1 || proto === 58 ? frame[l4Off] : 0,
+    icmpType: proto === 1 || proto === 58 ? frame[l4Off] : -1,
     payload: frame.slice(l4Off + hdrLen, l3End),
   };
   return out;

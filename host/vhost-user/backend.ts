@@ -12,6 +12,10 @@ import { VirtioNetDevice } from "../device/virtio-net.js";
 import { DeviceLock } from "../io/device-lock.js";
 import { TapPort } from "../io/tap-port.js";
 import { TapWorker } from "../io/tap-worker.js";
+import { DevicePort } from "../net/device-port.js";
+import { Gateway, type GatewayOptions } from "../net/gateway.js";
+import { KickLoop } from "../net/kick-loop.js";
+import { Switch } from "../net/switch.js";
 import { createGuestMemory, type GuestMemory } from "../memory/layout.js";
 import * as libc from "../runtime/libc.js";
 import { MappedGuestMemory } from "./guest-map.js";
@@ -24,8 +28,13 @@ export type LogLevel = "error" | "warn" | "info" | "debug";
 export type Logger = (level: LogLevel, message: string) => void;
 
 export interface VhostUserNetOptions {
-  /** Tap interface to attach (opened now, kept across front-end connections). */
-  tap: string;
+  /**
+   * Tap interface to attach (opened now, kept across front-end connections). Without one the
+   * device is a port of the embedded network (a switch with the built-in gateway).
+   */
+  tap?: string;
+  /** The embedded network's gateway (default subnet 10.215.0.0/24), when there is no tap. */
+  gateway?: GatewayOptions;
   /** Features to offer (default: the core's default offer). QEMU keeps MAC/STATUS for itself. */
   features?: bigint;
   csumPolicy?: CsumPolicy;
@@ -74,8 +83,11 @@ function newRing(): Ring {
 export class VhostUserNetBackend {
   readonly mem: GuestMemory;
   readonly dev: VirtioNetDevice;
-  readonly tap: LinuxTap;
-  private readonly port: TapPort;
+  /** The tap, or null when the device is on the embedded network. */
+  readonly tap: LinuxTap | null;
+  /** The embedded network (switch and gateway) when there is no tap. */
+  readonly network: { sw: Switch; gateway: Gateway; port: DevicePort } | null = null;
+  private readonly port: TapPort | null = null;
   private readonly mapped: MappedGuestMemory;
   private readonly nativeBase: bigint;
   private readonly log: Logger;
@@ -85,35 +97,44 @@ export class VhostUserNetBackend {
   private protocolAcked = false;
   private status = 0;
   private worker: TapWorker | null = null;
+  private kicks: KickLoop | null = null;
 
   constructor(opts: VhostUserNetOptions) {
     this.log = opts.log ?? (() => {});
     this.mem = createGuestMemory({ guestSize: 65536, shared: true });
     this.nativeBase = libc.memoryAddress(this.mem.memory);
-    this.tap = LinuxTap.open(opts.tap);
+    this.tap = opts.tap ? LinuxTap.open(opts.tap) : null;
     try {
       this.dev = new VirtioNetDevice({
         memory: this.mem.memory, stateAddress: this.mem.stateAddresses[0], regions: [], nativeBase: this.nativeBase,
-        backend: this.tap.vnetHdr ? BackendKind.VNET_HDR : BackendKind.PLAIN, features: opts.features,
+        backend: this.tap && !this.tap.vnetHdr ? BackendKind.PLAIN : BackendKind.VNET_HDR, features: opts.features,
         csumPolicy: opts.csumPolicy, lockedMac: opts.lockedMac, mac: opts.mac, mtu: opts.mtu,
         lock: new DeviceLock(this.mem.memory, this.mem.hostAddresses[0]),
         hooks: {
           negotiated: (f) => {
-            const flags = this.port.applyNegotiated(f);
-            this.log("info", `negotiated ${featureList(f).join(" ")}; tap offload 0x${flags.toString(16)}`);
+            const flags = this.port ? this.port.applyNegotiated(f) : 0;
+            this.log("info", `negotiated ${featureList(f).join(" ")}${this.port ? `; tap offload 0x${flags.toString(16)}` : ""}`);
           },
+          // With a tap the Worker signals the call fds itself; on the embedded network we do.
+          interrupt: (q) => { if (this.rings[q].callFd >= 0) libc.eventfdSignal(this.rings[q].callFd); },
         },
       });
-      this.port = new TapPort(this.dev, this.tap, this.nativeBase);
+      if (this.tap) {
+        this.port = new TapPort(this.dev, this.tap, this.nativeBase);
+      } else {
+        const sw = new Switch();
+        const gateway = new Gateway(sw, opts.gateway ?? { subnet: "10.215.0.0" });
+        this.network = { sw, gateway, port: new DevicePort("guest", this.dev, sw) };
+      }
       this.mapped = new MappedGuestMemory(this.mem.memory, this.dev, GUEST_RAM_START);
     } catch (e) {
-      this.tap.close();
+      this.tap?.close();
       throw e;
     }
   }
 
   /** Whether the data path is running. */
-  get running(): boolean { return this.worker !== null; }
+  get running(): boolean { return this.worker !== null || this.kicks !== null; }
 
   /** Handles one message. Fds in the message are owned from here on (kept or closed). */
   async handle(m: Message): Promise<Outcome> {
@@ -290,7 +311,7 @@ export class VhostUserNetBackend {
 
   /** Starts the data path once both rings are fully described, started and enabled. */
   private async maybeStart(): Promise<void> {
-    if (this.worker) return;
+    if (this.running) return;
     if (!(this.dev.status & Status.FEATURES_OK)) return;
     const ready = this.rings.every((r) => r.size && r.desc !== null && r.kickFd >= 0 && r.callFd >= 0 && r.enabled);
     if (!ready) return;
@@ -302,26 +323,36 @@ export class VhostUserNetBackend {
       if (this.dev.enableQueue(q, true) !== Code.OK) throw new Error(`ring ${q}: rings are not in guest memory`);
     }
     this.dev.setStatus(Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK | Status.DRIVER_OK);
-    this.worker = await TapWorker.start({
-      dev: this.dev, lockAddress: this.mem.hostAddresses[0], tap: this.tap, nativeBase: this.nativeBase,
-      kickFds: [this.rings[0].kickFd, this.rings[1].kickFd], callFds: [this.rings[0].callFd, this.rings[1].callFd],
-      onMessage: (m) => {
-        if (m.kind === "needs-reset") this.log("error", "the guest's rings are malformed: device needs reset");
-        if (m.kind === "tap-error") this.log("error", `tap ${this.tap.name}: ${m.message}`);
-      },
-    });
+    const kickFds: [number, number] = [this.rings[0].kickFd, this.rings[1].kickFd];
+    if (this.tap) {
+      this.worker = await TapWorker.start({
+        dev: this.dev, lockAddress: this.mem.hostAddresses[0], tap: this.tap, nativeBase: this.nativeBase,
+        kickFds, callFds: [this.rings[0].callFd, this.rings[1].callFd],
+        onMessage: (m) => {
+          if (m.kind === "needs-reset") this.log("error", "the guest's rings are malformed: device needs reset");
+          if (m.kind === "tap-error") this.log("error", `tap ${this.tap!.name}: ${m.message}`);
+        },
+      });
+    } else {
+      const port = this.network!.port;
+      this.kicks = new KickLoop(kickFds, (q) => (q === QueueIndex.TX ? port.pumpTx() : port.pumpRx()));
+      this.kicks.start();
+    }
     // Anything the guest queued before we started: look once.
-    libc.eventfdSignal(this.rings[0].kickFd);
-    libc.eventfdSignal(this.rings[1].kickFd);
+    libc.eventfdSignal(kickFds[0]);
+    libc.eventfdSignal(kickFds[1]);
     this.log("info", `rings started (rx ${this.rings[0].size}, tx ${this.rings[1].size})`);
   }
 
   /** Stops the Worker; the rings' next available indices become their bases. */
   private async stopDataPath(): Promise<void> {
-    if (!this.worker) return;
+    if (!this.running) return;
     const w = this.worker;
+    const k = this.kicks;
     this.worker = null;
-    await w.stop();
+    this.kicks = null;
+    await w?.stop();
+    await k?.stop();
     for (const q of [QueueIndex.RX, QueueIndex.TX]) {
       this.rings[q].base = this.dev.nextAvail(q);
       this.dev.enableQueue(q, false);
@@ -356,7 +387,7 @@ export class VhostUserNetBackend {
   /** Stops everything and closes the tap. */
   async close(): Promise<void> {
     await this.disconnect();
-    this.tap.close();
+    this.tap?.close();
   }
 
   /** Negotiated guest features (after SET_FEATURES). */

@@ -117,3 +117,34 @@ describe.skipIf(!avail.ok || !existsSync(cli))(`a real Linux guest under QEMU${a
     });
   });
 });
+
+const noTap = guestAvailable(false);
+describe.skipIf(!noTap.ok || !existsSync(cli))(`a real Linux guest on the embedded network (no tap)${noTap.ok ? "" : ` (skipped: ${noTap.reason})`}`, () => {
+  it("gets a DHCP lease from the built-in gateway with udhcpc and pings it", async () => {
+    const socket = `/tmp/vnw-e2e-embedded-${process.pid}.sock`;
+    const backend = spawn(process.execPath, [cli, "vhost-user", "--socket", socket, "--net", "198.51.100.0", "--dns", "198.51.100.53"], { stdio: "ignore" });
+    const exited = new Promise((r) => backend.on("exit", r));
+    try {
+      for (let i = 0; i < 100 && !existsSync(socket); i++) await sleep(50);
+      const guest = boot({
+        socket,
+        script: `
+ip addr flush dev eth0
+echo '#!/bin/sh' > /tmp/udhcpc.sh
+echo 'case "$1" in bound|renew) ip addr add $ip/$mask dev $interface; echo "VNW lease $ip router $router dns $dns";; esac' >> /tmp/udhcpc.sh
+chmod +x /tmp/udhcpc.sh
+udhcpc -i eth0 -n -q -f -t 5 -T 2 -s /tmp/udhcpc.sh
+ping -c 2 -W 3 198.51.100.1 >/dev/null && echo "VNW gwping ok"
+`,
+      });
+      await guest.waitFor(/VNW done/, 120_000);
+      await guest.exited;
+      const lease = guest.markers().get("lease");
+      expect(lease).toMatch(/^198\.51\.100\.(1\d\d) router 198\.51\.100\.1 dns 198\.51\.100\.53$/);
+      expect(guest.markers().has("gwping")).toBe(true);
+    } finally {
+      backend.kill("SIGTERM");
+      expect(await exited).toBe(0);
+    }
+  }, 180_000);
+});

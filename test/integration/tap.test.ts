@@ -124,7 +124,7 @@ describe.skipIf(!avail.ok)(`tap backend against the Linux kernel${avail.ok ? "" 
     it("ICMP echo both ways, IPv4 and IPv6 (the kernel ARPs for the guest and pings it)", async () => {
       for (const [ip, src, dst] of [[4, GUEST4, HOST4], [6, GUEST6, HOST6]] as const) {
         env.stack.send({ ip, l4: "icmp", src, dst, payload: payload(56), icmpSeq: 9 });
-        await env.stack.waitFor((r) => r.decoded.ip?.icmpType === (ip === 4 ? 0 : 129) && r.decoded.ip.ip === ip, 3000, `echo reply v${ip}`);
+        await env.stack.waitFor((r) => r.decoded.ip?.proto === (ip === 4 ? 1 : 58) && r.decoded.ip.icmpType === (ip === 4 ? 0 : 129), 3000, `echo reply v${ip}`);
       }
       await env.ns.run(["ping", "-c", "2", "-W", "2", "192.0.2.2"]);
       await env.ns.run(["ping", "-6", "-c", "2", "-W", "2", "2001:db8::2"]);

@@ -131,7 +131,7 @@ describe.skipIf(!avail.ok || !existsSync(cli))(`vhost-user back-end${avail.ok ? 
     it("ping both ways through the back-end", async () => {
       session.stack.arpRequest(HOST4);
       session.stack.send({ ip: 4, l4: "icmp", src: GUEST4, dst: HOST4, payload: payload(56) });
-      await session.stack.waitFor((r) => r.decoded.ip?.icmpType === 0, 3000, "echo reply");
+      await session.stack.waitFor((r) => r.decoded.ip?.proto === 1 && r.decoded.ip.icmpType === 0, 3000, "echo reply");
       await ns.run(["ping", "-c", "2", "-W", "2", "192.0.2.2"]);
       await ns.run(["ping", "-6", "-c", "2", "-W", "2", "2001:db8::2"]);
     });

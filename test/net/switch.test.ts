@@ -6,6 +6,7 @@ import { createGuestMemory } from "../../host/memory/layout.js";
 import { DevicePort } from "../../host/net/device-port.js";
 import { Gateway } from "../../host/net/gateway.js";
 import { Switch, type NetFrame, type SwitchPort } from "../../host/net/switch.js";
+import { dhcpOption, dhcpRequest } from "../helpers/dhcp.js";
 import { GuestDriver } from "../../host/testing/driver-model.js";
 import { buildFrame, decodeFrame, ipv4HeaderValid, l4ChecksumValid, payload } from "../../host/testing/frames.js";
 
@@ -100,28 +101,6 @@ function network(aFeatures: bigint, bFeatures: bigint) {
 const LINUX = featureMask(Feature.VERSION_1, Feature.CSUM, Feature.GUEST_CSUM, Feature.EVENT_IDX);
 const MINIMAL = featureMask(Feature.VERSION_1);
 
-/** A DHCP request built from RFC 2131 by hand (independent of the gateway). */
-function dhcpRequest(chaddr: Uint8Array, type: number, extra: number[] = []): Uint8Array {
-  const opts = [53, 1, type, ...extra, 255];
-  const bootp = new Uint8Array(240 + opts.length);
-  const dv = new DataView(bootp.buffer);
-  bootp[0] = 1; bootp[1] = 1; bootp[2] = 6;
-  dv.setUint32(4, 0xdeadbeef);
-  bootp.set(chaddr, 28);
-  dv.setUint32(236, 0x63825363);
-  bootp.set(opts, 240);
-  return buildFrame({ ip: 4, l4: "udp", payload: bootp, src: [0, 0, 0, 0], dst: [255, 255, 255, 255], sport: 68, dport: 67, srcMac: chaddr, dstMac: Uint8Array.of(255, 255, 255, 255, 255, 255) }).frame;
-}
-
-function dhcpOption(bootp: Uint8Array, code: number): number[] | undefined {
-  for (let at = 240; at < bootp.length && bootp[at] !== 255;) {
-    if (bootp[at] === 0) { at++; continue; }
-    if (bootp[at] === code) return Array.from(bootp.subarray(at + 2, at + 2 + bootp[at + 1]));
-    at += 2 + bootp[at + 1];
-  }
-  return undefined;
-}
-
 describe("embedded network: devices, switch and gateway", () => {
   it("between a guest with offloads and one without, the incapable guest gets complete checksums", () => {
     const { sw, guests: [a, b] } = network(LINUX, MINIMAL);
@@ -158,7 +137,7 @@ describe("embedded network: devices, switch and gateway", () => {
     const got = a.drv.receiveAll().map((r) => r.frame);
     expect(got[0].subarray(22, 32)).toEqual(Uint8Array.from([...gw.mac, 198, 51, 100, 1]));
     const echo = decodeFrame(got[1]).ip!;
-    expect([echo.icmpType, ...echo.src]).toEqual([0, 198, 51, 100, 1]);
+    expect([echo.icmpType, ...echo.src, ...echo.dst]).toEqual([0, 198, 51, 100, 1, 198, 51, 100, 50]);
     expect(l4ChecksumValid(echo, got[1])).toBe(true);
     expect(ipv4HeaderValid(echo, got[1])).toBe(true);
     expect(Array.from(echo.payload)).toEqual(Array.from(payload(56)));

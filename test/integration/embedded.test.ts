@@ -1,0 +1,83 @@
+/**
+ * `virtio-net-wasm vhost-user` without a tap: the guest's device is a port of the embedded
+ * network. Needs no root and no tap: the real CLI in a child process, the front-end model
+ * as QEMU, and the guest-side stack doing DHCP and pinging the gateway.
+ */
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+import { Feature, QueueIndex } from "../../assembly/abi.js";
+import { featureMask } from "../../host/device/features.js";
+import * as libc from "../../host/runtime/libc.js";
+import { GuestDriver } from "../../host/testing/driver-model.js";
+import { decodeFrame, payload } from "../../host/testing/frames.js";
+import { dhcpOption, dhcpRequest } from "../helpers/dhcp.js";
+import { GuestStack, GUEST_MAC } from "./guest-stack.js";
+import { VhostFrontend } from "./vhost-frontend.js";
+
+const cli = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const FEATURES = featureMask(Feature.VERSION_1, Feature.EVENT_IDX, Feature.CSUM, Feature.GUEST_CSUM);
+
+describe.skipIf(process.platform !== "linux" || !existsSync(cli))("vhost-user on the embedded network (no tap, no root)", () => {
+  it("the guest gets a DHCP lease and pings the gateway; checksums are valid", async () => {
+    const socket = `/tmp/vnw-embedded-${process.pid}.sock`;
+    let log = "";
+    const child = spawn(process.execPath, [cli, "vhost-user", "--socket", socket, "--net", "198.51.100.0", "--dns", "198.51.100.53"], { stdio: ["ignore", "pipe", "pipe"] });
+    child.stdout!.on("data", (d) => { log += d; });
+    child.stderr!.on("data", (d) => { log += d; });
+    const exited = new Promise((r) => child.on("exit", r));
+    const fe = new VhostFrontend({ ramSize: 16 << 20 });
+    let running = true;
+    try {
+      for (let i = 0; i < 100 && !existsSync(socket); i++) await sleep(50);
+      expect(log).toMatch(/embedded network: gateway 198\.51\.100\.1\/24/);
+      const drv = new GuestDriver({ memory: fe.memory, regions: fe.regions }, fe, 9);
+      const stack = new GuestStack(drv, FEATURES, (q) => libc.eventfdSignal(fe.kickFds[q]));
+      await fe.connect(socket);
+      await fe.handshake();
+      drv.negotiate(FEATURES);
+      drv.setupQueues(128);
+      await fe.start();
+      const ep = libc.epollCreate();
+      libc.epollAdd(ep, fe.callFds[QueueIndex.RX], libc.EPOLLIN, 0);
+      const ev = new libc.EpollEvents(1);
+      const loop = (async () => {
+        while (running) {
+          if (await libc.epollWaitAsync(ep, ev, 50)) {
+            libc.eventfdDrain(fe.callFds[QueueIndex.RX]);
+            stack.poll();
+          }
+        }
+        libc.close(ep);
+      })();
+      stack.start();
+
+      stack.sendRaw(dhcpRequest(GUEST_MAC, 1));
+      const offer = await stack.waitFor((r) => r.decoded.ip?.dport === 68, 3000, "DHCP offer");
+      const yiaddr = Array.from(offer.decoded.ip!.payload.subarray(16, 20));
+      expect(dhcpOption(offer.decoded.ip!.payload, 53)).toEqual([2]);
+      stack.sendRaw(dhcpRequest(GUEST_MAC, 3, [50, 4, ...yiaddr, 54, 4, 198, 51, 100, 1]));
+      const ack = await stack.waitFor((r) => r.decoded.ip?.dport === 68 && dhcpOption(r.decoded.ip.payload, 53)?.[0] === 5, 3000, "DHCP ack");
+      expect(dhcpOption(ack.decoded.ip!.payload, 3)).toEqual([198, 51, 100, 1]);
+      expect(dhcpOption(ack.decoded.ip!.payload, 6)).toEqual([198, 51, 100, 53]);
+
+      stack.arpRequest([198, 51, 100, 1], yiaddr);
+      const arp = await stack.waitFor((r) => r.decoded.ethertype === 0x0806 && r.frame[21] === 2, 3000, "ARP reply");
+      stack.hostMac = arp.frame.slice(22, 28);
+      stack.send({ ip: 4, l4: "icmp", src: yiaddr, dst: [198, 51, 100, 1], payload: payload(56), icmpSeq: 3 });
+      const echo = await stack.waitFor((r) => r.decoded.ip?.proto === 1 && r.decoded.ip.icmpType === 0, 3000, "echo reply");
+      expect(decodeFrame(echo.frame).ip!.src).toEqual(Uint8Array.of(198, 51, 100, 1));
+      expect(decodeFrame(echo.frame).ip!.dst).toEqual(Uint8Array.from(yiaddr));
+      expect(stack.bad).toEqual([]);
+      running = false;
+      await loop;
+    } finally {
+      running = false;
+      fe.close();
+      child.kill("SIGTERM");
+      expect(await exited).toBe(0);
+    }
+  }, 20_000);
+});
