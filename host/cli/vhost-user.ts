@@ -4,6 +4,7 @@ import { CsumPolicy, QueueIndex } from "../../assembly/abi.js";
 import { parseFeatureList } from "../device/features.js";
 import { VhostUserNetBackend, type LogLevel } from "../vhost-user/backend.js";
 import { VhostUserServer } from "../vhost-user/server.js";
+import { PcapPort } from "../net/pcap-port.js";
 
 export const VHOST_USER_HELP = `usage: virtio-net-wasm vhost-user --socket PATH [--tap IFNAME] [options]
 
@@ -19,6 +20,8 @@ options:
   --net SUBNET         without --tap: the embedded network's /24 (default 10.215.0.0):
                        gateway .1, DHCP leases .100-.199
   --dns ADDR           without --tap: DNS server handed out by DHCP (option 6)
+  --pcap FILE          without --tap: capture the embedded network to FILE (libpcap format,
+                       checksums finished as on a wire; read it with tshark or Wireshark)
   --mac MAC            MAC in the device's config (QEMU keeps its own; informational)
   --mtu N              MTU offered with VIRTIO_NET_F_MTU (68..65535, default 1500)
   --offloads LIST      features to offer, comma-separated (default:
@@ -51,7 +54,7 @@ export async function vhostUserMain(args: string[], out: (s: string) => void, er
       args,
       options: {
         socket: { type: "string" }, client: { type: "boolean", default: false }, tap: { type: "string" },
-        net: { type: "string", default: "10.215.0.0" }, dns: { type: "string" },
+        net: { type: "string", default: "10.215.0.0" }, dns: { type: "string" }, pcap: { type: "string" },
         mac: { type: "string" }, mtu: { type: "string", default: "1500" }, offloads: { type: "string", default: DEFAULT_OFFLOADS },
         "csum-policy": { type: "string", default: "complete" }, "locked-mac": { type: "boolean", default: false },
         stats: { type: "string" }, "log-level": { type: "string", default: "info" }, help: { type: "boolean", default: false },
@@ -68,7 +71,9 @@ export async function vhostUserMain(args: string[], out: (s: string) => void, er
   }
   const fail = (msg: string) => { err(`virtio-net-wasm vhost-user: ${msg}`); return 2; };
   if (!values.socket) return fail("--socket PATH is required");
-  if (values.tap && (values.dns !== undefined)) return fail("--dns applies to the embedded network (without --tap)");
+  if (values.tap && (values.dns !== undefined || values.pcap !== undefined)) {
+    return fail("--dns and --pcap apply to the embedded network (without --tap); capture a tap with tcpdump");
+  }
   if (!/^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(values.net!) || values.net!.split(".").some((x) => Number(x) > 255)) {
     return fail(`--net must be an IPv4 /24 network address such as 10.215.0.0, got "${values.net}"`);
   }
@@ -101,6 +106,15 @@ export async function vhostUserMain(args: string[], out: (s: string) => void, er
   } catch (e) {
     return fail((e as Error).message);
   }
+  let pcap: PcapPort | null = null;
+  if (values.pcap) {
+    try {
+      pcap = new PcapPort(backend.network!.sw, values.pcap);
+    } catch (e) {
+      await backend.close();
+      return fail(`--pcap ${values.pcap}: ${(e as Error).message}`);
+    }
+  }
   if (backend.tap) log("info", `tap ${backend.tap.name}${backend.tap.vnetHdr ? " (vnet_hdr)" : ""}; offering ${values.offloads}`);
   else log("info", `embedded network: gateway ${backend.network!.gateway.ip.join(".")}/24, DHCP .100-.199; offering ${values.offloads}`);
   const server = new VhostUserServer(backend, { socketPath: values.socket, client: values.client, log });
@@ -117,6 +131,7 @@ export async function vhostUserMain(args: string[], out: (s: string) => void, er
     if (timer) clearInterval(timer);
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
+    pcap?.close();
     await backend.close();
   }
 }

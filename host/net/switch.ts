@@ -23,6 +23,8 @@ export interface SwitchPort {
   readonly acceptsPartial: boolean;
   /** Receives a frame from the switch. The port must not keep `frame.data` past the call unless it owns it. */
   deliver(frame: NetFrame): void;
+  /** Gets a copy of every frame, not only those addressed or flooded to it (capture ports). */
+  readonly promiscuous?: boolean;
 }
 
 export interface SwitchCounters {
@@ -95,16 +97,18 @@ export class Switch {
     if ((src[0] & 1) === 0) this.table.set(macKey(src), { port: from, seen: this.now() });
     const dst = d.subarray(0, 6);
     const out = (dst[0] & 1) === 0 ? this.lookup(dst) : undefined;
+    // Capture ports see the frame as it enters, before any port can react to it.
+    let completed: NetFrame | null = null;
+    for (const p of this.ports) if (p.promiscuous && p !== from) completed = this.send(p, frame, partial, completed);
     if (out) {
       if (out === from) { this.counters.filtered++; return; }
       this.counters.forwarded++;
-      this.send(out, frame, partial, null);
+      if (!out.promiscuous) this.send(out, frame, partial, completed);
       return;
     }
     this.counters.flooded++;
-    let completed: NetFrame | null = null;
     for (const p of this.ports) {
-      if (p === from) continue;
+      if (p === from || p.promiscuous) continue;
       completed = this.send(p, frame, partial, completed);
     }
   }

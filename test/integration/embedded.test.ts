@@ -3,7 +3,7 @@
  * network. Needs no root and no tap: the real CLI in a child process, the front-end model
  * as QEMU, and the guest-side stack doing DHCP and pinging the gateway.
  */
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
@@ -23,8 +23,9 @@ const FEATURES = featureMask(Feature.VERSION_1, Feature.EVENT_IDX, Feature.CSUM,
 describe.skipIf(process.platform !== "linux" || !existsSync(cli))("vhost-user on the embedded network (no tap, no root)", () => {
   it("the guest gets a DHCP lease and pings the gateway; checksums are valid", async () => {
     const socket = `/tmp/vnw-embedded-${process.pid}.sock`;
+    const pcap = `/tmp/vnw-embedded-${process.pid}.pcap`;
     let log = "";
-    const child = spawn(process.execPath, [cli, "vhost-user", "--socket", socket, "--net", "198.51.100.0", "--dns", "198.51.100.53"], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [cli, "vhost-user", "--socket", socket, "--net", "198.51.100.0", "--dns", "198.51.100.53", "--pcap", pcap], { stdio: ["ignore", "pipe", "pipe"] });
     child.stdout!.on("data", (d) => { log += d; });
     child.stderr!.on("data", (d) => { log += d; });
     const exited = new Promise((r) => child.on("exit", r));
@@ -78,6 +79,13 @@ describe.skipIf(process.platform !== "linux" || !existsSync(cli))("vhost-user on
       fe.close();
       child.kill("SIGTERM");
       expect(await exited).toBe(0);
+    }
+    // --pcap: the capture has the exchange; decoded by tshark where it is installed.
+    let tshark = true;
+    try { execFileSync("tshark", ["--version"], { stdio: "ignore" }); } catch { tshark = false; }
+    if (tshark) {
+      const protos = execFileSync("tshark", ["-r", pcap, "-T", "fields", "-e", "frame.protocols"], { encoding: "utf8" });
+      expect(protos).toMatch(/eth:ethertype:ip:udp:dhcp[\s\S]*eth:ethertype:arp[\s\S]*eth:ethertype:ip:icmp/);
     }
   }, 20_000);
 });
