@@ -2,11 +2,11 @@
 import { parseArgs } from "node:util";
 import { CsumPolicy, QueueIndex } from "../../assembly/abi.js";
 import { parseFeatureList } from "../device/features.js";
-import { VhostUserNetBackend, type LogLevel } from "../vhost-user/backend.js";
+import { embeddedNetwork, VhostUserNetBackend, type LogLevel } from "../vhost-user/backend.js";
 import { VhostUserServer } from "../vhost-user/server.js";
 import { PcapPort } from "../net/pcap-port.js";
 
-export const VHOST_USER_HELP = `usage: virtio-net-wasm vhost-user --socket PATH [--tap IFNAME] [options]
+export const VHOST_USER_HELP = `usage: virtio-net-wasm vhost-user --socket PATH [--socket PATH ...] [--tap IFNAME] [options]
 
 Serves the virtio-net data path of a QEMU (or any vhost-user front-end) guest: guest RAM is
 mapped into the engine's Wasm memory, rings are processed in place, frames go to and from a
@@ -14,7 +14,9 @@ Linux tap with checksum offload translated both ways. Without --tap the guest is
 embedded network: a built-in gateway that answers ARP, ping and DHCP (no root, no tap).
 
 options:
-  --socket PATH        vhost-user socket (we listen; use --client to connect instead)
+  --socket PATH        vhost-user socket (we listen; use --client to connect instead).
+                       Without --tap it may be repeated: one guest per socket, all on one
+                       embedded network (they reach each other and the gateway)
   --client             connect to the front-end's socket and reconnect when it goes away
   --tap IFNAME         tap interface to attach (created if missing; needs CAP_NET_ADMIN)
   --net SUBNET         without --tap: the embedded network's /24 (default 10.215.0.0):
@@ -53,7 +55,7 @@ export async function vhostUserMain(args: string[], out: (s: string) => void, er
     values = parseArgs({
       args,
       options: {
-        socket: { type: "string" }, client: { type: "boolean", default: false }, tap: { type: "string" },
+        socket: { type: "string", multiple: true }, client: { type: "boolean", default: false }, tap: { type: "string" },
         net: { type: "string", default: "10.215.0.0" }, dns: { type: "string" }, pcap: { type: "string" },
         mac: { type: "string" }, mtu: { type: "string", default: "1500" }, offloads: { type: "string", default: DEFAULT_OFFLOADS },
         "csum-policy": { type: "string", default: "complete" }, "locked-mac": { type: "boolean", default: false },
@@ -70,7 +72,9 @@ export async function vhostUserMain(args: string[], out: (s: string) => void, er
     return 0;
   }
   const fail = (msg: string) => { err(`virtio-net-wasm vhost-user: ${msg}`); return 2; };
-  if (!values.socket) return fail("--socket PATH is required");
+  const sockets = values.socket ?? [];
+  if (sockets.length === 0) return fail("--socket PATH is required");
+  if (values.tap && sockets.length > 1) return fail("one --socket per --tap: several guests share the embedded network, not a tap");
   if (values.tap && (values.dns !== undefined || values.pcap !== undefined)) {
     return fail("--dns and --pcap apply to the embedded network (without --tap); capture a tap with tcpdump");
   }
@@ -97,33 +101,39 @@ export async function vhostUserMain(args: string[], out: (s: string) => void, er
   }
   const log = (l: LogLevel, m: string) => { if (LEVELS.indexOf(l) <= level) (l === "error" || l === "warn" ? err : out)(`${new Date().toISOString()} ${l}: ${m}`); };
 
-  let backend: VhostUserNetBackend;
+  const backends: VhostUserNetBackend[] = [];
+  const network = values.tap ? undefined : embeddedNetwork({ subnet: values.net!, dns: values.dns });
   try {
-    backend = new VhostUserNetBackend({
-      tap: values.tap, features, csumPolicy, lockedMac: values["locked-mac"], mac: values.mac, mtu, log,
-      gateway: { subnet: values.net!, dns: values.dns },
-    });
+    for (const [i, socket] of sockets.entries()) {
+      backends.push(new VhostUserNetBackend({
+        tap: values.tap, features, csumPolicy, lockedMac: values["locked-mac"], mac: values.mac, mtu, network,
+        portName: sockets.length > 1 ? `guest${i}:${socket}` : "guest",
+        log: sockets.length > 1 ? (l, m) => log(l, `[${socket}] ${m}`) : log,
+      }));
+    }
   } catch (e) {
+    for (const b of backends) await b.close();
     return fail((e as Error).message);
   }
   let pcap: PcapPort | null = null;
   if (values.pcap) {
     try {
-      pcap = new PcapPort(backend.network!.sw, values.pcap);
+      pcap = new PcapPort(network!.sw, values.pcap);
     } catch (e) {
-      await backend.close();
+      for (const b of backends) await b.close();
       return fail(`--pcap ${values.pcap}: ${(e as Error).message}`);
     }
   }
+  const backend = backends[0];
   if (backend.tap) log("info", `tap ${backend.tap.name}${backend.tap.vnetHdr ? " (vnet_hdr)" : ""}; offering ${values.offloads}`);
-  else log("info", `embedded network: gateway ${backend.network!.gateway.ip.join(".")}/24, DHCP .100-.199; offering ${values.offloads}`);
-  const server = new VhostUserServer(backend, { socketPath: values.socket, client: values.client, log });
-  const onSignal = (sig: string) => { log("info", `${sig}: shutting down`); server.stop(); };
+  else log("info", `embedded network: gateway ${network!.gateway.ip.join(".")}/24, DHCP .100-.199; ${sockets.length} guest socket(s); offering ${values.offloads}`);
+  const servers = backends.map((b, i) => new VhostUserServer(b, { socketPath: sockets[i], client: values.client, log }));
+  const onSignal = (sig: string) => { log("info", `${sig}: shutting down`); for (const s of servers) s.stop(); };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
-  const timer = stats > 0 ? setInterval(() => printStats(backend, out), stats * 1000) : null;
+  const timer = stats > 0 ? setInterval(() => backends.forEach((b) => printStats(b, out)), stats * 1000) : null;
   try {
-    await server.run();
+    await Promise.all(servers.map((s) => s.run()));
     return 0;
   } catch (e) {
     return fail((e as Error).message);
@@ -132,13 +142,14 @@ export async function vhostUserMain(args: string[], out: (s: string) => void, er
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
     pcap?.close();
-    await backend.close();
+    for (const b of backends) await b.close();
   }
 }
 
-let last: { t: number; rx: number; tx: number; rxb: number; txb: number } | null = null;
+const lastStats = new Map<VhostUserNetBackend, { t: number; rx: number; tx: number; rxb: number; txb: number }>();
 
 function printStats(b: VhostUserNetBackend, out: (s: string) => void): void {
+  const last = lastStats.get(b) ?? null;
   const rx = b.dev.metrics(QueueIndex.RX);
   const tx = b.dev.metrics(QueueIndex.TX);
   const now = performance.now();
@@ -148,5 +159,5 @@ function printStats(b: VhostUserNetBackend, out: (s: string) => void): void {
     + `tx ${tx.packets} pkts (${rate(tx.packets, last?.tx ?? 0)}/s, ${rate(tx.bytes * 8, (last?.txb ?? 0) * 8)} bit/s); `
     + `csum offloaded tx ${tx.csumOffloaded} rx ${rx.csumOffloaded}, software tx ${tx.csumSoftware} rx ${rx.csumSoftware}`
     + `${drops(rx) || drops(tx) ? `; drops ${[drops(rx), drops(tx)].filter(Boolean).join(" ")}` : ""}`);
-  last = { t: now, rx: rx.packets, tx: tx.packets, rxb: rx.bytes, txb: tx.bytes };
+  lastStats.set(b, { t: now, rx: rx.packets, tx: tx.packets, rxb: rx.bytes, txb: tx.bytes });
 }

@@ -25,6 +25,18 @@ import {
 } from "./protocol.js";
 
 export type LogLevel = "error" | "warn" | "info" | "debug";
+
+/** A switch with the built-in gateway, shared by the guests on it. */
+export interface EmbeddedNetwork {
+  sw: Switch;
+  gateway: Gateway;
+}
+
+/** Makes an embedded network: a switch and a gateway on `gateway.subnet` (default 10.215.0.0/24). */
+export function embeddedNetwork(gateway: GatewayOptions = { subnet: "10.215.0.0" }): EmbeddedNetwork {
+  const sw = new Switch();
+  return { sw, gateway: new Gateway(sw, gateway) };
+}
 export type Logger = (level: LogLevel, message: string) => void;
 
 export interface VhostUserNetOptions {
@@ -35,6 +47,13 @@ export interface VhostUserNetOptions {
   tap?: string;
   /** The embedded network's gateway (default subnet 10.215.0.0/24), when there is no tap. */
   gateway?: GatewayOptions;
+  /**
+   * An embedded network to join (several back-ends, one per guest, on one switch). Without it,
+   * and without a tap, the back-end makes its own.
+   */
+  network?: EmbeddedNetwork;
+  /** Name of this guest's port on the switch (default "guest"). */
+  portName?: string;
   /** Features to offer (default: the core's default offer). QEMU keeps MAC/STATUS for itself. */
   features?: bigint;
   csumPolicy?: CsumPolicy;
@@ -86,7 +105,7 @@ export class VhostUserNetBackend {
   /** The tap, or null when the device is on the embedded network. */
   readonly tap: LinuxTap | null;
   /** The embedded network (switch and gateway) when there is no tap. */
-  readonly network: { sw: Switch; gateway: Gateway; port: DevicePort } | null = null;
+  readonly network: (EmbeddedNetwork & { port: DevicePort }) | null = null;
   private readonly port: TapPort | null = null;
   private readonly mapped: MappedGuestMemory;
   private readonly nativeBase: bigint;
@@ -122,9 +141,8 @@ export class VhostUserNetBackend {
       if (this.tap) {
         this.port = new TapPort(this.dev, this.tap, this.nativeBase);
       } else {
-        const sw = new Switch();
-        const gateway = new Gateway(sw, opts.gateway ?? { subnet: "10.215.0.0" });
-        this.network = { sw, gateway, port: new DevicePort("guest", this.dev, sw) };
+        const net = opts.network ?? embeddedNetwork(opts.gateway);
+        this.network = { ...net, port: new DevicePort(opts.portName ?? "guest", this.dev, net.sw) };
       }
       this.mapped = new MappedGuestMemory(this.mem.memory, this.dev, GUEST_RAM_START);
     } catch (e) {
@@ -384,9 +402,10 @@ export class VhostUserNetBackend {
     this.protocolAcked = false;
   }
 
-  /** Stops everything and closes the tap. */
+  /** Stops everything, leaves the switch, closes the tap. */
   async close(): Promise<void> {
     await this.disconnect();
+    if (this.network) this.network.sw.detach(this.network.port);
     this.tap?.close();
   }
 

@@ -89,3 +89,62 @@ describe.skipIf(process.platform !== "linux" || !existsSync(cli))("vhost-user on
     }
   }, 20_000);
 });
+
+describe.skipIf(process.platform !== "linux" || !existsSync(cli))("several guests on one back-end process", () => {
+  it("two sockets, one switch: the guests reach each other and the gateway", async () => {
+    const sockets = [0, 1].map((i) => `/tmp/vnw-two-${process.pid}-${i}.sock`);
+    const child = spawn(process.execPath, [cli, "vhost-user", "--socket", sockets[0], "--socket", sockets[1], "--net", "198.51.100.0"], { stdio: "ignore" });
+    const exited = new Promise((r) => child.on("exit", r));
+    const guests: { fe: VhostFrontend; stack: GuestStack; loop: Promise<void> }[] = [];
+    let running = true;
+    try {
+      for (let i = 0; i < 100 && !sockets.every(existsSync); i++) await sleep(50);
+      for (const [i, socket] of sockets.entries()) {
+        const fe = new VhostFrontend({ ramSize: 16 << 20 });
+        const drv = new GuestDriver({ memory: fe.memory, regions: fe.regions }, fe, 20 + i);
+        const stack = new GuestStack(drv, FEATURES, (q) => libc.eventfdSignal(fe.kickFds[q]), 64, Uint8Array.of(2, 0, 0, 0, 0, 0x10 + i), [198, 51, 100, 10 + i]);
+        await fe.connect(socket);
+        await fe.handshake();
+        drv.negotiate(FEATURES);
+        drv.setupQueues(128);
+        await fe.start();
+        const ep = libc.epollCreate();
+        libc.epollAdd(ep, fe.callFds[QueueIndex.RX], libc.EPOLLIN, 0);
+        const ev = new libc.EpollEvents(1);
+        const loop = (async () => {
+          while (running) {
+            if (await libc.epollWaitAsync(ep, ev, 50)) {
+              libc.eventfdDrain(fe.callFds[QueueIndex.RX]);
+              stack.poll();
+            }
+          }
+          libc.close(ep);
+        })();
+        stack.start();
+        guests.push({ fe, stack, loop });
+      }
+      const [a, b] = guests.map((g) => g.stack);
+      a.arpRequest([198, 51, 100, 11]);
+      const arp = await a.waitFor((r) => r.decoded.ethertype === 0x0806 && r.frame[21] === 2, 3000, "B's ARP reply");
+      a.hostMac = arp.frame.slice(22, 28);
+      expect(Array.from(a.hostMac)).toEqual([2, 0, 0, 0, 0, 0x11]);
+      // A TCP-sized UDP datagram with a partial checksum from A (offloads on) reaches B intact.
+      const data = payload(1400, 3);
+      a.send({ ip: 4, l4: "udp", src: [198, 51, 100, 10], dst: [198, 51, 100, 11], dport: 7777, payload: data });
+      const got = await b.waitFor((r) => r.decoded.ip?.proto === 17 && r.decoded.ip.dport === 7777, 3000, "A's datagram at B");
+      expect(Array.from(got.decoded.ip!.payload)).toEqual(Array.from(data));
+      // Between two offload-capable guests the checksum stays partial: nobody computed it.
+      expect(got.partial).toBe(true);
+      a.send({ ip: 4, l4: "icmp", src: [198, 51, 100, 10], dst: [198, 51, 100, 11], payload: payload(56), icmpSeq: 7 });
+      await a.waitFor((r) => r.decoded.ip?.proto === 1 && r.decoded.ip.icmpType === 0 && r.decoded.ip.src[3] === 11, 3000, "B's echo reply");
+      b.arpRequest([198, 51, 100, 1]);
+      await b.waitFor((r) => r.decoded.ethertype === 0x0806 && r.frame[21] === 2 && r.frame[31] === 1, 3000, "the gateway's ARP reply to B");
+      expect([...a.bad, ...b.bad]).toEqual([]);
+    } finally {
+      running = false;
+      for (const g of guests) { await g.loop; g.fe.close(); }
+      child.kill("SIGTERM");
+      expect(await exited).toBe(0);
+    }
+  }, 20_000);
+});

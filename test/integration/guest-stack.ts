@@ -42,6 +42,9 @@ export class GuestStack {
     readonly features: bigint,
     private readonly kick: (q: QueueIndex) => void,
     readonly rxBuffers = 64,
+    /** This guest's MAC and IPv4 address (what it answers ARP for). */
+    readonly mac: Uint8Array = GUEST_MAC,
+    readonly ip4: number[] = GUEST4,
   ) {}
 
   get offloads(): boolean { return ((this.features >> BigInt(Feature.CSUM)) & 1n) === 1n; }
@@ -55,7 +58,7 @@ export class GuestStack {
 
   /** Sends a frame built from `spec`, with a partial checksum if CSUM was negotiated. */
   send(spec: FrameSpec): void {
-    const b = buildFrame({ ...spec, csum: this.offloads ? "partial" : "full", srcMac: GUEST_MAC, dstMac: spec.dstMac ?? this.hostMac ?? undefined });
+    const b = buildFrame({ ...spec, csum: this.offloads ? "partial" : "full", srcMac: this.mac, dstMac: spec.dstMac ?? this.hostMac ?? undefined });
     const hdr = this.offloads ? { flags: NetHdr.F_NEEDS_CSUM, csumStart: b.l4Off, csumOffset: b.csumField } : {};
     this.drv.send(b.frame, { hdr, separateHeader: true });
     this.kick(QueueIndex.TX);
@@ -69,13 +72,13 @@ export class GuestStack {
     this.drv.takeUsed(QueueIndex.TX);
   }
 
-  /** ARP request for `ip` from GUEST4 (or `from`). */
-  arpRequest(ip: number[], from = GUEST4): void {
+  /** ARP request for `ip` from this guest's address (or `from`). */
+  arpRequest(ip: number[], from = this.ip4): void {
     const f = new Uint8Array(42);
     f.fill(0xff, 0, 6);
-    f.set(GUEST_MAC, 6);
+    f.set(this.mac, 6);
     f.set([0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1], 12);
-    f.set(GUEST_MAC, 22);
+    f.set(this.mac, 22);
     f.set(from, 28);
     f.set(ip, 38);
     this.sendRaw(f);
@@ -114,20 +117,21 @@ export class GuestStack {
   private respond(r: Received): void {
     const f = r.frame;
     const d = r.decoded;
-    if (d.ethertype === 0x0806 && f[21] === 1 && same(f.subarray(38, 42), GUEST4)) {
+    if (d.ethertype === 0x0806 && f[21] === 1 && same(f.subarray(38, 42), this.ip4)) {
       // ARP request for us: reply.
       const reply = new Uint8Array(42);
       reply.set(f.subarray(6, 12), 0);
-      reply.set(GUEST_MAC, 6);
+      reply.set(this.mac, 6);
       reply.set([0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 2], 12);
-      reply.set(GUEST_MAC, 22);
-      reply.set(GUEST4, 28);
+      reply.set(this.mac, 22);
+      reply.set(this.ip4, 28);
       reply.set(f.subarray(22, 32), 32);
       this.sendRaw(reply);
     }
     if (d.ethertype === 0x0806 && f[21] === 2) this.hostMac = f.slice(22, 28);
     const ip = d.ip;
-    if (ip && ((ip.proto === 1 && ip.icmpType === 8) || (ip.proto === 58 && ip.icmpType === 128))) {
+    const forUs = ip && (ip.ip === 6 || same(ip.dst, this.ip4));
+    if (ip && forUs && ((ip.proto === 1 && ip.icmpType === 8) || (ip.proto === 58 && ip.icmpType === 128))) {
       const dv = new DataView(f.buffer, f.byteOffset);
       this.send({
         ip: ip.ip, l4: "icmp", payload: ip.payload, src: ip.dst, dst: ip.src, dstMac: d.srcMac,
