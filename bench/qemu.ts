@@ -8,7 +8,8 @@
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { boot, guestAvailable } from "../test/e2e/qemu.js";
+import { boot, guestAvailable } from "../host/testing/qemu.js";
+import { netTestsAvailable } from "../test/integration/netns.js";
 import { Netns } from "../test/integration/netns.js";
 import { table } from "./harness.js";
 
@@ -84,7 +85,8 @@ async function run(kind: "ours" | "qemu", deviceProps?: string): Promise<{ up: n
 }
 
 export async function qemuBench(): Promise<void> {
-  const a = guestAvailable();
+  const guestOk = guestAvailable();
+  const a = guestOk.ok ? netTestsAvailable() : guestOk;
   if (!a.ok) {
     console.log(`\nReal guest under QEMU: skipped (${a.reason})`);
     return;

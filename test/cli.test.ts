@@ -10,14 +10,14 @@ async function run(args: string[]) {
 
 describe("virtio-net-wasm CLI", () => {
   it("demo: every frame arrives with a valid checksum, none computed when both guests offload", async () => {
-    const r = await run(["demo", "--frames", "200"]);
+    const r = await run(["demo", "--in-process", "--frames", "200"]);
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/no offload[\s\S]*delivered: 200, checksums valid at B: 200\/200[\s\S]*computed by the device: 200;/);
     expect(r.out).toMatch(/checksum offload\n[\s\S]*computed by the device: 0; partial checksums handed on untouched: 200/);
   });
 
   it.each([
-    [["demo", "--frames", "x"], /--frames must be an integer/],
+    [["demo", "--in-process", "--frames", "x"], /--frames must be an integer/],
     [["demo", "--frobnicate"], /Unknown option '--frobnicate'/],
     [["launch"], /unknown command "launch"/],
     [["vhost-user", "--tap", "x"], /--socket PATH is required/],

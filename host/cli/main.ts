@@ -1,20 +1,26 @@
 /**
  * The `virtio-net-wasm` command.
  *
- *   virtio-net-wasm demo [--frames N]
+ *   virtio-net-wasm demo [--in-process [--frames N]]
  *   virtio-net-wasm vhost-user --socket PATH [--tap IFNAME] [...]
  */
 import { parseArgs } from "node:util";
 import { runDemo } from "./demo.js";
+import { runGuestDemo } from "./guest-demo.js";
 import { vhostUserMain, VHOST_USER_HELP } from "./vhost-user.js";
 
 const HELP = `usage: virtio-net-wasm <command> [options]
 
 commands:
-  demo            two guests' virtio-net devices on one Wasm memory, wired back to back
-                  in-process; shows negotiation and which checksums were never computed.
-                  Needs no root, tap or QEMU.
-      --frames N  frames per phase (default 1000)
+  demo            two real Linux guests under QEMU on the embedded network, served by this
+                  engine over vhost-user: DHCP, ping, a TCP transfer between them, and which
+                  checksums nobody computed. Builds the guest image first if needed (as root,
+                  installs qemu-system-x86, busybox-static, cpio and iperf3 from Debian).
+                  Where real guests cannot run, falls back to --in-process.
+      --in-process
+                  two guest driver models with virtio-net devices on one Wasm memory,
+                  wired back to back in-process (no root, tap or QEMU)
+      --frames N  frames per phase of the in-process demo (default 1000)
   vhost-user      serve a QEMU guest's virtio-net over vhost-user, with a tap or on the
                   embedded network (virtio-net-wasm vhost-user --help for options and the
                   QEMU command line)
@@ -33,13 +39,20 @@ export async function main(argv: string[], log: (s: string) => void = console.lo
     return 2;
   }
   let frames: number;
+  let inProcess: boolean;
   try {
-    const { values } = parseArgs({ args: rest, options: { frames: { type: "string", default: "1000" } }, strict: true });
+    const { values } = parseArgs({ args: rest, options: { frames: { type: "string", default: "1000" }, "in-process": { type: "boolean", default: false } }, strict: true });
     frames = Number(values.frames);
+    inProcess = values["in-process"]!;
     if (!Number.isInteger(frames) || frames <= 0 || frames > 1_000_000) throw new Error(`--frames must be an integer in 1..1000000, got "${values.frames}"`);
   } catch (e) {
     err(`virtio-net-wasm demo: ${(e as Error).message}`);
     return 2;
+  }
+  if (!inProcess) {
+    const r = await runGuestDemo(log);
+    if (typeof r === "boolean") return r ? 0 : 1;
+    log(`real guests cannot run here: ${r}. Running the in-process demo instead.\n`);
   }
   return runDemo({ frames, log }) ? 0 : 1;
 }

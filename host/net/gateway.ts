@@ -21,6 +21,8 @@ export interface GatewayOptions {
   leaseSeconds?: number;
   /** DNS server to hand out (option 6), if any. */
   dns?: string;
+  /** Fixed leases: client MAC ("52:54:00:00:00:0a") → host number in the subnet. */
+  reservations?: Record<string, number>;
   /** Gateway MAC (default 52:55:0a:d7:00:01, locally administered). */
   mac?: string;
   /** Frames the gateway does not answer (hook for forwarding later). */
@@ -57,7 +59,7 @@ export class Gateway implements SwitchPort {
   /** Leases by client MAC. */
   readonly leases = new Map<string, { ip: number[]; expires: number }>();
   private readonly csum = new Checksummer();
-  private readonly opts: Required<Omit<GatewayOptions, "dns" | "unhandled">> & Pick<GatewayOptions, "dns" | "unhandled">;
+  private readonly opts: Required<Omit<GatewayOptions, "dns" | "unhandled" | "reservations">> & Pick<GatewayOptions, "dns" | "unhandled" | "reservations">;
 
   constructor(private readonly sw: Switch, opts: GatewayOptions) {
     this.opts = { host: 1, poolStart: 100, poolEnd: 199, leaseSeconds: 3600, mac: "52:55:0a:d7:00:01", ...opts };
@@ -166,13 +168,20 @@ export class Gateway implements SwitchPort {
   private leaseFor(key: string, now: number): number[] | null {
     const have = this.leases.get(key);
     if (have) return have.ip;
+    const fixed = this.opts.reservations?.[key];
+    if (fixed !== undefined) {
+      const ip = [this.ip[0], this.ip[1], this.ip[2], fixed];
+      this.leases.set(key, { ip, expires: now + 60_000 });
+      return ip;
+    }
     const used = new Set<number>();
     for (const [k, l] of this.leases) {
       if (l.expires < now) this.leases.delete(k);
       else used.add(l.ip[3]);
     }
+    const reserved = new Set(Object.values(this.opts.reservations ?? {}));
     for (let h = this.opts.poolStart; h <= this.opts.poolEnd; h++) {
-      if (h === this.opts.host || used.has(h)) continue;
+      if (h === this.opts.host || used.has(h) || reserved.has(h)) continue;
       const ip = [this.ip[0], this.ip[1], this.ip[2], h];
       // An offer reserves the address briefly; REQUEST makes it a lease.
       this.leases.set(key, { ip, expires: now + 60_000 });

@@ -11,11 +11,13 @@ import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Netns } from "../integration/netns.js";
-import { boot, guestAvailable, type Guest } from "./qemu.js";
+import { boot, guestAvailable, type Guest } from "../../host/testing/qemu.js";
+import { netTestsAvailable } from "../integration/netns.js";
 
 const cli = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
 const helper = fileURLToPath(new URL("../integration/host-helper.mjs", import.meta.url));
-const avail = guestAvailable();
+const guestOk = guestAvailable();
+const avail = guestOk.ok ? netTestsAvailable() : guestOk;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const SCRIPT = `
@@ -118,7 +120,7 @@ describe.skipIf(!avail.ok || !existsSync(cli))(`a real Linux guest under QEMU${a
   });
 });
 
-const noTap = guestAvailable(false);
+const noTap = guestAvailable();
 describe.skipIf(!noTap.ok || !existsSync(cli))(`a real Linux guest on the embedded network (no tap)${noTap.ok ? "" : ` (skipped: ${noTap.reason})`}`, () => {
   it("gets a DHCP lease from the built-in gateway with udhcpc and pings it", async () => {
     const socket = `/tmp/vnw-e2e-embedded-${process.pid}.sock`;

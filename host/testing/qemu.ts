@@ -9,14 +9,21 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
-import { netTestsAvailable } from "../integration/netns.js";
 
-export const GUEST_DIR = process.env.VNW_GUEST_DIR ?? fileURLToPath(new URL("../../.guest/", import.meta.url));
+/** The package root (from source: host/testing/; from the bundle: dist/). */
+function packageRoot(): string {
+  for (const rel of ["../../", "../"]) {
+    const p = fileURLToPath(new URL(rel, import.meta.url));
+    if (existsSync(join(p, "guest", "build-guest.sh"))) return p;
+  }
+  return fileURLToPath(new URL("../../", import.meta.url));
+}
 
-/** Whether a real guest can be booted here, and if not why (`withTap`: also root and tap). */
-export function guestAvailable(withTap = true): { ok: boolean; reason: string } {
-  const net = netTestsAvailable();
-  if (withTap && !net.ok) return net;
+export const PACKAGE_ROOT = packageRoot();
+export const GUEST_DIR = process.env.VNW_GUEST_DIR ?? join(PACKAGE_ROOT, ".guest");
+
+/** Whether a real guest can be booted here (QEMU and a built guest image), and if not why. */
+export function guestAvailable(): { ok: boolean; reason: string } {
   try {
     execFileSync("qemu-system-x86_64", ["--version"], { stdio: "ignore" });
   } catch {
@@ -51,6 +58,8 @@ export interface BootOptions {
   netParams?: string;
   /** Use QEMU's own virtio-net on this tap (`-netdev tap,vhost=off`) instead of vhost-user. */
   qemuTap?: string;
+  /** The NIC's MAC (QEMU's virtio-net-pci `mac=`). */
+  mac?: string;
   memMiB?: number;
 }
 
@@ -112,7 +121,8 @@ export function boot(opts: BootOptions): Guest {
   const net = opts.qemuTap
     ? ["-netdev", `tap,id=n0,ifname=${opts.qemuTap},script=no,downscript=no,vhost=off`]
     : ["-chardev", `socket,id=c0,path=${opts.socket}`, "-netdev", "vhost-user,id=n0,chardev=c0"];
-  const props = ["virtio-net-pci", "netdev=n0", "romfile=", ...(opts.qemuTap ? [] : ["vectors=0"]), ...(opts.deviceProps ? [opts.deviceProps] : [])].join(",");
+  const props = ["virtio-net-pci", "netdev=n0", "romfile=", ...(opts.qemuTap ? [] : ["vectors=0"]), ...(opts.mac ? [`mac=${opts.mac}`] : []),
+    ...(opts.deviceProps ? [opts.deviceProps] : [])].join(",");
   const args = [
     "-M", "q35", "-accel", "tcg,thread=multi", "-cpu", "max", "-m", `${mem}M`, "-smp", "1", "-nographic", "-no-reboot",
     "-object", `memory-backend-memfd,id=mem,size=${mem}M,share=on`, "-numa", "node,memdev=mem",
