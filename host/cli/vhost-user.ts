@@ -21,6 +21,8 @@ options:
   --tap IFNAME         tap interface to attach (created if missing; needs CAP_NET_ADMIN)
   --net SUBNET         without --tap: the embedded network's /24 (default 10.215.0.0):
                        gateway .1, DHCP leases .100-.199
+  --net6 PREFIX        without --tap: the /64 advertised for SLAAC (default fd57:6173:6d00::);
+                       the gateway is PREFIX::1
   --dns ADDR           without --tap: DNS server handed out by DHCP (option 6)
   --pcap FILE          without --tap: capture the embedded network to FILE (libpcap format,
                        checksums finished as on a wire; read it with tshark or Wireshark)
@@ -56,7 +58,7 @@ export async function vhostUserMain(args: string[], out: (s: string) => void, er
       args,
       options: {
         socket: { type: "string", multiple: true }, client: { type: "boolean", default: false }, tap: { type: "string" },
-        net: { type: "string", default: "10.215.0.0" }, dns: { type: "string" }, pcap: { type: "string" },
+        net: { type: "string", default: "10.215.0.0" }, net6: { type: "string" }, dns: { type: "string" }, pcap: { type: "string" },
         mac: { type: "string" }, mtu: { type: "string", default: "1500" }, offloads: { type: "string", default: DEFAULT_OFFLOADS },
         "csum-policy": { type: "string", default: "complete" }, "locked-mac": { type: "boolean", default: false },
         stats: { type: "string" }, "log-level": { type: "string", default: "info" }, help: { type: "boolean", default: false },
@@ -75,8 +77,8 @@ export async function vhostUserMain(args: string[], out: (s: string) => void, er
   const sockets = values.socket ?? [];
   if (sockets.length === 0) return fail("--socket PATH is required");
   if (values.tap && sockets.length > 1) return fail("one --socket per --tap: several guests share the embedded network, not a tap");
-  if (values.tap && (values.dns !== undefined || values.pcap !== undefined)) {
-    return fail("--dns and --pcap apply to the embedded network (without --tap); capture a tap with tcpdump");
+  if (values.tap && (values.dns !== undefined || values.pcap !== undefined || values.net6 !== undefined)) {
+    return fail("--dns, --net6 and --pcap apply to the embedded network (without --tap); capture a tap with tcpdump");
   }
   if (!/^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(values.net!) || values.net!.split(".").some((x) => Number(x) > 255)) {
     return fail(`--net must be an IPv4 /24 network address such as 10.215.0.0, got "${values.net}"`);
@@ -102,7 +104,12 @@ export async function vhostUserMain(args: string[], out: (s: string) => void, er
   const log = (l: LogLevel, m: string) => { if (LEVELS.indexOf(l) <= level) (l === "error" || l === "warn" ? err : out)(`${new Date().toISOString()} ${l}: ${m}`); };
 
   const backends: VhostUserNetBackend[] = [];
-  const network = values.tap ? undefined : embeddedNetwork({ subnet: values.net!, dns: values.dns });
+  let network: ReturnType<typeof embeddedNetwork> | undefined;
+  try {
+    network = values.tap ? undefined : embeddedNetwork({ subnet: values.net!, dns: values.dns, prefix6: values.net6 });
+  } catch (e) {
+    return fail((e as Error).message);
+  }
   try {
     for (const [i, socket] of sockets.entries()) {
       backends.push(new VhostUserNetBackend({
@@ -126,7 +133,7 @@ export async function vhostUserMain(args: string[], out: (s: string) => void, er
   }
   const backend = backends[0];
   if (backend.tap) log("info", `tap ${backend.tap.name}${backend.tap.vnetHdr ? " (vnet_hdr)" : ""}; offering ${values.offloads}`);
-  else log("info", `embedded network: gateway ${network!.gateway.ip.join(".")}/24, DHCP .100-.199; ${sockets.length} guest socket(s); offering ${values.offloads}`);
+  else log("info", `embedded network: gateway ${network!.gateway.ip.join(".")}/24, DHCP .100-.199, IPv6 SLAAC; ${sockets.length} guest socket(s); offering ${values.offloads}`);
   const servers = backends.map((b, i) => new VhostUserServer(b, { socketPath: sockets[i], client: values.client, log }));
   const onSignal = (sig: string) => { log("info", `${sig}: shutting down`); for (const s of servers) s.stop(); };
   process.on("SIGINT", onSignal);

@@ -1,7 +1,8 @@
 /**
  * The built-in gateway (vmd's "local interface" idea): a switch port that answers ARP for its
  * address, ICMP echo, and DHCP (DISCOVER/OFFER, REQUEST/ACK, with lease, mask, router and DNS
- * options) from a configurable /24. IPv4 header and L4 checksums come from the engine's
+ * options) from a configurable /24; for IPv6, router solicitations with an advertisement of a
+ * /64 for SLAAC, neighbour solicitations and ICMPv6 echo. IPv4 header and L4 checksums come from the engine's
  * checksum code (Checksummer), never a second implementation. Anything else addressed to it
  * is counted and dropped; forwarding to the host's sockets (user-mode networking) would plug in
  * at `unhandled`.
@@ -23,6 +24,11 @@ export interface GatewayOptions {
   dns?: string;
   /** Fixed leases: client MAC ("52:54:00:00:00:0a") → host number in the subnet. */
   reservations?: Record<string, number>;
+  /**
+   * IPv6 /64 prefix advertised for SLAAC (default fd57:6173:6d00::, a ULA). The gateway answers
+   * router and neighbour solicitations and ICMPv6 echo at prefix::1 and its link-local address.
+   */
+  prefix6?: string;
   /** Gateway MAC (default 52:55:0a:d7:00:01, locally administered). */
   mac?: string;
   /** Frames the gateway does not answer (hook for forwarding later). */
@@ -35,6 +41,9 @@ export interface GatewayCounters {
   dhcpOffers: number;
   dhcpAcks: number;
   dhcpNaks: number;
+  routerAdverts: number;
+  neighborAdverts: number;
+  echo6Replies: number;
   unhandled: number;
 }
 
@@ -55,17 +64,31 @@ export class Gateway implements SwitchPort {
   readonly acceptsPartial = true;
   readonly ip: number[];
   readonly mac: Uint8Array;
-  readonly counters: GatewayCounters = { arpReplies: 0, echoReplies: 0, dhcpOffers: 0, dhcpAcks: 0, dhcpNaks: 0, unhandled: 0 };
+  readonly counters: GatewayCounters = {
+    arpReplies: 0, echoReplies: 0, dhcpOffers: 0, dhcpAcks: 0, dhcpNaks: 0, routerAdverts: 0, neighborAdverts: 0, echo6Replies: 0, unhandled: 0,
+  };
+  /** The advertised /64 prefix (16 bytes, host part zero), the gateway's global and link-local addresses. */
+  readonly prefix6: Uint8Array;
+  readonly ip6: Uint8Array;
+  readonly linkLocal6: Uint8Array;
   /** Leases by client MAC. */
   readonly leases = new Map<string, { ip: number[]; expires: number }>();
   private readonly csum = new Checksummer();
   private readonly opts: Required<Omit<GatewayOptions, "dns" | "unhandled" | "reservations">> & Pick<GatewayOptions, "dns" | "unhandled" | "reservations">;
 
   constructor(private readonly sw: Switch, opts: GatewayOptions) {
-    this.opts = { host: 1, poolStart: 100, poolEnd: 199, leaseSeconds: 3600, mac: "52:55:0a:d7:00:01", ...opts };
+    // Options given as undefined must not override the defaults.
+    const given = Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) as GatewayOptions;
+    this.opts = { host: 1, poolStart: 100, poolEnd: 199, leaseSeconds: 3600, mac: "52:55:0a:d7:00:01", prefix6: "fd57:6173:6d00::", ...given };
     const net = parseIp(opts.subnet);
     this.ip = [net[0], net[1], net[2], this.opts.host];
     this.mac = parseMac(this.opts.mac);
+    this.prefix6 = parseIp6(this.opts.prefix6);
+    this.prefix6.fill(0, 8);
+    this.ip6 = this.prefix6.slice();
+    this.ip6[15] = 1;
+    // Link-local from the MAC by modified EUI-64 (RFC 4291, appendix A).
+    this.linkLocal6 = Uint8Array.of(0xfe, 0x80, 0, 0, 0, 0, 0, 0, this.mac[0] ^ 2, this.mac[1], this.mac[2], 0xff, 0xfe, this.mac[3], this.mac[4], this.mac[5]);
     if (opts.dns) parseIp(opts.dns);
     sw.attach(this);
   }
@@ -74,6 +97,7 @@ export class Gateway implements SwitchPort {
     const f = frame.data;
     const type = (f[12] << 8) | f[13];
     if (type === 0x0806 && f.length >= 42) return this.arp(f);
+    if (type === 0x86dd && f.length >= 14 + 40 + 4 && f[14 + 6] === 58) return this.icmp6(f);
     if (type === 0x0800 && f.length >= 34) {
       const ihl = (f[14] & 15) * 4;
       const proto = f[23];
@@ -122,6 +146,79 @@ export class Gateway implements SwitchPort {
     r[icmp + 3] = c & 0xff;
     this.ipv4Checksum(r, ihl);
     this.counters.echoReplies++;
+    this.send(r);
+  }
+
+  private isOurs6(a: Uint8Array): boolean {
+    return same16(a, this.ip6) || same16(a, this.linkLocal6);
+  }
+
+  /** Router solicitation → advertisement; neighbour solicitation for us → advertisement; echo. */
+  private icmp6(f: Uint8Array): void {
+    const icmp = 54;
+    const src = f.slice(22, 38);
+    const dst = f.slice(38, 54);
+    const type = f[icmp];
+    const fromUnspecified = src.every((b) => b === 0);
+    const toMac = fromUnspecified ? Uint8Array.of(0x33, 0x33, 0, 0, 0, 1) : f.slice(6, 12);
+    const to = fromUnspecified ? ALL_NODES : src;
+    if (type === 133) {
+      // RA (RFC 4861, 4.2): hop limit 64, router lifetime 1800 s; source link-layer and prefix information (L, A) options.
+      const body = new Uint8Array(16 + 8 + 32);
+      const dv = new DataView(body.buffer);
+      body[0] = 134;
+      body[4] = 64;
+      dv.setUint16(6, 1800);
+      body.set([1, 1, ...this.mac], 16);
+      body.set([3, 4, 64, 0xc0], 24);
+      dv.setUint32(28, 86400);
+      dv.setUint32(32, 14400);
+      body.set(this.prefix6, 40);
+      this.counters.routerAdverts++;
+      return this.send6(toMac, this.linkLocal6, to, body);
+    }
+    if (type === 135 && f.length >= icmp + 24 && this.isOurs6(f.subarray(icmp + 8, icmp + 24))) {
+      // NA (RFC 4861, 4.4): router, solicited (unless answering DAD), override; target link-layer option.
+      const body = new Uint8Array(24 + 8);
+      body[0] = 136;
+      body[4] = fromUnspecified ? 0xa0 : 0xe0;
+      body.set(f.subarray(icmp + 8, icmp + 24), 8);
+      body.set([2, 1, ...this.mac], 24);
+      this.counters.neighborAdverts++;
+      return this.send6(toMac, f.slice(icmp + 8, icmp + 24), to, body);
+    }
+    if (type === 128 && this.isOurs6(dst)) {
+      const len = (f[18] << 8) | f[19];
+      const body = f.slice(icmp, 54 + len);
+      body[0] = 129;
+      body[2] = body[3] = 0;
+      this.counters.echo6Replies++;
+      return this.send6(f.slice(6, 12), dst, src, body, 64);
+    }
+    this.counters.unhandled++;
+  }
+
+  /** Sends an ICMPv6 message `body` (checksum field zero) from `src` to `dst`. */
+  private send6(toMac: Uint8Array, src: Uint8Array, dst: Uint8Array, body: Uint8Array, hopLimit = 255): void {
+    const r = new Uint8Array(54 + body.length);
+    const dv = new DataView(r.buffer);
+    r.set(toMac, 0);
+    r.set(this.mac, 6);
+    dv.setUint16(12, 0x86dd);
+    dv.setUint32(14, 0x60000000);
+    dv.setUint16(18, body.length);
+    r[20] = 58;
+    r[21] = hopLimit;
+    r.set(src, 22);
+    r.set(dst, 38);
+    r.set(body, 54);
+    // Pseudo-header (RFC 8200, 8.1): source, destination, upper-layer length, next header.
+    const pseudo = new Uint8Array(40);
+    pseudo.set(src, 0);
+    pseudo.set(dst, 16);
+    new DataView(pseudo.buffer).setUint32(32, body.length);
+    pseudo[39] = 58;
+    dv.setUint16(56, this.csum.checksum(r, 54, body.length, this.csum.sum(pseudo)));
     this.send(r);
   }
 
@@ -235,6 +332,25 @@ export class Gateway implements SwitchPort {
     this.ipv4Checksum(r, 20);
     this.send(r);
   }
+}
+
+const ALL_NODES = Uint8Array.of(0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1);
+
+function same16(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === 16 && a.every((x, i) => x === b[i]);
+}
+
+/** Parses an IPv6 address (with at most one "::"). */
+function parseIp6(s: string): Uint8Array {
+  const [head, tail] = s.includes("::") ? s.split("::") : [s, undefined];
+  const part = (x: string | undefined) => (x ? x.split(":").map((h) => parseInt(h, 16)) : []);
+  const a = part(head);
+  const b = part(tail);
+  const groups = tail === undefined ? a : [...a, ...new Array(8 - a.length - b.length).fill(0), ...b];
+  if (groups.length !== 8 || groups.some((g) => !(g >= 0 && g <= 0xffff))) throw new Error(`bad IPv6 address ${s}`);
+  const out = new Uint8Array(16);
+  groups.forEach((g, i) => { out[2 * i] = g >> 8; out[2 * i + 1] = g & 0xff; });
+  return out;
 }
 
 function sameIp(a: number[], b: number[]): boolean {

@@ -122,9 +122,9 @@ describe.skipIf(!avail.ok || !existsSync(cli))(`a real Linux guest under QEMU${a
 
 const noTap = guestAvailable();
 describe.skipIf(!noTap.ok || !existsSync(cli))(`a real Linux guest on the embedded network (no tap)${noTap.ok ? "" : ` (skipped: ${noTap.reason})`}`, () => {
-  it("gets a DHCP lease from the built-in gateway with udhcpc and pings it", async () => {
+  it("gets a DHCP lease and a SLAAC address from the built-in gateway and pings it over IPv4 and IPv6", async () => {
     const socket = `/tmp/vnw-e2e-embedded-${process.pid}.sock`;
-    const backend = spawn(process.execPath, [cli, "vhost-user", "--socket", socket, "--net", "198.51.100.0", "--dns", "198.51.100.53"], { stdio: "ignore" });
+    const backend = spawn(process.execPath, [cli, "vhost-user", "--socket", socket, "--net", "198.51.100.0", "--net6", "2001:db8:1::", "--dns", "198.51.100.53"], { stdio: "ignore" });
     const exited = new Promise((r) => backend.on("exit", r));
     try {
       for (let i = 0; i < 100 && !existsSync(socket); i++) await sleep(50);
@@ -137,6 +137,9 @@ echo 'case "$1" in bound|renew) ip addr add $ip/$mask dev $interface; echo "VNW 
 chmod +x /tmp/udhcpc.sh
 udhcpc -i eth0 -n -q -f -t 5 -T 2 -s /tmp/udhcpc.sh
 ping -c 2 -W 3 198.51.100.1 >/dev/null && echo "VNW gwping ok"
+for i in $(seq 1 30); do ip -6 addr show dev eth0 | grep -q "2001:db8:1:" && break; sleep 0.5; done
+echo "VNW addr6 $(ip -6 addr show dev eth0 | grep -o '2001:db8:1:[0-9a-f:]*' | head -1)"
+ping -6 -c 2 -W 3 2001:db8:1::1 >/dev/null && echo "VNW gw6 ok"
 `,
       });
       await guest.waitFor(/VNW done/, 120_000);
@@ -144,6 +147,9 @@ ping -c 2 -W 3 198.51.100.1 >/dev/null && echo "VNW gwping ok"
       const lease = guest.markers().get("lease");
       expect(lease).toMatch(/^198\.51\.100\.(1\d\d) router 198\.51\.100\.1 dns 198\.51\.100\.53$/);
       expect(guest.markers().has("gwping")).toBe(true);
+      // SLAAC: the guest's kernel formed prefix + EUI-64 of its MAC 52:54:00:12:34:56.
+      expect(guest.markers().get("addr6")).toBe("2001:db8:1:0:5054:ff:fe12:3456"); // as busybox prints it
+      expect(guest.markers().has("gw6")).toBe(true);
     } finally {
       backend.kill("SIGTERM");
       expect(await exited).toBe(0);

@@ -184,3 +184,43 @@ describe("embedded network: devices, switch and gateway", () => {
     expect(b.drv.receiveAll().map((r) => r.frame.length - 42)).toEqual([42, 43, 44, 45, 46]);
   });
 });
+
+describe("gateway IPv6", () => {
+  const LL = [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xfe, 0, 0, 1];
+  const send6 = (g: ReturnType<typeof network>["guests"][0], type: number, dst: number[], dstMac: Uint8Array, body: number[]) => {
+    g.drv.send(buildFrame({ ip: 6, l4: "icmp", icmpType: type, icmpId: 0, icmpSeq: 0, src: LL, dst, srcMac: mac(1), dstMac, payload: Uint8Array.from(body) }).frame);
+    g.port.pumpTx();
+    return g.drv.receiveAll().map((r) => ({ ...decodeFrame(r.frame).ip!, frame: r.frame }));
+  };
+
+  it("answers a router solicitation with the /64 for SLAAC", () => {
+    const { gw, guests: [a] } = network(MINIMAL, MINIMAL);
+    const [ra] = send6(a, 133, [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2], Uint8Array.of(0x33, 0x33, 0, 0, 0, 2), [1, 1, ...mac(1)]);
+    expect([ra.proto, ra.icmpType]).toEqual([58, 134]);
+    expect(l4ChecksumValid(ra, ra.frame)).toBe(true);
+    expect(Array.from(ra.src)).toEqual(Array.from(gw.linkLocal6));
+    // Options after the 16-byte RA: source link-layer (type 1), then prefix information (type 3).
+    const opts = ra.frame.subarray(ra.l4Off + 16);
+    expect(Array.from(opts.subarray(0, 8))).toEqual([1, 1, ...gw.mac]);
+    expect(Array.from(opts.subarray(8, 12))).toEqual([3, 4, 64, 0xc0]);
+    expect(Array.from(opts.subarray(24, 40))).toEqual([0xfd, 0x57, 0x61, 0x73, 0x6d, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+  });
+
+  it("answers a neighbour solicitation for its address, and echo requests", () => {
+    const { gw, guests: [a] } = network(MINIMAL, MINIMAL);
+    const solicited = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0, 0, 1];
+    const [na] = send6(a, 135, solicited, Uint8Array.of(0x33, 0x33, 0xff, 0, 0, 1), [...gw.ip6, 1, 1, ...mac(1)]);
+    expect([na.icmpType, ...na.frame.subarray(na.l4Off + 4, na.l4Off + 5)]).toEqual([136, 0xe0]);
+    expect(Array.from(na.frame.subarray(na.l4Off + 8, na.l4Off + 24))).toEqual(Array.from(gw.ip6));
+    expect(Array.from(na.frame.subarray(na.l4Off + 24, na.l4Off + 32))).toEqual([2, 1, ...gw.mac]);
+    expect(l4ChecksumValid(na, na.frame)).toBe(true);
+    const data = Array.from(payload(40));
+    a.drv.send(buildFrame({ ip: 6, l4: "icmp", src: LL, dst: Array.from(gw.ip6), srcMac: mac(1), dstMac: gw.mac, payload: Uint8Array.from(data), icmpSeq: 4 }).frame);
+    a.port.pumpTx();
+    const echo = decodeFrame(a.drv.receiveAll()[0].frame).ip!;
+    expect([echo.icmpType, ...echo.dst]).toEqual([129, ...LL]);
+    expect(Array.from(echo.payload)).toEqual(data);
+    expect(l4ChecksumValid(echo, echo.frame)).toBe(true);
+    expect(gw.counters).toMatchObject({ neighborAdverts: 1, echo6Replies: 1 });
+  });
+});
