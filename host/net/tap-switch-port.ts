@@ -1,0 +1,80 @@
+/**
+ * A Linux tap as a switch port, bridging the embedded network to the host's kernel. With
+ * IFF_VNET_HDR every frame carries a virtio_net_hdr both ways, so partial checksums cross in
+ * either direction untouched (TUNSETOFFLOAD TUN_F_CSUM lets the kernel hand us its own);
+ * without it the port takes only complete frames and the switch finishes them on the way.
+ * Reads wait in epoll_wait on a thread-pool thread; this is a control-plane-speed bridge
+ * (one copy each way), not the zero-copy tap path of a single guest (TapPort).
+ */
+import { NetHdr } from "../../assembly/abi.js";
+import { TUN_F_CSUM } from "../backends/tap-ioctl.js";
+import type { LinuxTap } from "../backends/tap-linux.js";
+import { decodeVirtioHdr, encodeVirtioHdr } from "../device/header.js";
+import * as libc from "../runtime/libc.js";
+import type { NetFrame, Switch, SwitchPort } from "./switch.js";
+
+const HDR = 12;
+const TOKEN_TAP = 1;
+const TOKEN_WAKE = 2;
+
+export class TapSwitchPort implements SwitchPort {
+  readonly name: string;
+  readonly acceptsPartial: boolean;
+  /** Frames the kernel would not take (write failed) or that could not be read whole. */
+  errors = 0;
+  private readonly buf = new Uint8Array(HDR + 65536 + 64);
+  private readonly ep = libc.epollCreate();
+  private readonly wake = libc.eventfd();
+  private readonly events = new libc.EpollEvents(2);
+  private running = false;
+  private done: Promise<void> = Promise.resolve();
+
+  constructor(private readonly sw: Switch, readonly tap: LinuxTap) {
+    this.name = `tap:${tap.name}`;
+    this.acceptsPartial = tap.vnetHdr;
+    if (tap.vnetHdr) {
+      tap.setVnetHdrSize(HDR);
+      tap.setOffload(TUN_F_CSUM);
+    }
+    libc.epollAdd(this.ep, tap.fd, libc.EPOLLIN, TOKEN_TAP);
+    libc.epollAdd(this.ep, this.wake, libc.EPOLLIN, TOKEN_WAKE);
+    sw.attach(this);
+  }
+
+  deliver(frame: NetFrame): void {
+    const out = new Uint8Array((this.tap.vnetHdr ? HDR : 0) + frame.data.length);
+    if (this.tap.vnetHdr) out.set(encodeVirtioHdr({ ...frame.hdr, numBuffers: 0 }));
+    out.set(frame.data, this.tap.vnetHdr ? HDR : 0);
+    if (libc.write(this.tap.fd, out) < 0) this.errors++;
+  }
+
+  /** Starts reading the tap into the switch. */
+  start(): void {
+    this.running = true;
+    this.done = (async () => {
+      while (this.running) {
+        await libc.epollWaitAsync(this.ep, this.events, -1);
+        if (!this.running) break;
+        for (;;) {
+          const n = libc.read(this.tap.fd, this.buf);
+          if (n < 0) break;
+          const off = this.tap.vnetHdr ? HDR : 0;
+          if (n < off + 14) { this.errors++; continue; }
+          const h = this.tap.vnetHdr ? decodeVirtioHdr(this.buf.subarray(0, HDR)) : { flags: 0, gsoType: 0, csumStart: 0, csumOffset: 0 };
+          // GSO is never enabled on this tap (only TUN_F_CSUM), so frames are MTU-sized.
+          if (h.gsoType !== NetHdr.GSO_NONE) { this.errors++; continue; }
+          this.sw.input(this, { data: this.buf.slice(off, n), hdr: { flags: h.flags & NetHdr.F_NEEDS_CSUM, csumStart: h.csumStart, csumOffset: h.csumOffset } });
+        }
+      }
+    })();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    libc.eventfdSignal(this.wake);
+    await this.done;
+    this.sw.detach(this);
+    libc.close(this.wake);
+    libc.close(this.ep);
+  }
+}
