@@ -7,7 +7,7 @@
 import { parseArgs } from "node:util";
 import { runDemo } from "./demo.js";
 import { runGuestDemo } from "./guest-demo.js";
-import { vhostUserMain, VHOST_USER_HELP } from "./vhost-user.js";
+import { vhostUserMain } from "./vhost-user.js";
 
 const HELP = `usage: virtio-net-wasm <command> [options]
 

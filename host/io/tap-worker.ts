@@ -65,7 +65,6 @@ function entryPath(): string {
 
 export class TapWorker {
   private constructor(
-    private readonly worker: Worker,
     readonly kickFds: [number, number],
     private readonly ownKickFds: boolean,
     private readonly stopFd: number,
@@ -92,7 +91,7 @@ export class TapWorker {
       opts.onMessage?.(m);
     });
     await Promise.race([readyP, exited.then(() => { throw new Error("tap worker exited before it was ready"); })]);
-    return new TapWorker(worker, kickFds, opts.kickFds === undefined, stopFd, exited);
+    return new TapWorker(kickFds, opts.kickFds === undefined, stopFd, exited);
   }
 
   /** A guest notification on queue `q` (for hosts whose transport is in this thread). */

@@ -28,7 +28,6 @@ export class VhostUserServer {
   private readonly events = new libc.EpollEvents(4);
   private stopping = false;
   private listenFd = -1;
-  private conn = -1;
   private readonly log: Logger;
   /** Sessions served so far (connections accepted or made). */
   sessions = 0;
@@ -49,12 +48,10 @@ export class VhostUserServer {
         const fd = this.opts.client ? await this.connectLoop() : await this.acceptOne();
         if (fd < 0) break;
         libc.epollAdd(this.ep, fd, libc.EPOLLIN, TOKEN_SOCK);
-        this.conn = fd;
         this.sessions++;
         this.log("info", `front-end connected (session ${this.sessions})`);
         const why = await this.serve(fd);
         this.log(why === "stopped" ? "info" : "warn", `front-end session ended: ${why}`);
-        this.conn = -1;
         libc.close(fd);
         await this.backend.disconnect();
       }

@@ -7,14 +7,12 @@ import { execFileSync, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { Feature, QueueIndex } from "../../assembly/abi.js";
+import { Feature } from "../../assembly/abi.js";
 import { featureMask } from "../../host/device/features.js";
-import * as libc from "../../host/runtime/libc.js";
-import { GuestDriver } from "../../host/testing/driver-model.js";
 import { decodeFrame, payload } from "../../host/testing/frames.js";
 import { dhcpOption, dhcpRequest } from "../helpers/dhcp.js";
-import { GuestStack, GUEST_MAC } from "./guest-stack.js";
-import { VhostFrontend } from "./vhost-frontend.js";
+import { GUEST_MAC } from "./guest-stack.js";
+import { Session } from "./session.js";
 
 const cli = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -29,31 +27,12 @@ describe.skipIf(process.platform !== "linux" || !existsSync(cli))("vhost-user on
     child.stdout!.on("data", (d) => { log += d; });
     child.stderr!.on("data", (d) => { log += d; });
     const exited = new Promise((r) => child.on("exit", r));
-    const fe = new VhostFrontend({ ramSize: 16 << 20 });
-    let running = true;
+    const session = new Session(FEATURES, { ramSize: 16 << 20, seed: 9 });
+    const stack = session.stack;
     try {
       for (let i = 0; i < 100 && !existsSync(socket); i++) await sleep(50);
       expect(log).toMatch(/embedded network: gateway 198\.51\.100\.1\/24/);
-      const drv = new GuestDriver({ memory: fe.memory, regions: fe.regions }, fe, 9);
-      const stack = new GuestStack(drv, FEATURES, (q) => libc.eventfdSignal(fe.kickFds[q]));
-      await fe.connect(socket);
-      await fe.handshake();
-      drv.negotiate(FEATURES);
-      drv.setupQueues(128);
-      await fe.start();
-      const ep = libc.epollCreate();
-      libc.epollAdd(ep, fe.callFds[QueueIndex.RX], libc.EPOLLIN, 0);
-      const ev = new libc.EpollEvents(1);
-      const loop = (async () => {
-        while (running) {
-          if (await libc.epollWaitAsync(ep, ev, 50)) {
-            libc.eventfdDrain(fe.callFds[QueueIndex.RX]);
-            stack.poll();
-          }
-        }
-        libc.close(ep);
-      })();
-      stack.start();
+      await session.start(socket, FEATURES, 128);
 
       stack.sendRaw(dhcpRequest(GUEST_MAC, 1));
       const offer = await stack.waitFor((r) => r.decoded.ip?.dport === 68, 3000, "DHCP offer");
@@ -72,11 +51,8 @@ describe.skipIf(process.platform !== "linux" || !existsSync(cli))("vhost-user on
       expect(decodeFrame(echo.frame).ip!.src).toEqual(Uint8Array.of(198, 51, 100, 1));
       expect(decodeFrame(echo.frame).ip!.dst).toEqual(Uint8Array.from(yiaddr));
       expect(stack.bad).toEqual([]);
-      running = false;
-      await loop;
     } finally {
-      running = false;
-      fe.close();
+      await session.end();
       child.kill("SIGTERM");
       expect(await exited).toBe(0);
     }
@@ -95,33 +71,13 @@ describe.skipIf(process.platform !== "linux" || !existsSync(cli))("several guest
     const sockets = [0, 1].map((i) => `/tmp/vnw-two-${process.pid}-${i}.sock`);
     const child = spawn(process.execPath, [cli, "vhost-user", "--socket", sockets[0], "--socket", sockets[1], "--net", "198.51.100.0"], { stdio: "ignore" });
     const exited = new Promise((r) => child.on("exit", r));
-    const guests: { fe: VhostFrontend; stack: GuestStack; loop: Promise<void> }[] = [];
-    let running = true;
+    const guests: Session[] = [];
     try {
       for (let i = 0; i < 100 && !sockets.every(existsSync); i++) await sleep(50);
       for (const [i, socket] of sockets.entries()) {
-        const fe = new VhostFrontend({ ramSize: 16 << 20 });
-        const drv = new GuestDriver({ memory: fe.memory, regions: fe.regions }, fe, 20 + i);
-        const stack = new GuestStack(drv, FEATURES, (q) => libc.eventfdSignal(fe.kickFds[q]), 64, Uint8Array.of(2, 0, 0, 0, 0, 0x10 + i), [198, 51, 100, 10 + i]);
-        await fe.connect(socket);
-        await fe.handshake();
-        drv.negotiate(FEATURES);
-        drv.setupQueues(128);
-        await fe.start();
-        const ep = libc.epollCreate();
-        libc.epollAdd(ep, fe.callFds[QueueIndex.RX], libc.EPOLLIN, 0);
-        const ev = new libc.EpollEvents(1);
-        const loop = (async () => {
-          while (running) {
-            if (await libc.epollWaitAsync(ep, ev, 50)) {
-              libc.eventfdDrain(fe.callFds[QueueIndex.RX]);
-              stack.poll();
-            }
-          }
-          libc.close(ep);
-        })();
-        stack.start();
-        guests.push({ fe, stack, loop });
+        const g = new Session(FEATURES, { ramSize: 16 << 20, seed: 20 + i, mac: Uint8Array.of(2, 0, 0, 0, 0, 0x10 + i), ip4: [198, 51, 100, 10 + i] });
+        guests.push(g);
+        await g.start(socket, FEATURES, 128);
       }
       const [a, b] = guests.map((g) => g.stack);
       a.arpRequest([198, 51, 100, 11]);
@@ -141,8 +97,7 @@ describe.skipIf(process.platform !== "linux" || !existsSync(cli))("several guest
       await b.waitFor((r) => r.decoded.ethertype === 0x0806 && r.frame[21] === 2 && r.frame[31] === 1, 3000, "the gateway's ARP reply to B");
       expect([...a.bad, ...b.bad]).toEqual([]);
     } finally {
-      running = false;
-      for (const g of guests) { await g.loop; g.fe.close(); }
+      for (const g of guests) await g.end();
       child.kill("SIGTERM");
       expect(await exited).toBe(0);
     }

@@ -12,12 +12,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Feature, QueueIndex } from "../../assembly/abi.js";
 import { featureMask } from "../../host/device/features.js";
 import * as libc from "../../host/runtime/libc.js";
-import { GuestDriver } from "../../host/testing/driver-model.js";
 import { payload } from "../../host/testing/frames.js";
 import { HEADER_SIZE } from "../../host/vhost-user/protocol.js";
-import { GuestStack, GUEST4, GUEST6, HOST4, HOST6, type Received } from "./guest-stack.js";
+import { GUEST4, GUEST6, HOST4, HOST6, type Received } from "./guest-stack.js";
 import { Netns, netTestsAvailable } from "./netns.js";
 import { VhostFrontend } from "./vhost-frontend.js";
+import { Session } from "./session.js";
 
 const cli = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
 const helper = fileURLToPath(new URL("./host-helper.mjs", import.meta.url));
@@ -47,51 +47,6 @@ async function waitFor(cond: () => boolean, what: string, ms = 5000): Promise<vo
   while (!cond()) {
     if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
     await sleep(20);
-  }
-}
-
-/** One guest session: front-end, driver, stack, and the loop that turns call fds into polls. */
-class Session {
-  fe: VhostFrontend;
-  drv: GuestDriver;
-  stack: GuestStack;
-  private running = true;
-  private loop: Promise<void> = Promise.resolve();
-  constructor(features: bigint, opts: { memSlots?: boolean; hole?: [number, number] } = {}) {
-    this.fe = new VhostFrontend({ ramSize: 32 << 20, ...opts });
-    this.drv = new GuestDriver({ memory: this.fe.memory, regions: this.fe.regions }, this.fe, 5);
-    this.stack = new GuestStack(this.drv, features, (q) => libc.eventfdSignal(this.fe.kickFds[q]));
-  }
-  async start(socket: string | number, features: bigint): Promise<bigint> {
-    if (typeof socket === "number") await this.fe.accept(socket);
-    else await this.fe.connect(socket);
-    const offered = await this.fe.handshake();
-    if (!this.drv.negotiate(features)) throw new Error("driver model refused");
-    this.drv.setupQueues(256);
-    this.drv.start();
-    await this.fe.start();
-    const ep = libc.epollCreate();
-    libc.epollAdd(ep, this.fe.callFds[0], libc.EPOLLIN, 0);
-    libc.epollAdd(ep, this.fe.callFds[1], libc.EPOLLIN, 1);
-    const ev = new libc.EpollEvents(2);
-    this.loop = (async () => {
-      while (this.running) {
-        const n = await libc.epollWaitAsync(ep, ev, 50);
-        for (let i = 0; i < n; i++) libc.eventfdDrain(this.fe.callFds[ev.token(i)]);
-        if (n > 0) this.stack.poll();
-      }
-      libc.close(ep);
-    })();
-    this.stack.start();
-    return offered;
-  }
-  private ended = false;
-  async end(): Promise<void> {
-    if (this.ended) return;
-    this.ended = true;
-    this.running = false;
-    await this.loop;
-    this.fe.close();
   }
 }
 
