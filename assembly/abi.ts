@@ -162,6 +162,10 @@ export const enum Metric {
   DROP_BUFFER_TOO_SMALL = 22,
   DROP_BAD_BACKEND_HDR = 23,
   DROP_NOT_READY = 24,
+  /** A GSO header that breaks the rules (no NEEDS_CSUM, gso_size 0, not TCP at csum_start). */
+  DROP_BAD_GSO = 25,
+  /** GSO frames handed on as GSO (to the backend on TX, to the guest on RX): nobody segmented them. */
+  GSO_OFFLOADED = 26,
 
   RESET_HEAD_INDEX = 28,
   RESET_DESC_INDEX = 29,

@@ -6,7 +6,7 @@ import { Code, Layout } from "./abi";
 import { memAdd, memClear, memRemove, translate } from "./mem/guest";
 import { sumScalar, sumSimd, fold } from "./net/checksum";
 import * as dev from "./net/device";
-import { dependenciesMet } from "./net/features";
+import { dependenciesMet, withoutUnmet } from "./net/features";
 import { parseSg } from "./net/parse";
 import { sgSum } from "./net/sg";
 import {
@@ -49,6 +49,8 @@ export function getOption(st: usize, option: u32): u32 { return readOption(st, o
 
 /** True if every feature in `f` has its prerequisites in `f` (virtio 1.2, 5.1.3.1). */
 export function featureDependenciesMet(f: u64): bool { return dependenciesMet(f); }
+/** `f` without the features whose prerequisites are missing from it. */
+export function featureWithoutUnmet(f: u64): u64 { return withoutUnmet(f); }
 export function setOfferedFeatures(st: usize, f: u64): i32 { return dev.setOffered(st, f); }
 export function offeredFeatures(st: usize): u64 { return device(st).offered; }
 export function setDriverFeatures(st: usize, f: u64): i32 { return dev.setDriverFeatures(st, f); }

@@ -26,9 +26,6 @@ import { Sg, sgRead, sgTrimFront } from "./sg";
 /** Largest frame accepted without segmentation offload: 64 KiB IP datagram + Ethernet + VLAN. */
 // @ts-ignore: decorator
 @inline const MAX_FRAME: u32 = 65535 + 14 + 4;
-/** Room for an Ethernet header with one VLAN tag on top of the MTU (802.1Q). */
-// @ts-ignore: decorator
-@inline const L2_OVERHEAD: u32 = 18;
 
 /** Zeroes the state block and sets defaults: default offer, MTU 1500, link up, plain backend. */
 export function deviceInit(st: usize): void {
@@ -479,7 +476,6 @@ export function rxCommit(st: usize, nread: u32): i32 {
   else {
     frameLen = nread - bhl;
     if (frameLen > d.rxCap - d.hdrLen) reason = Metric.DROP_BUFFER_TOO_SMALL;
-    else if (has(d.negotiated, Feature.MTU) && frameLen > d.mtu + L2_OVERHEAD) reason = Metric.DROP_OVERSIZE;
     else if (d.lockedMac != 0 && !destinationAccepted(st, chain)) reason = Metric.DROP_LOCKED_MAC;
   }
   if (reason == 0) {

@@ -39,13 +39,44 @@ export function dependenciesMet(f: u64): bool {
 }
 
 /**
+ * `f` without the features whose prerequisites are missing from it (the same table as
+ * dependenciesMet). For front-ends that have already agreed a set with the guest and only tell
+ * us (vhost-user): QEMU passes e.g. GUEST_TSO4 without GUEST_CSUM when csum=off,guest_csum=off.
+ */
+export function withoutUnmet(f: u64): u64 {
+  if (!has(f, Feature.GUEST_CSUM)) f &= ~NEEDS_GUEST_CSUM;
+  if (!has(f, Feature.CSUM)) f &= ~NEEDS_CSUM;
+  if (!has(f, Feature.CTRL_VQ)) f &= ~NEEDS_CTRL_VQ;
+  if (!has(f, Feature.GUEST_TSO4) && !has(f, Feature.GUEST_TSO6)) f &= ~bit(Feature.GUEST_ECN);
+  if (!has(f, Feature.HOST_TSO4) && !has(f, Feature.HOST_TSO6)) f &= ~(bit(Feature.HOST_ECN) | bit(Feature.RSC_EXT));
+  if (!has(f, Feature.CTRL_RX)) f &= ~bit(Feature.CTRL_RX_EXTRA);
+  return f;
+}
+
+/**
  * Features this core implements. Anything else cannot be offered: a guest would rely on
  * behaviour the device does not have. (Control queue, MQ, GSO and MRG_RXBUF come later.)
  */
 // @ts-ignore: decorator
 @inline export const IMPLEMENTED: u64 = (<u64>1 << Feature.CSUM) | (<u64>1 << Feature.GUEST_CSUM) | (<u64>1 << Feature.MTU)
   | (<u64>1 << Feature.MAC) | (<u64>1 << Feature.STATUS) | (<u64>1 << Feature.INDIRECT_DESC) | (<u64>1 << Feature.EVENT_IDX)
-  | (<u64>1 << Feature.VERSION_1) | (<u64>1 << Feature.ANY_LAYOUT);
+  | (<u64>1 << Feature.VERSION_1) | (<u64>1 << Feature.ANY_LAYOUT)
+  | (<u64>1 << Feature.HOST_TSO4) | (<u64>1 << Feature.HOST_TSO6) | (<u64>1 << Feature.HOST_ECN)
+  | (<u64>1 << Feature.GUEST_TSO4) | (<u64>1 << Feature.GUEST_TSO6) | (<u64>1 << Feature.GUEST_ECN);
+
+/**
+ * Whether a GSO type (with its ECN bit) may be used in the direction given: HOST_* features
+ * for what the guest sends, GUEST_* for what the device hands the guest (virtio 1.2, 5.1.6.2.1
+ * and 5.1.6.4.1). TCP only: UFO/USO are not implemented.
+ */
+export function gsoAllowed(negotiated: u64, gsoType: u32, fromGuest: bool): bool {
+  const t = gsoType & 0x7f;
+  let ok = false;
+  if (t == 1) ok = has(negotiated, fromGuest ? Feature.HOST_TSO4 : Feature.GUEST_TSO4);
+  else if (t == 4) ok = has(negotiated, fromGuest ? Feature.HOST_TSO6 : Feature.GUEST_TSO6);
+  if (ok && (gsoType & 0x80) != 0) ok = has(negotiated, fromGuest ? Feature.HOST_ECN : Feature.GUEST_ECN);
+  return ok;
+}
 
 /** The default offer: VERSION_1, MAC, STATUS, MTU, CSUM, GUEST_CSUM, EVENT_IDX, INDIRECT_DESC. */
 // @ts-ignore: decorator

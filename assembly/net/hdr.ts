@@ -32,11 +32,11 @@
 @inline export const TH_MSS: u32 = 6;
 
 /** Writes a virtio_net_hdr of `len` (10 or 12) bytes at `p`; num_buffers only if it fits. */
-export function writeVirtioHdr(p: usize, len: u32, flags: u32, gsoType: u32, csumStart: u32, csumOffset: u32, numBuffers: u32): void {
+export function writeVirtioHdr(p: usize, len: u32, flags: u32, gsoType: u32, hdrLen: u32, gsoSize: u32, csumStart: u32, csumOffset: u32, numBuffers: u32): void {
   store<u8>(p, <u8>flags, VH_FLAGS);
   store<u8>(p, <u8>gsoType, VH_GSO_TYPE);
-  store<u16>(p, 0, VH_HDR_LEN);
-  store<u16>(p, 0, VH_GSO_SIZE);
+  store<u16>(p, <u16>hdrLen, VH_HDR_LEN);
+  store<u16>(p, <u16>gsoSize, VH_GSO_SIZE);
   store<u16>(p, <u16>csumStart, VH_CSUM_START);
   store<u16>(p, <u16>csumOffset, VH_CSUM_OFFSET);
   if (len >= 12) store<u16>(p, <u16>numBuffers, VH_NUM_BUFFERS);

@@ -15,9 +15,10 @@ import {
   OFF_TX_GUEST_HDR, OFF_TX_PATCH,
 } from "../state";
 import { add16, beWord, finish } from "./checksum";
-import { has } from "./features";
+import { gsoAllowed, has } from "./features";
 import {
-  TH_FLAGS, TH_VTAG, VH_CSUM_OFFSET, VH_CSUM_START, VH_FLAGS, VH_GSO_TYPE, writeVirtioHdr,
+  TH_FLAGS, TH_MSS, TH_VTAG, VH_CSUM_OFFSET, VH_CSUM_START, VH_FLAGS, VH_GSO_SIZE, VH_GSO_TYPE, VH_HDR_LEN,
+  writeVirtioHdr,
 } from "./hdr";
 import {
   csumFieldOffset, parseSg, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, L3_IPV4,
@@ -80,10 +81,8 @@ export function txTranslate(st: usize, sg: Sg, frameLen: u32): i32 {
   const bh = st + OFF_TX_BACKEND_HDR;
   memory.fill(bh, 0, 16);
   const flags = <u32>load<u8>(gh, VH_FLAGS);
-  const gso = <u32>load<u8>(gh, VH_GSO_TYPE) & ~(<u32>NetHdr.GSO_ECN);
-
-  // Segmentation offload is not offered yet; a guest that sends GSO anyway loses that frame.
-  if (gso != NetHdr.GSO_NONE) return -Metric.DROP_GSO_UNSUPPORTED;
+  const gsoType = <u32>load<u8>(gh, VH_GSO_TYPE);
+  if (gsoType != NetHdr.GSO_NONE) return txGso(st, sg, frameLen, flags, gsoType);
 
   // virtio 1.2, 5.1.6.2.2: the device ignores flags it does not know and csum_start/offset
   // unless NEEDS_CSUM is set. DATA_VALID and RSC_INFO are not meaningful on TX.
@@ -106,7 +105,7 @@ export function txTranslate(st: usize, sg: Sg, frameLen: u32): i32 {
   if (d.backend == BackendKind.VNET_HDR && !software) {
     // Pass the partial checksum through: the kernel (or the peer port) finishes it, or never
     // needs to (virtio 1.2, 5.1.5: between two guests nobody computes it).
-    writeVirtioHdr(bh, d.hdrLen, NetHdr.F_NEEDS_CSUM, NetHdr.GSO_NONE, start, off, 0);
+    writeVirtioHdr(bh, d.hdrLen, NetHdr.F_NEEDS_CSUM, NetHdr.GSO_NONE, 0, 0, start, off, 0);
     count(st, QueueIndex.TX, Metric.CSUM_OFFLOADED);
     return XLATE_OK;
   }
@@ -129,6 +128,40 @@ export function txTranslate(st: usize, sg: Sg, frameLen: u32): i32 {
   }
 
   return txCompleteInSoftware(st, sg, frameLen, start, off);
+}
+
+/**
+ * A TSO frame from the guest (virtio 1.2, 5.1.6.2): the type must have been negotiated
+ * (HOST_TSO4/6, HOST_ECN), NEEDS_CSUM must be set with offsets inside the frame, gso_size must
+ * be non-zero. A virtio_net_hdr backend gets it as is (the kernel segments only if the packet
+ * leaves the machine); tun_hdr gets TUN_H_TCP_MSS after parsing confirms TCP at csum_start.
+ * hdr_len is a hint (no GUEST_HDRLEN) and is never used here for memory safety.
+ */
+function txGso(st: usize, sg: Sg, frameLen: u32, flags: u32, gsoType: u32): i32 {
+  const d = device(st);
+  const gh = st + OFF_TX_GUEST_HDR;
+  const bh = st + OFF_TX_BACKEND_HDR;
+  if (!gsoAllowed(d.negotiated, gsoType, true)) return -Metric.DROP_GSO_UNSUPPORTED;
+  const start = <u32>load<u16>(gh, VH_CSUM_START);
+  const off = <u32>load<u16>(gh, VH_CSUM_OFFSET);
+  const gsoSize = <u32>load<u16>(gh, VH_GSO_SIZE);
+  if ((flags & NetHdr.F_NEEDS_CSUM) == 0 || gsoSize == 0 || off != 16) return -Metric.DROP_BAD_GSO;
+  if (!csumInFrame(start, off, frameLen)) return -Metric.DROP_BAD_CSUM_OFFSETS;
+  if (d.backend == BackendKind.VNET_HDR) {
+    writeVirtioHdr(bh, d.hdrLen, NetHdr.F_NEEDS_CSUM, gsoType, <u32>load<u16>(gh, VH_HDR_LEN), gsoSize, start, off, 0);
+  } else if (d.backend == BackendKind.TUN_HDR) {
+    const p = parsed(st);
+    parseSg(sg, 0, frameLen, st + OFF_PARSE_SCRATCH, p);
+    if (p.l4Proto != IPPROTO_TCP || p.fragment != 0 || p.l4Off != start || p.l3End != frameLen) return -Metric.DROP_BAD_GSO;
+    store<u16>(bh, <u16>(TunHdr.F_TCP_CSUM | TunHdr.F_TCP_MSS), TH_FLAGS);
+    store<u16>(bh, <u16>gsoSize, TH_MSS);
+  } else {
+    // A plain backend would need software segmentation, which this core does not do yet.
+    return -Metric.DROP_GSO_UNSUPPORTED;
+  }
+  count(st, QueueIndex.TX, Metric.CSUM_OFFLOADED);
+  count(st, QueueIndex.TX, Metric.GSO_OFFLOADED);
+  return XLATE_OK;
 }
 
 // ───────────────────────────────────────── RX ─────────────────────────────────────────────
@@ -193,12 +226,22 @@ export function rxTranslate(st: usize, chain: Sg, frameLen: u32, cap: u32): i32 
   let flags: u32 = 0;
   let start: u32 = 0;
   let off: u32 = 0;
+  let gsoType: u32 = NetHdr.GSO_NONE;
+  let gsoSize: u32 = 0;
+  let gsoHdrLen: u32 = 0;
 
   if (d.backend == BackendKind.VNET_HDR) {
     sgRead(chain, 0, hdr, base);
     const inFlags = <u32>load<u8>(hdr, VH_FLAGS);
-    const gso = <u32>load<u8>(hdr, VH_GSO_TYPE) & ~(<u32>NetHdr.GSO_ECN);
-    if (gso != NetHdr.GSO_NONE) return -Metric.DROP_GSO_UNSUPPORTED;
+    gsoType = <u32>load<u8>(hdr, VH_GSO_TYPE);
+    if (gsoType != NetHdr.GSO_NONE) {
+      // GSO from the backend only to a guest that negotiated it (virtio 1.2, 5.1.6.4.1);
+      // segmenting for one that did not is not implemented yet.
+      if (!gsoAllowed(d.negotiated, gsoType, false) || !guestCsum) return -Metric.DROP_GSO_UNSUPPORTED;
+      gsoSize = <u32>load<u16>(hdr, VH_GSO_SIZE);
+      gsoHdrLen = <u32>load<u16>(hdr, VH_HDR_LEN);
+      if ((inFlags & NetHdr.F_NEEDS_CSUM) == 0 || gsoSize == 0) return -Metric.DROP_BAD_GSO;
+    }
     if ((inFlags & NetHdr.F_NEEDS_CSUM) != 0) {
       start = <u32>load<u16>(hdr, VH_CSUM_START);
       off = <u32>load<u16>(hdr, VH_CSUM_OFFSET);
@@ -223,7 +266,8 @@ export function rxTranslate(st: usize, chain: Sg, frameLen: u32, cap: u32): i32 
   } else if (d.backend == BackendKind.TUN_HDR) {
     const th = st + OFF_RX_BACKEND_HDR;
     const tflags = <u32>load<u16>(th, TH_FLAGS);
-    if ((tflags & TunHdr.F_TCP_MSS) != 0) return -Metric.DROP_GSO_UNSUPPORTED;
+    const mss = (tflags & TunHdr.F_TCP_MSS) != 0 ? <u32>load<u16>(th, TH_MSS) : 0;
+    if ((tflags & TunHdr.F_TCP_MSS) != 0 && (mss == 0 || (tflags & TunHdr.F_TCP_CSUM) == 0)) return -Metric.DROP_BAD_GSO;
     if ((tflags & TunHdr.F_VTAG) != 0) {
       if (frameLen + 4 > cap - base) return -Metric.DROP_BUFFER_TOO_SMALL;
       rxInsertVlanTag(st, chain, base, frameLen, <u32>load<u16>(th, TH_VTAG));
@@ -247,6 +291,12 @@ export function rxTranslate(st: usize, chain: Sg, frameLen: u32, cap: u32): i32 
         const fieldOff = csumFieldOffset(want);
         if (want == 0 || p.l3Kind == 0 || p.fragment != 0 || p.l4Proto != want
           || p.l4Off + fieldOff + 2 > p.l3End) return -Metric.DROP_BAD_BACKEND_HDR;
+        if (mss != 0) {
+          // TUN_H_TCP_MSS: a TSO frame; virtio can carry it to a guest that negotiated GUEST_TSO.
+          gsoType = p.l3Kind == L3_IPV4 ? NetHdr.GSO_TCPV4 : NetHdr.GSO_TCPV6;
+          if (!guestCsum || !gsoAllowed(d.negotiated, gsoType, false) || p.l3End != frameLen) return -Metric.DROP_GSO_UNSUPPORTED;
+          gsoSize = mss;
+        }
         if (guestCsum && want != IPPROTO_ICMP && want != IPPROTO_ICMPV6 && p.l3End == frameLen) {
           // virtio 1.2, 5.1.6.4.1: the field holds the pseudo-header sum and csum_start/offset
           // finish it. Written here rather than trusted from the sender.
@@ -267,7 +317,10 @@ export function rxTranslate(st: usize, chain: Sg, frameLen: u32, cap: u32): i32 
     count(st, QueueIndex.RX, Metric.CSUM_NONE);
   }
 
-  writeVirtioHdr(hdr, base, flags, NetHdr.GSO_NONE, start, off, 1);
+  // virtio 1.2, 5.1.4.1: the MTU bounds received non-GSO packets only.
+  if (gsoType == NetHdr.GSO_NONE && has(d.negotiated, Feature.MTU) && frameLen > d.mtu + 18) return -Metric.DROP_OVERSIZE;
+  if (gsoType != NetHdr.GSO_NONE) count(st, QueueIndex.RX, Metric.GSO_OFFLOADED);
+  writeVirtioHdr(hdr, base, flags, gsoType, gsoHdrLen, gsoSize, start, off, 1);
   sgWrite(chain, 0, hdr, base);
   return <i32>frameLen;
 }

@@ -28,9 +28,9 @@ options:
                        checksums finished as on a wire; read it with tshark or Wireshark)
   --mac MAC            MAC in the device's config (QEMU keeps its own; informational)
   --mtu N              MTU offered with VIRTIO_NET_F_MTU (68..65535, default 1500)
-  --offloads LIST      features to offer, comma-separated (default:
-                       version_1,mtu,csum,guest_csum,event_idx,indirect_desc);
-                       "none" offers no checksum offload
+  --offloads LIST      features to offer, comma-separated (default: version_1,mtu,csum,
+                       guest_csum,event_idx,indirect_desc, plus with --tap host_tso4,host_tso6,
+                       host_ecn,guest_tso4,guest_tso6,guest_ecn); "none": no checksum offload
   --csum-policy P      NEEDS_CSUM from a guest without CSUM: complete (default), drop, pass
   --locked-mac         drop frames not from / not to the device's MAC
   --stats SECONDS      print counters every SECONDS
@@ -49,6 +49,8 @@ example:
 
 const LEVELS: LogLevel[] = ["error", "warn", "info", "debug"];
 const DEFAULT_OFFLOADS = "version_1,mtu,csum,guest_csum,event_idx,indirect_desc";
+/** With a tap the kernel takes and gives TSO frames, so segmentation offload is offered too. */
+const TAP_OFFLOADS = `${DEFAULT_OFFLOADS},host_tso4,host_tso6,host_ecn,guest_tso4,guest_tso6,guest_ecn`;
 
 /** Runs the command; resolves with the exit code. */
 export async function vhostUserMain(args: string[], out: (s: string) => void, err: (s: string) => void): Promise<number> {
@@ -59,7 +61,7 @@ export async function vhostUserMain(args: string[], out: (s: string) => void, er
       options: {
         socket: { type: "string", multiple: true }, client: { type: "boolean", default: false }, tap: { type: "string" },
         net: { type: "string", default: "10.215.0.0" }, net6: { type: "string" }, dns: { type: "string" }, pcap: { type: "string" },
-        mac: { type: "string" }, mtu: { type: "string", default: "1500" }, offloads: { type: "string", default: DEFAULT_OFFLOADS },
+        mac: { type: "string" }, mtu: { type: "string", default: "1500" }, offloads: { type: "string" },
         "csum-policy": { type: "string", default: "complete" }, "locked-mac": { type: "boolean", default: false },
         stats: { type: "string" }, "log-level": { type: "string", default: "info" }, help: { type: "boolean", default: false },
       },
@@ -90,11 +92,15 @@ export async function vhostUserMain(args: string[], out: (s: string) => void, er
   const policies: Record<string, CsumPolicy> = { complete: CsumPolicy.COMPLETE, drop: CsumPolicy.DROP, pass: CsumPolicy.PASS };
   const csumPolicy = policies[values["csum-policy"]!];
   if (csumPolicy === undefined) return fail(`--csum-policy must be complete, drop or pass`);
+  const offloads = values.offloads ?? (values.tap ? TAP_OFFLOADS : DEFAULT_OFFLOADS);
   let features: bigint;
   try {
-    features = values.offloads === "none" ? parseFeatureList("version_1,mtu,event_idx,indirect_desc") : parseFeatureList(values.offloads!);
+    features = offloads === "none" ? parseFeatureList("version_1,mtu,event_idx,indirect_desc") : parseFeatureList(offloads);
   } catch (e) {
     return fail((e as Error).message);
+  }
+  if (!values.tap && /tso|ecn/.test(offloads)) {
+    return fail("segmentation offloads (host_tso*, guest_tso*, *_ecn) need --tap: the embedded network does not carry GSO frames yet");
   }
   let stats = 0;
   if (values.stats !== undefined) {
@@ -132,8 +138,8 @@ export async function vhostUserMain(args: string[], out: (s: string) => void, er
     }
   }
   const backend = backends[0];
-  if (backend.tap) log("info", `tap ${backend.tap.name}${backend.tap.vnetHdr ? " (vnet_hdr)" : ""}; offering ${values.offloads}`);
-  else log("info", `embedded network: gateway ${network!.gateway.ip.join(".")}/24, DHCP .100-.199, IPv6 SLAAC; ${sockets.length} guest socket(s); offering ${values.offloads}`);
+  if (backend.tap) log("info", `tap ${backend.tap.name}${backend.tap.vnetHdr ? " (vnet_hdr)" : ""}; offering ${offloads}`);
+  else log("info", `embedded network: gateway ${network!.gateway.ip.join(".")}/24, DHCP .100-.199, IPv6 SLAAC; ${sockets.length} guest socket(s); offering ${offloads}`);
   const servers = backends.map((b, i) => new VhostUserServer(b, { socketPath: sockets[i], client: values.client, log }));
   const onSignal = (sig: string) => { log("info", `${sig}: shutting down`); for (const s of servers) s.stop(); };
   process.on("SIGINT", onSignal);

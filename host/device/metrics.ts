@@ -28,6 +28,8 @@ export const METRIC_NAMES = {
   dropBufferTooSmall: Metric.DROP_BUFFER_TOO_SMALL,
   dropBadBackendHdr: Metric.DROP_BAD_BACKEND_HDR,
   dropNotReady: Metric.DROP_NOT_READY,
+  dropBadGso: Metric.DROP_BAD_GSO,
+  gsoOffloaded: Metric.GSO_OFFLOADED,
   resetHeadIndex: Metric.RESET_HEAD_INDEX,
   resetDescIndex: Metric.RESET_DESC_INDEX,
   resetDescAddr: Metric.RESET_DESC_ADDR,

@@ -315,9 +315,16 @@ export class VhostUserNetBackend {
     return this.rings[index];
   }
 
-  private async setFeatures(f: bigint): Promise<void> {
+  private async setFeatures(acked: bigint): Promise<void> {
     await this.stopDataPath();
     const dev = this.dev;
+    // The guest already agreed these with the front-end; a feature without its prerequisite
+    // (QEMU passes GUEST_TSO4 without GUEST_CSUM under csum=off,guest_csum=off) is treated as
+    // off rather than failing the whole device.
+    const f = dev.core.featureWithoutUnmet(acked);
+    if (f !== acked) {
+      this.log("warn", `front-end acked ${featureList(acked & ~f).join(" ")} without their prerequisites; treating them as off`);
+    }
     dev.setStatus(0);
     dev.setStatus(Status.ACKNOWLEDGE | Status.DRIVER);
     dev.setDriverFeatures(f);

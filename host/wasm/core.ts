@@ -22,6 +22,7 @@ export interface CoreExports {
   setOption(st: number, option: number, value: number): number;
   getOption(st: number, option: number): number;
   featureDependenciesMet(f: bigint): number;
+  featureWithoutUnmet(f: bigint): bigint;
   setOfferedFeatures(st: number, f: bigint): number;
   offeredFeatures(st: number): bigint;
   setDriverFeatures(st: number, f: bigint): number;

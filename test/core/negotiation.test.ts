@@ -104,3 +104,21 @@ describe("negotiation", () => {
     expect(() => fixture({ mac: "zz:00:00:00:00:00" })).toThrow(/bad MAC/);
   });
 });
+
+describe("features without their prerequisites (what QEMU passes to vhost-user back-ends)", () => {
+  const { dev } = fixture();
+  it.each(REQUIRES)("feature %i is dropped when none of its prerequisites is there, kept otherwise", (f, anyOf) => {
+    expect(dev.core.featureWithoutUnmet(featureBit(f))).toBe(0n);
+    let set = featureBit(f) | featureBit(anyOf[0]);
+    if (anyOf[0] === Feature.GUEST_TSO4 || anyOf[0] === Feature.GUEST_TSO6) set |= featureBit(Feature.GUEST_CSUM);
+    if (anyOf[0] === Feature.HOST_TSO4 || anyOf[0] === Feature.HOST_TSO6) set |= featureBit(Feature.CSUM);
+    expect(dev.core.featureWithoutUnmet(set)).toBe(set);
+  });
+
+  it("turns QEMU's csum=off,guest_csum=off set into a valid one", () => {
+    const qemu = 0x130003b80n; // seen from QEMU 7.2: TSO4/6 and ECN both ways, no CSUM, no GUEST_CSUM
+    const fixed = dev.core.featureWithoutUnmet(qemu);
+    expect(fixed).toBe(featureMask(Feature.INDIRECT_DESC, Feature.EVENT_IDX, Feature.VERSION_1));
+    expect(dev.core.featureDependenciesMet(fixed)).toBe(1);
+  });
+});

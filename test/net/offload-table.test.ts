@@ -252,3 +252,85 @@ describe("locked MAC (vmd's locked lladdr)", () => {
     expect(f.dev.metrics(QueueIndex.RX).dropLockedMac).toBe(1);
   });
 });
+
+describe("TSO passthrough (segmentation offload)", () => {
+  const TSO = featureMask(Feature.CSUM, Feature.GUEST_CSUM, Feature.HOST_TSO4, Feature.HOST_TSO6, Feature.HOST_ECN,
+    Feature.GUEST_TSO4, Feature.GUEST_TSO6, Feature.GUEST_ECN, Feature.MTU);
+  const offer = BASE | TSO | featureMask(Feature.STATUS, Feature.EVENT_IDX, Feature.INDIRECT_DESC);
+  const upTso = (opts: FixtureOptions) => {
+    const f = fixture({ ...opts, features: offer });
+    f.drv.bringUp(BASE | TSO, 64);
+    return f;
+  };
+  const big = (ip: 4 | 6 = 4) => buildFrame({ ip, l4: "tcp", payload: payload(20000), csum: "partial" });
+  const tsoHdr = (b: BuiltFrame, gsoType: number, gsoSize = 1448) => ({ ...needsCsum(b), gsoType, gsoSize, hdrLen: b.l4Off + 20 });
+
+  it.each([[4, NetHdr.GSO_TCPV4], [6, NetHdr.GSO_TCPV6], [4, NetHdr.GSO_TCPV4 | NetHdr.GSO_ECN]] as const)(
+    "hands a TSO frame (IPv%i, gso_type %i) to a virtio_net_hdr backend as is", (ip, gsoType) => {
+      const f = upTso({ backend: BackendKind.VNET_HDR });
+      const b = big(ip);
+      const [out] = tx(f, b, { hdr: tsoHdr(b, gsoType), splits: [100, 4000] });
+      expect(decodeVirtioHdr(out.header)).toEqual({ ...tsoHdr(b, gsoType), numBuffers: 0 });
+      expect(Array.from(out.frame)).toEqual(Array.from(b.frame));
+      expect(f.dev.metrics(QueueIndex.TX).gsoOffloaded).toBe(1);
+    });
+
+  it("maps TSO to tun_hdr TCP_MSS after confirming TCP at csum_start", () => {
+    const f = upTso({ backend: BackendKind.TUN_HDR });
+    const b = big(6);
+    const [out] = tx(f, b, { hdr: tsoHdr(b, NetHdr.GSO_TCPV6, 1220) });
+    expect(decodeTunHdr(out.header)).toEqual({ flags: TunHdr.F_TCP_CSUM | TunHdr.F_TCP_MSS, vtag: 0, mss: 1220 });
+  });
+
+  it.each([
+    ["without NEEDS_CSUM (virtio 1.2, 5.1.6.2.1)", (b: BuiltFrame) => ({ ...tsoHdr(b, NetHdr.GSO_TCPV4), flags: 0 }), "dropBadGso"],
+    ["with gso_size 0", (b: BuiltFrame) => tsoHdr(b, NetHdr.GSO_TCPV4, 0), "dropBadGso"],
+    ["whose checksum field is not TCP's", (b: BuiltFrame) => ({ ...tsoHdr(b, NetHdr.GSO_TCPV4), csumOffset: 6 }), "dropBadGso"],
+    ["of a type not negotiated (UDP fragmentation)", (b: BuiltFrame) => tsoHdr(b, NetHdr.GSO_UDP), "dropGsoUnsupported"],
+    ["of an unknown type", (b: BuiltFrame) => tsoHdr(b, 0x33), "dropGsoUnsupported"],
+  ] as const)("drops a TSO frame %s", (_n, hdr, metric) => {
+    const f = upTso({ backend: BackendKind.VNET_HDR });
+    const b = big();
+    expect(tx(f, b, { hdr: hdr(b) })).toEqual([]);
+    expect(f.dev.metrics(QueueIndex.TX)[metric]).toBe(1);
+  });
+
+  it("drops TSO from a guest that negotiated CSUM but not HOST_TSO4, and for a plain backend", () => {
+    const a = up(CSUM, { backend: BackendKind.VNET_HDR });
+    const b = big();
+    expect(tx(a, b, { hdr: tsoHdr(b, NetHdr.GSO_TCPV4) })).toEqual([]);
+    const p = upTso({ backend: BackendKind.PLAIN });
+    expect(tx(p, b, { hdr: tsoHdr(b, NetHdr.GSO_TCPV4) })).toEqual([]);
+    expect(a.dev.metrics(QueueIndex.TX).dropGsoUnsupported + p.dev.metrics(QueueIndex.TX).dropGsoUnsupported).toBe(2);
+  });
+
+  it("hands the backend's GSO frame to a GUEST_TSO guest, larger than the MTU, in a big-packets chain", () => {
+    const f = upTso({ backend: BackendKind.VNET_HDR, mtu: 1500 });
+    const b = big(6);
+    f.drv.postRx(1, { parts: Array(17).fill(4096) });
+    expect(f.dev.receive(b.frame, encodeVirtioHdr(tsoHdr(b, NetHdr.GSO_TCPV6)))).toEqual({ kind: "delivered", length: b.frame.length });
+    f.dev.flushRx();
+    const [rx] = f.drv.receiveAll();
+    expect(rx.hdr).toEqual({ ...tsoHdr(b, NetHdr.GSO_TCPV6), numBuffers: 1 });
+    expect(Array.from(rx.frame)).toEqual(Array.from(b.frame));
+  });
+
+  it("turns tun_hdr TCP_MSS into GSO_TCPV4 for a GUEST_TSO guest, and drops it for one without", () => {
+    const f = upTso({ backend: BackendKind.TUN_HDR });
+    const b = big(4);
+    f.drv.postRx(1, { parts: Array(17).fill(4096) });
+    f.dev.receive(b.frame, encodeTunHdr({ flags: TunHdr.F_TCP_CSUM | TunHdr.F_TCP_MSS, mss: 1400 }));
+    f.dev.flushRx();
+    const [rx] = f.drv.receiveAll();
+    expect(rx.hdr).toMatchObject({ flags: NetHdr.F_NEEDS_CSUM, gsoType: NetHdr.GSO_TCPV4, gsoSize: 1400, csumStart: b.l4Off, csumOffset: 16 });
+    const g = up(CSUM | GUEST_CSUM, { backend: BackendKind.TUN_HDR });
+    g.drv.postRx(1, { parts: Array(17).fill(4096) });
+    expect(g.dev.receive(b.frame, encodeTunHdr({ flags: TunHdr.F_TCP_CSUM | TunHdr.F_TCP_MSS, mss: 1400 }))).toEqual({ kind: "dropped", reason: Metric.DROP_GSO_UNSUPPORTED });
+  });
+
+  it("still applies the MTU to non-GSO frames", () => {
+    const f = upTso({ backend: BackendKind.VNET_HDR, mtu: 1500 });
+    f.drv.postRx(1, { parts: Array(17).fill(4096) });
+    expect(f.dev.receive(big().frame, encodeVirtioHdr({}))).toEqual({ kind: "dropped", reason: Metric.DROP_OVERSIZE });
+  });
+});
