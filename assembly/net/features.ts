@@ -1,6 +1,6 @@
 // Feature bits and their dependencies (virtio 1.2, 5.1.3.1 and 2.2.1/2.2.2).
 
-import { Feature } from "../abi";
+import { Feature, NetHdr } from "../abi";
 
 // @ts-ignore: decorator
 @inline export function bit(f: Feature): u64 { return <u64>1 << <u64>f; }
@@ -70,11 +70,11 @@ export function withoutUnmet(f: u64): u64 {
  * and 5.1.6.4.1). TCP only: UFO/USO are not implemented.
  */
 export function gsoAllowed(negotiated: u64, gsoType: u32, fromGuest: bool): bool {
-  const t = gsoType & 0x7f;
+  const t = gsoType & ~(<u32>NetHdr.GSO_ECN);
   let ok = false;
-  if (t == 1) ok = has(negotiated, fromGuest ? Feature.HOST_TSO4 : Feature.GUEST_TSO4);
-  else if (t == 4) ok = has(negotiated, fromGuest ? Feature.HOST_TSO6 : Feature.GUEST_TSO6);
-  if (ok && (gsoType & 0x80) != 0) ok = has(negotiated, fromGuest ? Feature.HOST_ECN : Feature.GUEST_ECN);
+  if (t == NetHdr.GSO_TCPV4) ok = has(negotiated, fromGuest ? Feature.HOST_TSO4 : Feature.GUEST_TSO4);
+  else if (t == NetHdr.GSO_TCPV6) ok = has(negotiated, fromGuest ? Feature.HOST_TSO6 : Feature.GUEST_TSO6);
+  if (ok && (gsoType & NetHdr.GSO_ECN) != 0) ok = has(negotiated, fromGuest ? Feature.HOST_ECN : Feature.GUEST_ECN);
   return ok;
 }
 

@@ -26,6 +26,10 @@ import {
 } from "./parse";
 import { Sg, sgPatch, sgRead, sgStore16, sgSum, sgWrite } from "./sg";
 
+/** Room for an Ethernet header with one 802.1Q tag on top of the MTU. */
+// @ts-ignore: decorator
+@inline const L2_OVERHEAD: u32 = 18;
+
 /** Result of a translation: >= 0 ok, else -(Metric.DROP_*) naming why the frame is dropped. */
 // @ts-ignore: decorator
 @inline export const XLATE_OK: i32 = 0;
@@ -318,7 +322,7 @@ export function rxTranslate(st: usize, chain: Sg, frameLen: u32, cap: u32): i32 
   }
 
   // virtio 1.2, 5.1.4.1: the MTU bounds received non-GSO packets only.
-  if (gsoType == NetHdr.GSO_NONE && has(d.negotiated, Feature.MTU) && frameLen > d.mtu + 18) return -Metric.DROP_OVERSIZE;
+  if (gsoType == NetHdr.GSO_NONE && has(d.negotiated, Feature.MTU) && frameLen > d.mtu + L2_OVERHEAD) return -Metric.DROP_OVERSIZE;
   if (gsoType != NetHdr.GSO_NONE) count(st, QueueIndex.RX, Metric.GSO_OFFLOADED);
   writeVirtioHdr(hdr, base, flags, gsoType, gsoHdrLen, gsoSize, start, off, 1);
   sgWrite(chain, 0, hdr, base);
