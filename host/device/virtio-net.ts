@@ -101,8 +101,8 @@ export class VirtioNetDevice {
   readonly stateSize: number;
   private readonly hooks: DeviceHooks;
   private readonly lock: DeviceLock | undefined;
-  private readonly nativeBase: bigint;
-  private readonly nativeBaseNumber: number;
+  /** Native address of Wasm address 0 (as a number: native addresses fit in 2^53). */
+  private readonly nativeBase: number;
   private u8: Uint8Array;
   private dv: DataView;
 
@@ -113,8 +113,7 @@ export class VirtioNetDevice {
     this.stateSize = this.core.stateSize();
     this.hooks = opts.hooks ?? {};
     this.lock = opts.lock;
-    this.nativeBase = opts.nativeBase ?? 0n;
-    this.nativeBaseNumber = Number(this.nativeBase);
+    this.nativeBase = Number(opts.nativeBase ?? 0n);
     if (this.state % 16 !== 0 || this.state <= 0 || this.state + this.stateSize > opts.memory.buffer.byteLength) {
       throw new DeviceError("invalid-option", `state block at ${this.state} must be 16-byte aligned inside the memory`);
     }
@@ -127,7 +126,7 @@ export class VirtioNetDevice {
       return;
     }
     c.init(st);
-    c.setNativeBase(st, this.nativeBase);
+    c.setNativeBase(st, opts.nativeBase ?? 0n);
     for (const r of opts.regions) this.addRegion(r);
     c.setMac(st, macToBigInt(opts.mac ?? "52:54:00:12:34:56"));
     this.option(DeviceOption.MTU, opts.mtu ?? 1500, "mtu");
@@ -299,15 +298,24 @@ export class VirtioNetDevice {
     return out;
   }
 
+  /**
+   * Wasm address of the iovec at `e`: its base is a native address (Wasm address + nativeBase);
+   * both fit in 2^53, so two u32 loads do without BigInt.
+   */
+  private iovAddr(e: number): number {
+    return this.dv.getUint32(e, true) + this.dv.getUint32(e + 4, true) * 0x1_0000_0000 - this.nativeBase;
+  }
+
+  /** Length of the iovec at `e` (frames are far below 2^32). */
+  private iovLen(e: number): number {
+    return this.dv.getUint32(e + 8, true);
+  }
+
   /** Reads `n` iovecs at `iov` as Wasm addresses and lengths. */
   iovecs(iov: number, n: number): { addr: number; len: number }[] {
     this.views();
     const out: { addr: number; len: number }[] = [];
-    for (let i = 0; i < n; i++) {
-      const base = this.dv.getBigUint64(iov + 16 * i, true);
-      const len = Number(this.dv.getBigUint64(iov + 16 * i + 8, true));
-      out.push({ addr: Number(base - this.nativeBase), len });
-    }
+    for (let i = 0; i < n; i++) out.push({ addr: this.iovAddr(iov + 16 * i), len: this.iovLen(iov + 16 * i) });
     return out;
   }
 
@@ -323,24 +331,21 @@ export class VirtioNetDevice {
     if (n === 0) return { kind: "no-buffer" };
     if (n < 0) return { kind: "not-ready", code: n };
     this.views();
-    const dv = this.dv;
     const u8 = this.u8;
     const iov = c.rxIov(st);
     const hdrLen = header ? header.length : 0;
     const total = hdrLen + frame.length;
     let room = 0;
-    for (let i = 0; i < n; i++) room += dv.getUint32(iov + 16 * i + 8, true);
+    for (let i = 0; i < n; i++) room += this.iovLen(iov + 16 * i);
     if (total > room) {
       // Too big for this buffer: the core counts DROP_BUFFER_TOO_SMALL and keeps the buffer.
       return { kind: "dropped", reason: -c.rxCommit(st, total) };
     }
-    // Iovec bases are native addresses (Wasm address + nativeBase); both fit in 2^53.
-    const nb = this.nativeBaseNumber;
     let src = 0;
     for (let i = 0; i < n && src < total; i++) {
       const e = iov + 16 * i;
-      let addr = dv.getUint32(e, true) + dv.getUint32(e + 4, true) * 0x1_0000_0000 - nb;
-      let len = Math.min(dv.getUint32(e + 8, true), total - src);
+      let addr = this.iovAddr(e);
+      let len = Math.min(this.iovLen(e), total - src);
       if (src < hdrLen) {
         const take = Math.min(len, hdrLen - src);
         u8.set(take === hdrLen && src === 0 ? header! : header!.subarray(src, src + take), addr);
