@@ -7,12 +7,12 @@
  * make the loop spin (the kernel queues, then drops, as it would for a real NIC).
  */
 import { QueueIndex } from "../../assembly/abi.js";
+import { AsyncEpoll } from "../runtime/async-epoll.js";
 import * as libc from "../runtime/libc.js";
 import { LinuxTap } from "../backends/tap-linux.js";
 import type { TapPort } from "./tap-port.js";
 
 const TOKEN_TAP = 1;
-const TOKEN_WAKE = 2;
 
 export interface TapLoopOptions {
   /** How often to retry opening a tap that went away, ms. Default 1000. */
@@ -22,22 +22,15 @@ export interface TapLoopOptions {
 }
 
 export class TapLoop {
-  private readonly ep: number;
-  private readonly wake: number;
-  private readonly events = new libc.EpollEvents(4);
+  private readonly poll = new AsyncEpoll(1);
   private running = false;
   private done: Promise<void> = Promise.resolve();
-  private rxWaitingForBuffers = false;
-  private txBlocked = false;
   private tapDown = false;
   private readonly log: (line: string) => void;
 
   constructor(readonly port: TapPort, private readonly opts: TapLoopOptions = {}) {
     this.log = opts.log ?? (() => {});
-    this.ep = libc.epollCreate();
-    this.wake = libc.eventfd();
-    libc.epollAdd(this.ep, this.wake, libc.EPOLLIN, TOKEN_WAKE);
-    libc.epollAdd(this.ep, port.tap.fd, libc.EPOLLIN | libc.EPOLLONESHOT, TOKEN_TAP);
+    this.poll.add(port.tap.fd, libc.EPOLLIN | libc.EPOLLONESHOT, TOKEN_TAP);
   }
 
   /** Starts waiting for the tap. */
@@ -49,8 +42,8 @@ export class TapLoop {
 
   /** A guest notification on queue `q` (TX: frames to send; RX: buffers posted). */
   kick(q: QueueIndex): void {
-    if (q === QueueIndex.TX) this.txBlocked = this.port.pumpTx() === "tap-full";
-    else this.rxWaitingForBuffers = false;
+    if (q === QueueIndex.TX) this.port.pumpTx();
+    else this.port.buffersPosted();
     this.afterPump(this.port.pumpRx());
     this.arm();
   }
@@ -59,38 +52,33 @@ export class TapLoop {
   async stop(): Promise<void> {
     if (!this.running) return;
     this.running = false;
-    libc.eventfdSignal(this.wake);
+    this.poll.wake();
     await this.done;
-    libc.close(this.wake);
-    libc.close(this.ep);
+    this.poll.close();
   }
 
   private afterPump(rx: string): void {
-    if (rx === "no-buffers") this.rxWaitingForBuffers = true;
     if (rx === "tap-error") this.tapFailed();
   }
 
   private arm(): void {
     if (this.tapDown) return;
-    const ev = (this.rxWaitingForBuffers ? 0 : libc.EPOLLIN) | (this.txBlocked ? libc.EPOLLOUT : 0);
-    libc.epollMod(this.ep, this.port.tap.fd, ev | libc.EPOLLONESHOT, TOKEN_TAP);
+    this.poll.mod(this.port.tap.fd, this.port.tapEvents() | libc.EPOLLONESHOT, TOKEN_TAP);
   }
 
   private async run(): Promise<void> {
     while (this.running) {
       const timeout = this.tapDown ? this.opts.reopenIntervalMs ?? 1000 : -1;
-      const n = await libc.epollWaitAsync(this.ep, this.events, timeout);
+      const ready = await this.poll.wait(timeout);
       if (!this.running) break;
       if (this.tapDown) {
         this.tryReopen();
         continue;
       }
-      for (let i = 0; i < n; i++) {
-        if (this.events.token(i) === TOKEN_WAKE) libc.eventfdDrain(this.wake);
-        if (this.events.token(i) !== TOKEN_TAP) continue;
-        const e = this.events.events(i);
+      for (const { token, events: e } of ready) {
+        if (token !== TOKEN_TAP) continue;
         if (e & (libc.EPOLLERR | libc.EPOLLHUP)) this.tapFailed();
-        if (e & libc.EPOLLOUT) this.txBlocked = this.port.pumpTx() === "tap-full";
+        if (e & libc.EPOLLOUT) this.port.pumpTx();
         if (e & libc.EPOLLIN) this.afterPump(this.port.pumpRx());
       }
       this.arm();
@@ -103,7 +91,7 @@ export class TapLoop {
     this.tapDown = true;
     this.log(`tap ${this.port.tap.name}: ${this.port.stats.lastError ?? "error"}; link down, will retry`);
     this.port.dev.setLinkUp(false);
-    try { libc.epollDel(this.ep, this.port.tap.fd); } catch { /* already gone */ }
+    try { this.poll.del(this.port.tap.fd); } catch { /* already gone */ }
     try { this.port.tap.close(); } catch { /* already gone */ }
   }
 
@@ -112,7 +100,7 @@ export class TapLoop {
       const tap = LinuxTap.open(this.port.tap.name, { vnetHdr: this.port.tap.vnetHdr });
       this.port.tap = tap;
       if (this.port.dev.negotiatedFeatures !== 0n) this.port.applyNegotiated(this.port.dev.negotiatedFeatures);
-      libc.epollAdd(this.ep, tap.fd, libc.EPOLLIN | libc.EPOLLONESHOT, TOKEN_TAP);
+      this.poll.add(tap.fd, libc.EPOLLIN | libc.EPOLLONESHOT, TOKEN_TAP);
       this.tapDown = false;
       this.port.dev.setLinkUp(true);
       this.log(`tap ${tap.name}: reopened; link up`);

@@ -11,7 +11,7 @@ import { BackendKind, Code, QueueIndex } from "../../assembly/abi.js";
 import type { VirtioNetDevice } from "../device/virtio-net.js";
 import { tapOffloadFlags } from "../backends/tap-ioctl.js";
 import type { LinuxTap } from "../backends/tap-linux.js";
-import { EAGAIN, ENOBUFS, errnoName } from "../runtime/libc.js";
+import { EAGAIN, ENOBUFS, EPOLLIN, EPOLLOUT, errnoName } from "../runtime/libc.js";
 
 /** Why an RX pump stopped. */
 export type RxStop =
@@ -39,6 +39,10 @@ export interface PortStats {
 export class TapPort {
   readonly stats: PortStats = { tapWriteErrors: 0, tapReadErrors: 0, tapFull: 0, lastError: null };
   private txState: TxStop = "empty";
+  /** The last RX pump found no guest buffer: the tap waits until the guest posts some. */
+  private rxWaitingForBuffers = false;
+  /** The last TX pump was refused by the tap (EAGAIN): wait for it to be writable. */
+  private txBlocked = false;
 
   /**
    * @param nativeBase native address of Wasm address 0 (the device must have been created
@@ -82,9 +86,12 @@ export class TapPort {
       }
       return -1;
     }, budget);
+    // (Set in the callback above; read through a typed local so TypeScript does not narrow it.)
+    const state = this.txState as TxStop;
+    this.txBlocked = state === "tap-full";
     if (r < 0) return "not-ready";
-    if (this.txState === "empty" && r >= budget) return "budget";
-    return this.txState;
+    if (state === "empty" && r >= budget) return "budget";
+    return state;
   }
 
   /** Reads frames from the tap into the guest's buffers. */
@@ -109,7 +116,21 @@ export class TapPort {
       c.rxCommit(st, r);
     }
     this.dev.flushRx();
+    if (stop === "no-buffers") this.rxWaitingForBuffers = true;
     return stop;
+  }
+
+  /** The guest posted RX buffers (its RX notification): reading the tap can go on. */
+  buffersPosted(): void {
+    this.rxWaitingForBuffers = false;
+  }
+
+  /**
+   * The epoll events to watch the tap for now: readable unless the guest has no buffer (the
+   * kernel queues, then drops, as for a real NIC; no spinning), writable while a write is refused.
+   */
+  tapEvents(): number {
+    return (this.rxWaitingForBuffers ? 0 : EPOLLIN) | (this.txBlocked ? EPOLLOUT : 0);
   }
 
   /** Pumps both directions until neither makes progress; for single-threaded hosts. */

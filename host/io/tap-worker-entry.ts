@@ -33,36 +33,34 @@ libc.epollAdd(ep, data.kickFds[QueueIndex.RX], libc.EPOLLIN, KICK_RX);
 libc.epollAdd(ep, data.kickFds[QueueIndex.TX], libc.EPOLLIN, KICK_TX);
 libc.epollAdd(ep, data.stopFd, libc.EPOLLIN, STOP);
 const events = new libc.EpollEvents(8);
-let rxWaitingForBuffers = false;
-let txBlocked = false;
 
 post({ kind: "ready" });
 for (let running = true; running;) {
   const n = libc.epollWait(ep, events, -1);
   let tx = false;
   let rx = false;
+  let kickedRx = false;
   for (let i = 0; i < n; i++) {
     const t = events.token(i);
     const e = events.events(i);
     if (t === STOP) running = false;
     else if (t === KICK_TX) { libc.eventfdDrain(data.kickFds[QueueIndex.TX]); tx = true; }
-    else if (t === KICK_RX) { libc.eventfdDrain(data.kickFds[QueueIndex.RX]); rxWaitingForBuffers = false; rx = true; }
+    else if (t === KICK_RX) { libc.eventfdDrain(data.kickFds[QueueIndex.RX]); kickedRx = true; rx = true; }
     else if (t === TAP) {
       if (e & libc.EPOLLOUT) tx = true;
       if (e & (libc.EPOLLIN | libc.EPOLLERR | libc.EPOLLHUP)) rx = true;
     }
   }
   if (!running) break;
+  if (kickedRx) port.buffersPosted();
   lock.with(() => {
-    if (tx) txBlocked = port.pumpTx() === "tap-full";
+    if (tx) port.pumpTx();
     if (rx || tx) {
       const r = port.pumpRx();
-      if (r === "no-buffers") rxWaitingForBuffers = true;
       if (r === "tap-error") post({ kind: "tap-error", message: port.stats.lastError ?? "tap error" });
     }
   });
-  const want = (rxWaitingForBuffers ? 0 : libc.EPOLLIN) | (txBlocked ? libc.EPOLLOUT : 0);
-  libc.epollMod(ep, data.tapFd, want | libc.EPOLLONESHOT, TAP);
+  libc.epollMod(ep, data.tapFd, port.tapEvents() | libc.EPOLLONESHOT, TAP);
 }
 libc.close(ep);
 post({ kind: "stopped" });

@@ -4,34 +4,28 @@
  * live on the main thread (the embedded network); the tap data path uses a Worker instead.
  */
 import { QueueIndex } from "../../assembly/abi.js";
+import { AsyncEpoll } from "../runtime/async-epoll.js";
 import * as libc from "../runtime/libc.js";
 
-const WAKE = 2;
-
 export class KickLoop {
-  private readonly ep = libc.epollCreate();
-  private readonly wake = libc.eventfd();
-  private readonly events = new libc.EpollEvents(4);
+  private readonly poll = new AsyncEpoll(2);
   private running = false;
   private done: Promise<void> = Promise.resolve();
 
   constructor(private readonly kickFds: [number, number], private readonly onKick: (q: QueueIndex) => void) {
-    libc.epollAdd(this.ep, kickFds[QueueIndex.RX], libc.EPOLLIN, QueueIndex.RX);
-    libc.epollAdd(this.ep, kickFds[QueueIndex.TX], libc.EPOLLIN, QueueIndex.TX);
-    libc.epollAdd(this.ep, this.wake, libc.EPOLLIN, WAKE);
+    this.poll.add(kickFds[QueueIndex.RX], libc.EPOLLIN, QueueIndex.RX);
+    this.poll.add(kickFds[QueueIndex.TX], libc.EPOLLIN, QueueIndex.TX);
   }
 
   start(): void {
     this.running = true;
     this.done = (async () => {
       while (this.running) {
-        const n = await libc.epollWaitAsync(this.ep, this.events, -1);
+        const ready = await this.poll.wait();
         if (!this.running) break;
         let rx = false;
         let tx = false;
-        for (let i = 0; i < n; i++) {
-          const t = this.events.token(i);
-          if (t === WAKE) continue;
+        for (const { token: t } of ready) {
           libc.eventfdDrain(this.kickFds[t]);
           if (t === QueueIndex.RX) rx = true;
           else tx = true;
@@ -45,9 +39,8 @@ export class KickLoop {
 
   async stop(): Promise<void> {
     this.running = false;
-    libc.eventfdSignal(this.wake);
+    this.poll.wake();
     await this.done;
-    libc.close(this.wake);
-    libc.close(this.ep);
+    this.poll.close();
   }
 }

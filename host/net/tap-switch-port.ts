@@ -10,12 +10,12 @@ import { NetHdr } from "../../assembly/abi.js";
 import { TUN_F_CSUM } from "../backends/tap-ioctl.js";
 import type { LinuxTap } from "../backends/tap-linux.js";
 import { decodeVirtioHdr, encodeVirtioHdr } from "../device/header.js";
+import { AsyncEpoll } from "../runtime/async-epoll.js";
 import * as libc from "../runtime/libc.js";
 import type { NetFrame, Switch, SwitchPort } from "./switch.js";
 
 const HDR = 12;
 const TOKEN_TAP = 1;
-const TOKEN_WAKE = 2;
 
 export class TapSwitchPort implements SwitchPort {
   readonly name: string;
@@ -23,9 +23,7 @@ export class TapSwitchPort implements SwitchPort {
   /** Frames the kernel would not take (write failed) or that could not be read whole. */
   errors = 0;
   private readonly buf = new Uint8Array(HDR + 65536 + 64);
-  private readonly ep = libc.epollCreate();
-  private readonly wake = libc.eventfd();
-  private readonly events = new libc.EpollEvents(2);
+  private readonly poll = new AsyncEpoll(1);
   private running = false;
   private done: Promise<void> = Promise.resolve();
 
@@ -36,8 +34,7 @@ export class TapSwitchPort implements SwitchPort {
       tap.setVnetHdrSize(HDR);
       tap.setOffload(TUN_F_CSUM);
     }
-    libc.epollAdd(this.ep, tap.fd, libc.EPOLLIN, TOKEN_TAP);
-    libc.epollAdd(this.ep, this.wake, libc.EPOLLIN, TOKEN_WAKE);
+    this.poll.add(tap.fd, libc.EPOLLIN, TOKEN_TAP);
     sw.attach(this);
   }
 
@@ -53,7 +50,7 @@ export class TapSwitchPort implements SwitchPort {
     this.running = true;
     this.done = (async () => {
       while (this.running) {
-        await libc.epollWaitAsync(this.ep, this.events, -1);
+        await this.poll.wait();
         if (!this.running) break;
         for (;;) {
           const n = libc.read(this.tap.fd, this.buf);
@@ -71,10 +68,9 @@ export class TapSwitchPort implements SwitchPort {
 
   async stop(): Promise<void> {
     this.running = false;
-    libc.eventfdSignal(this.wake);
+    this.poll.wake();
     await this.done;
     this.sw.detach(this);
-    libc.close(this.wake);
-    libc.close(this.ep);
+    this.poll.close();
   }
 }

@@ -6,6 +6,7 @@
  * thread, so the JS thread stays free. A front-end that disconnects, crashes or sends garbage
  * ends its session only: the back-end releases what it was given and waits for the next.
  */
+import { AsyncEpoll } from "../runtime/async-epoll.js";
 import * as libc from "../runtime/libc.js";
 import type { Logger, Message, VhostUserNetBackend } from "./backend.js";
 import { decodeHeader, encodeMessage, FLAG_REPLY, FLAG_VERSION, HEADER_SIZE, MAX_PAYLOAD, REQUEST_NAMES } from "./protocol.js";
@@ -20,12 +21,9 @@ export interface ServerOptions {
 }
 
 const TOKEN_SOCK = 1;
-const TOKEN_WAKE = 2;
 
 export class VhostUserServer {
-  private readonly ep = libc.epollCreate();
-  private readonly wake = libc.eventfd();
-  private readonly events = new libc.EpollEvents(4);
+  private readonly poll = new AsyncEpoll(1);
   private stopping = false;
   private listenFd = -1;
   private readonly log: Logger;
@@ -34,7 +32,6 @@ export class VhostUserServer {
 
   constructor(readonly backend: VhostUserNetBackend, readonly opts: ServerOptions) {
     this.log = opts.log ?? (() => {});
-    libc.epollAdd(this.ep, this.wake, libc.EPOLLIN, TOKEN_WAKE);
   }
 
   /** Serves until stop(); resolves when stopped. */
@@ -47,7 +44,7 @@ export class VhostUserServer {
       while (!this.stopping) {
         const fd = this.opts.client ? await this.connectLoop() : await this.acceptOne();
         if (fd < 0) break;
-        libc.epollAdd(this.ep, fd, libc.EPOLLIN, TOKEN_SOCK);
+        this.poll.add(fd, libc.EPOLLIN, TOKEN_SOCK);
         this.sessions++;
         this.log("info", `front-end connected (session ${this.sessions})`);
         const why = await this.serve(fd);
@@ -60,29 +57,28 @@ export class VhostUserServer {
         libc.close(this.listenFd);
         libc.unlink(this.opts.socketPath);
       }
-      libc.close(this.wake);
-      libc.close(this.ep);
+      this.poll.close();
     }
   }
 
   /** Ends the current session and run(). */
   stop(): void {
     this.stopping = true;
-    libc.eventfdSignal(this.wake);
+    this.poll.wake();
   }
 
   /** Waits for readiness of the registered socket; false if stopping. */
   private async wait(): Promise<boolean> {
     for (;;) {
-      const n = await libc.epollWaitAsync(this.ep, this.events, -1);
+      const ready = await this.poll.wait();
       if (this.stopping) return false;
-      for (let i = 0; i < n; i++) if (this.events.token(i) === TOKEN_SOCK) return true;
+      if (ready.some((r) => r.token === TOKEN_SOCK)) return true;
     }
   }
 
   /** Waits for the next front-end; the listening socket is watched only meanwhile. */
   private async acceptOne(): Promise<number> {
-    libc.epollAdd(this.ep, this.listenFd, libc.EPOLLIN, TOKEN_SOCK);
+    this.poll.add(this.listenFd, libc.EPOLLIN, TOKEN_SOCK);
     try {
       for (;;) {
         const fd = libc.accept(this.listenFd);
@@ -90,7 +86,7 @@ export class VhostUserServer {
         if (!(await this.wait())) return -1;
       }
     } finally {
-      libc.epollDel(this.ep, this.listenFd);
+      this.poll.del(this.listenFd);
     }
   }
 
@@ -146,7 +142,7 @@ export class VhostUserServer {
         if (out.close) return out.close;
       }
     } finally {
-      try { libc.epollDel(this.ep, fd); } catch { /* gone */ }
+      try { this.poll.del(fd); } catch { /* gone */ }
     }
   }
 
