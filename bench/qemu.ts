@@ -70,7 +70,6 @@ async function run(kind: "ours" | "qemu", deviceProps?: string): Promise<{ up: n
     // The server binds 192.0.2.1, so it starts once the tap has that address.
     children.push(spawn("ip", ["netns", "exec", ns.name, "iperf3", "-s", "-B", "192.0.2.1"], { stdio: "ignore" }));
     const cpu0 = backendPid ? cpuSeconds(backendPid) : 0;
-    if (process.env.VNW_DEBUG) guest.child.stdout!.on("data", (d) => process.stderr.write(String(d)));
     const up = bitsPerSecond((await guest.waitFor(/VNW iperf-up (.*)$/, 180_000))[1]);
     const down = bitsPerSecond((await guest.waitFor(/VNW iperf-down (.*)$/, 180_000))[1]);
     const cpu = backendPid ? cpuSeconds(backendPid) - cpu0 : 0;

@@ -4,7 +4,7 @@
  * archive; the guest reports on its serial console with lines starting "VNW ".
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -130,5 +130,8 @@ export function boot(opts: BootOptions): Guest {
     "-append", `console=ttyS0 quiet panic=-1${opts.netParams ? ` vnw.net=${opts.netParams}` : ""}`,
     ...net, "-device", props,
   ];
-  return new Guest(spawn("qemu-system-x86_64", args, { stdio: ["ignore", "pipe", "pipe"] }));
+  const child = spawn("qemu-system-x86_64", args, { stdio: ["ignore", "pipe", "pipe"] });
+  // The per-boot initrd is QEMU's to read until it exits.
+  child.on("exit", () => rmSync(dir, { recursive: true, force: true }));
+  return new Guest(child);
 }
