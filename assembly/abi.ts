@@ -88,6 +88,23 @@ export const enum DeviceOption {
   LOCKED_MAC = 2,
   MTU = 3,
   LINK_UP = 4,
+  /**
+   * GSO types the backend takes whole, as a mask of bits (1 << NetHdr.GSO_*), ECN as
+   * 1 << 7 (GsoMask). Others are segmented in software before they reach it. PLAIN backends
+   * take none whatever this says.
+   */
+  BACKEND_GSO = 5,
+}
+
+/** Bits of DeviceOption.BACKEND_GSO. */
+export const enum GsoMask {
+  TCPV4 = 2,
+  TCPV6 = 16,
+  UDP_L4 = 32,
+  ECN = 128,
+  /** What every Linux tap takes with IFF_VNET_HDR (USO needs Linux 6.2). */
+  TAP_DEFAULT = 146,
+  ALL = 178,
 }
 
 /** Event bits accumulated by the core and collected by the host with takeEvents(). */
@@ -121,7 +138,7 @@ export const enum Code {
 
 /** Number of counters per queue. */
 export const enum MetricCount {
-  N = 40,
+  N = 44,
 }
 
 /**
@@ -166,6 +183,8 @@ export const enum Metric {
   DROP_BAD_GSO = 25,
   /** GSO frames handed on as GSO (to the backend on TX, to the guest on RX): nobody segmented them. */
   GSO_OFFLOADED = 26,
+  /** RX: extra buffers used by packets that spanned several (MRG_RXBUF, num_buffers - 1). */
+  BUFFERS_MERGED = 27,
 
   RESET_HEAD_INDEX = 28,
   RESET_DESC_INDEX = 29,
@@ -179,6 +198,10 @@ export const enum Metric {
   RESET_DIRECTION = 37,
   RESET_RING_ADDR = 38,
   RESET_CHAIN_TOO_BIG = 39,
+  /** Large segments split in software (TX: for the backend; RX: for the guest). */
+  GSO_SEGMENTED = 40,
+  /** Frames produced by software segmentation. */
+  GSO_SEGMENTS = 41,
 }
 
 /** virtio_net_hdr flags and gso types (virtio 1.2, 5.1.6). */
@@ -227,7 +250,7 @@ export const enum ParseField {
 
 /** Layout version of the state block; bump when any offset moves. */
 export const enum Layout {
-  VERSION = 1,
+  VERSION = 2,
   /** Maximum number of guest memory regions. */
   MAX_REGIONS = 32,
   /** Maximum iovecs per frame, as Linux IOV_MAX. */

@@ -74,7 +74,12 @@ export function queueSetSize(st: usize, q: u32, n: u32): i32 { return dev.queueS
 export function queueSetAddrs(st: usize, q: u32, desc: u64, avail: u64, used: u64): i32 { return dev.queueSetAddrs(st, q, desc, avail, used); }
 export function queueEnable(st: usize, q: u32, on: bool): i32 { return dev.queueEnable(st, q, on); }
 export function queueSetNextAvail(st: usize, q: u32, idx: u32): i32 { return dev.queueSetNextAvail(st, q, idx); }
-export function queueNextAvail(st: usize, q: u32): u32 { return q > 1 ? 0 : queueAt(st, q).nextAvail; }
+/** The next available index the device will read: RX buffers held in the pool do not count (they go back). */
+export function queueNextAvail(st: usize, q: u32): u32 {
+  if (q > 1) return 0;
+  const n = queueAt(st, q).nextAvail;
+  return q == 0 ? (n - device(st).rxPoolN) & 0xffff : n;
+}
 export function queueBroken(st: usize, q: u32): bool { return q > 1 ? false : queueAt(st, q).broken != 0; }
 
 export function txNext(st: usize): i32 { return dev.txNext(st); }
@@ -84,13 +89,21 @@ export function txDone(st: usize, sent: i32): i32 { return dev.txDone(st, sent);
 /** Publishes completed TX buffers; 1 if the guest wants an interrupt now. */
 export function txFlush(st: usize): i32 { return dev.flush(st, 1); }
 
-export function rxNext(st: usize): i32 { return dev.rxNext(st); }
+export function rxNext(st: usize): i32 { return dev.rxNext(st, 0); }
+/** rxNext() for a frame of known size: `bytes` with the guest header (in-process backends). */
+export function rxNextFor(st: usize, bytes: u32): i32 { return dev.rxNext(st, bytes); }
 /** Address of the first iovec for the backend's readv after rxNext(). */
 export function rxIov(st: usize): usize { return st + device(st).rxIovStart; }
 /** Bytes the pending RX chain holds (guest header included). */
 export function rxCapacity(st: usize): u32 { return device(st).rxCap; }
 export function rxCommit(st: usize, nread: u32): i32 { return dev.rxCommit(st, nread); }
 export function rxAbort(st: usize): i32 { return dev.rxAbort(st); }
+/** Wasm address of the staging area: a virtio_net_hdr (12 bytes) then a GSO frame. */
+export function rxStagingAddr(st: usize): usize { return dev.stagingAddr(st); }
+/** Bytes the staging area holds. */
+export function rxStagingSize(): u32 { return dev.stagingSize(); }
+/** Segments the GSO frame in the staging area into the guest's buffers; frames delivered or -(Metric). */
+export function rxSegmentStaged(st: usize, frameLen: u32): i32 { return dev.rxSegmentStaged(st, frameLen); }
 /** Publishes completed RX buffers; 1 if the guest wants an interrupt now. */
 export function rxFlush(st: usize): i32 { return dev.flush(st, 0); }
 

@@ -10,6 +10,8 @@
 //   │ Parsed        │ Sg tx/rx/rxChain/tool │ headers & scratch │ parse scratch   │
 //   ├───────────────┴───────────────────────┴───────────────────┴─────────────────┤
 //   │ txIov[MAX_IOV] │ rxIov[MAX_IOV] │ rxChain[MAX_IOV] │ toolIov[64]              │
+//   ├──────────────────────────────────────────────────────────────────────────────┤
+//   │ SegPlan, segment headers, segIov[MAX_IOV+2] │ RX pool │ staging (64 KiB frame) │
 //   └──────────────────────────────────────────────────────────────────────────────┘
 
 import { Layout, MetricCount } from "./abi";
@@ -59,6 +61,53 @@ export class Device {
   /** Offset from the state block of the first iovec for the host's readv. */
   rxIovStart: u32;
   rxIovCount: u32;
+  /** GSO types the backend takes whole (bit per NetHdr.GSO_* value, ECN as bit 7). */
+  backendGso: u32;
+  /** 1 between a txNext() that handed out a frame and its txDone(). */
+  txAwait: u32;
+  /** RX chains popped and held for the next frames (the pool), their iovecs and bytes. */
+  rxPoolN: u32;
+  rxPoolIov: u32;
+  rxPoolCap: u32;
+  /** Bytes the backend may write for the pending RX frame (its header included). */
+  rxOffered: u32;
+}
+
+/** Software segmentation in progress (net/segment.ts). */
+@unmanaged
+export class SegPlan {
+  /** 1 while a TX frame is being segmented. */
+  active: u32;
+  /** Next segment to build, and how many there are. */
+  next: u32;
+  count: u32;
+  /** Bytes of headers copied into each segment (Ethernet to the end of TCP/UDP). */
+  hdrLen: u32;
+  l3Off: u32;
+  l4Off: u32;
+  l3Kind: u32;
+  proto: u32;
+  mss: u32;
+  /** Payload bytes of the large segment. */
+  payload: u32;
+  /** Logical offset of the frame in the source list. */
+  base: u32;
+  /** 1: leave L4 checksums partial (pseudo-header sum in the field) for the receiver. */
+  partial: u32;
+  seq: u32;
+  tcpFlags: u32;
+  ipId: u32;
+  /** Bytes of the segment last handed out (for counters). */
+  segLen: u32;
+}
+
+/** One pooled RX chain: its head, number of iovecs and bytes. */
+@unmanaged
+export class PoolEntry {
+  head: u32;
+  iovs: u32;
+  cap: u32;
+  pad: u32;
 }
 
 // @ts-ignore: decorator
@@ -102,8 +151,11 @@ export class Device {
 /** Small scratch for split reads and writes. */
 // @ts-ignore: decorator
 @inline export const OFF_SCRATCH: usize = OFF_RX_BACKEND_HDR + 16;
+/** Scratch for the RX path's own header writes (num_buffers, segment headers). */
 // @ts-ignore: decorator
-@inline export const OFF_PARSE_SCRATCH: usize = OFF_SCRATCH + 32;
+@inline export const OFF_SCRATCH_RX: usize = OFF_SCRATCH + 32;
+// @ts-ignore: decorator
+@inline export const OFF_PARSE_SCRATCH: usize = OFF_SCRATCH_RX + 32;
 // @ts-ignore: decorator
 @inline export const IOV_ARRAY_BYTES: usize = <usize>Layout.MAX_IOV * IOV_SIZE;
 // @ts-ignore: decorator
@@ -116,8 +168,40 @@ export class Device {
 @inline export const TOOL_IOV_MAX: u32 = 64;
 // @ts-ignore: decorator
 @inline export const OFF_TOOL_IOV: usize = OFF_RX_CHAIN_IOV + IOV_ARRAY_BYTES;
+/** Largest header block a segmented frame may have (Ethernet + tags + IP + extensions + TCP). */
 // @ts-ignore: decorator
-@inline export const STATE_SIZE: usize = ((OFF_TOOL_IOV + <usize>TOOL_IOV_MAX * IOV_SIZE) + 15 & ~15);
+@inline export const SEG_HDR_MAX: u32 = 256;
+// @ts-ignore: decorator
+@inline export const SEG_PLAN_BYTES: usize = ((offsetof<SegPlan>()) + 15 & ~15);
+/** A segmentation area: SegPlan, template headers, the built segment's headers (net/segment.ts). */
+// @ts-ignore: decorator
+@inline export const SEG_AREA_BYTES: usize = SEG_PLAN_BYTES + 2 * <usize>SEG_HDR_MAX;
+// @ts-ignore: decorator
+@inline export const OFF_SEG_TX: usize = ((OFF_TOOL_IOV + <usize>TOOL_IOV_MAX * IOV_SIZE) + 15 & ~15);
+// @ts-ignore: decorator
+@inline export const OFF_SEG_RX: usize = OFF_SEG_TX + SEG_AREA_BYTES;
+/** The backend header of a TX segment (virtio_net_hdr with a partial checksum, or tun_hdr). */
+// @ts-ignore: decorator
+@inline export const OFF_SEG_BACKEND_HDR: usize = OFF_SEG_RX + SEG_AREA_BYTES;
+/** iovecs of one TX segment: backend header, headers, payload pieces. */
+// @ts-ignore: decorator
+@inline export const OFF_SEG_IOV: usize = OFF_SEG_BACKEND_HDR + 16;
+/** Most chains held in the RX pool (a 64 KiB frame over 256-byte buffers). */
+// @ts-ignore: decorator
+@inline export const RX_POOL_MAX: u32 = 256;
+// @ts-ignore: decorator
+@inline export const OFF_RX_POOL: usize = OFF_SEG_IOV + IOV_ARRAY_BYTES + 2 * IOV_SIZE;
+/** A GSO frame handed over whole for segmentation into the guest (virtio_net_hdr v1 + frame). */
+// @ts-ignore: decorator
+@inline export const OFF_STAGING: usize = OFF_RX_POOL + <usize>RX_POOL_MAX * 16;
+// @ts-ignore: decorator
+@inline export const STAGING_SIZE: u32 = 12 + 65535 + 18;
+// @ts-ignore: decorator
+@inline export const OFF_STAGING_IOV: usize = ((OFF_STAGING + STAGING_SIZE) + 15 & ~15);
+// @ts-ignore: decorator
+@inline export const OFF_SG_STAGING: usize = OFF_STAGING_IOV + IOV_SIZE;
+// @ts-ignore: decorator
+@inline export const STATE_SIZE: usize = ((OFF_SG_STAGING + SG_STRIDE) + 15 & ~15);
 
 // @ts-ignore: decorator
 @inline export function device(st: usize): Device { return changetype<Device>(st + OFF_DEVICE); }
@@ -131,6 +215,8 @@ export class Device {
 @inline export function walkState(st: usize): ChainWalk { return changetype<ChainWalk>(st + OFF_WALK); }
 // @ts-ignore: decorator
 @inline export function parsed(st: usize): Parsed { return changetype<Parsed>(st + OFF_PARSED); }
+// @ts-ignore: decorator
+@inline export function poolAt(st: usize, i: u32): PoolEntry { return changetype<PoolEntry>(st + OFF_RX_POOL + <usize>i * 16); }
 // @ts-ignore: decorator
 @inline export function sgAt(st: usize, off: usize): Sg { return changetype<Sg>(st + off); }
 

@@ -9,10 +9,10 @@
 //   - csum_start/csum_offset are checked against the frame before they are used;
 //   - a guest that sets NEEDS_CSUM without CSUM gets the configured CsumPolicy.
 
-import { BackendKind, CsumPolicy, Feature, Layout, Metric, NetHdr, QueueIndex, TunHdr } from "../abi";
+import { BackendKind, CsumPolicy, Feature, GsoMask, Layout, Metric, NetHdr, QueueIndex, TunHdr } from "../abi";
 import {
-  count, device, parsed, OFF_PARSE_SCRATCH, OFF_RX_BACKEND_HDR, OFF_SCRATCH, OFF_TX_BACKEND_HDR,
-  OFF_TX_GUEST_HDR, OFF_TX_PATCH,
+  count, device, parsed, Device, OFF_PARSE_SCRATCH, OFF_RX_BACKEND_HDR, OFF_SCRATCH, OFF_TX_BACKEND_HDR,
+  OFF_TX_GUEST_HDR, OFF_TX_PATCH, OFF_SEG_TX,
 } from "../state";
 import { add16, beWord, finish } from "./checksum";
 import { gsoAllowed, has } from "./features";
@@ -25,6 +25,7 @@ import {
   L3_IPV6, Parsed,
 } from "./parse";
 import { Sg, sgPatch, sgRead, sgStore16, sgSum, sgWrite } from "./sg";
+import { segmentPlan } from "./segment";
 
 /** Room for an Ethernet header with one 802.1Q tag on top of the MTU. */
 // @ts-ignore: decorator
@@ -33,6 +34,23 @@ import { Sg, sgPatch, sgRead, sgStore16, sgSum, sgWrite } from "./sg";
 /** Result of a translation: >= 0 ok, else -(Metric.DROP_*) naming why the frame is dropped. */
 // @ts-ignore: decorator
 @inline export const XLATE_OK: i32 = 0;
+/** TX result: a large segment the backend cannot take; segmentPlan() has planned its split. */
+// @ts-ignore: decorator
+@inline export const TX_SEGMENT: i32 = 1;
+
+/** RX result: a GSO frame the guest cannot take whole; the caller segments it. */
+// @ts-ignore: decorator
+@inline export const RX_SEGMENT: i32 = -1000;
+
+/** Whether the backend takes a GSO frame of this type whole (DeviceOption.BACKEND_GSO). */
+function backendTakesGso(d: Device, gsoType: u32): bool {
+  if (d.backend == BackendKind.PLAIN) return false;
+  const t = gsoType & ~(<u32>NetHdr.GSO_ECN);
+  if ((d.backendGso & (<u32>1 << t)) == 0) return false;
+  if ((gsoType & NetHdr.GSO_ECN) != 0 && (d.backendGso & GsoMask.ECN) == 0) return false;
+  // tun_hdr can only say TUN_H_TCP_MSS.
+  return d.backend != BackendKind.TUN_HDR || t == NetHdr.GSO_TCPV4 || t == NetHdr.GSO_TCPV6;
+}
 
 /** True if the checksum field [start + off, +2) lies inside a frame of `len` bytes. */
 // @ts-ignore: decorator
@@ -135,11 +153,13 @@ export function txTranslate(st: usize, sg: Sg, frameLen: u32): i32 {
 }
 
 /**
- * A TSO frame from the guest (virtio 1.2, 5.1.6.2): the type must have been negotiated
- * (HOST_TSO4/6, HOST_ECN), NEEDS_CSUM must be set with offsets inside the frame, gso_size must
- * be non-zero. A virtio_net_hdr backend gets it as is (the kernel segments only if the packet
- * leaves the machine); tun_hdr gets TUN_H_TCP_MSS after parsing confirms TCP at csum_start.
- * hdr_len is a hint (no GUEST_HDRLEN) and is never used here for memory safety.
+ * A GSO frame from the guest (virtio 1.2, 5.1.6.2): the type must have been negotiated
+ * (HOST_TSO4/6, HOST_ECN, HOST_USO), NEEDS_CSUM must be set with offsets inside the frame and
+ * the field where TCP or UDP keeps it, gso_size must be non-zero. A backend that takes the
+ * type gets it whole: a virtio_net_hdr backend as is (the kernel segments only if the packet
+ * leaves the machine), tun_hdr as TUN_H_TCP_MSS after parsing confirms TCP at csum_start.
+ * Any other backend gets it segmented here (TX_SEGMENT). hdr_len is a hint (no GUEST_HDRLEN)
+ * and is never used.
  */
 function txGso(st: usize, sg: Sg, frameLen: u32, flags: u32, gsoType: u32): i32 {
   const d = device(st);
@@ -149,19 +169,21 @@ function txGso(st: usize, sg: Sg, frameLen: u32, flags: u32, gsoType: u32): i32 
   const start = <u32>load<u16>(gh, VH_CSUM_START);
   const off = <u32>load<u16>(gh, VH_CSUM_OFFSET);
   const gsoSize = <u32>load<u16>(gh, VH_GSO_SIZE);
-  if ((flags & NetHdr.F_NEEDS_CSUM) == 0 || gsoSize == 0 || off != 16) return -Metric.DROP_BAD_GSO;
+  const udp = (gsoType & ~(<u32>NetHdr.GSO_ECN)) == NetHdr.GSO_UDP_L4;
+  if ((flags & NetHdr.F_NEEDS_CSUM) == 0 || gsoSize == 0 || off != (udp ? 6 : 16)) return -Metric.DROP_BAD_GSO;
   if (!csumInFrame(start, off, frameLen)) return -Metric.DROP_BAD_CSUM_OFFSETS;
+  if (!backendTakesGso(d, gsoType)) {
+    return segmentPlan(st, st + OFF_SEG_TX, sg, 0, frameLen, gsoType, gsoSize, start, d.backend == BackendKind.VNET_HDR) < 0
+      ? -Metric.DROP_BAD_GSO : TX_SEGMENT;
+  }
   if (d.backend == BackendKind.VNET_HDR) {
     writeVirtioHdr(bh, d.hdrLen, NetHdr.F_NEEDS_CSUM, gsoType, <u32>load<u16>(gh, VH_HDR_LEN), gsoSize, start, off, 0);
-  } else if (d.backend == BackendKind.TUN_HDR) {
+  } else {
     const p = parsed(st);
     parseSg(sg, 0, frameLen, st + OFF_PARSE_SCRATCH, p);
     if (p.l4Proto != IPPROTO_TCP || p.fragment != 0 || p.l4Off != start || p.l3End != frameLen) return -Metric.DROP_BAD_GSO;
     store<u16>(bh, <u16>(TunHdr.F_TCP_CSUM | TunHdr.F_TCP_MSS), TH_FLAGS);
     store<u16>(bh, <u16>gsoSize, TH_MSS);
-  } else {
-    // A plain backend would need software segmentation, which this core does not do yet.
-    return -Metric.DROP_GSO_UNSUPPORTED;
   }
   count(st, QueueIndex.TX, Metric.CSUM_OFFLOADED);
   count(st, QueueIndex.TX, Metric.GSO_OFFLOADED);
@@ -239,12 +261,18 @@ export function rxTranslate(st: usize, chain: Sg, frameLen: u32, cap: u32): i32 
     const inFlags = <u32>load<u8>(hdr, VH_FLAGS);
     gsoType = <u32>load<u8>(hdr, VH_GSO_TYPE);
     if (gsoType != NetHdr.GSO_NONE) {
-      // GSO from the backend only to a guest that negotiated it (virtio 1.2, 5.1.6.4.1);
-      // segmenting for one that did not is not implemented yet.
-      if (!gsoAllowed(d.negotiated, gsoType, false) || !guestCsum) return -Metric.DROP_GSO_UNSUPPORTED;
       gsoSize = <u32>load<u16>(hdr, VH_GSO_SIZE);
       gsoHdrLen = <u32>load<u16>(hdr, VH_HDR_LEN);
       if ((inFlags & NetHdr.F_NEEDS_CSUM) == 0 || gsoSize == 0) return -Metric.DROP_BAD_GSO;
+      let ipv6 = false;
+      if ((gsoType & ~(<u32>NetHdr.GSO_ECN)) == NetHdr.GSO_UDP_L4) {
+        const p = parsed(st);
+        parseSg(chain, base, frameLen, st + OFF_PARSE_SCRATCH, p);
+        ipv6 = p.l3Kind == L3_IPV6;
+      }
+      // GSO goes whole only to a guest that negotiated it (virtio 1.2, 5.1.6.4.1); for any
+      // other the caller segments it.
+      if (!guestCsum || !gsoAllowed(d.negotiated, gsoType, false, ipv6)) return RX_SEGMENT;
     }
     if ((inFlags & NetHdr.F_NEEDS_CSUM) != 0) {
       start = <u32>load<u16>(hdr, VH_CSUM_START);

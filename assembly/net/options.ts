@@ -1,8 +1,8 @@
 // Device options the host sets before or between negotiations (DeviceOption in abi.ts).
 
-import { BackendKind, Code, CsumPolicy, DeviceOption, Status } from "../abi";
+import { BackendKind, Code, CsumPolicy, DeviceOption, GsoMask, Status } from "../abi";
 import { device } from "../state";
-import { setLink } from "./device";
+import { rxPoolRelease, setLink } from "./device";
 
 /** Sets an option; INVALID for an unknown option or value, SEQUENCE where it can no longer change. */
 export function setOption(st: usize, option: u32, value: u32): i32 {
@@ -11,6 +11,8 @@ export function setOption(st: usize, option: u32, value: u32): i32 {
     case DeviceOption.BACKEND:
       if (value > <u32>BackendKind.TUN_HDR) return Code.INVALID;
       if (d.txHead >= 0 || d.rxHead >= 0) return Code.SEQUENCE;
+      // Pooled RX buffers were prepared for the old kind's header layout: give them back.
+      rxPoolRelease(st);
       d.backend = value;
       return Code.OK;
     case DeviceOption.CSUM_POLICY:
@@ -29,6 +31,10 @@ export function setOption(st: usize, option: u32, value: u32): i32 {
     case DeviceOption.LINK_UP:
       setLink(st, value != 0);
       return Code.OK;
+    case DeviceOption.BACKEND_GSO:
+      if ((value & ~(<u32>GsoMask.ALL)) != 0) return Code.INVALID;
+      d.backendGso = value;
+      return Code.OK;
   }
   return Code.INVALID;
 }
@@ -41,6 +47,7 @@ export function getOption(st: usize, option: u32): u32 {
     case DeviceOption.LOCKED_MAC: return d.lockedMac;
     case DeviceOption.MTU: return d.mtu;
     case DeviceOption.LINK_UP: return d.linkUp;
+    case DeviceOption.BACKEND_GSO: return d.backendGso;
   }
   return 0;
 }

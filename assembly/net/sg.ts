@@ -208,3 +208,25 @@ export function sgStore16(sg: Sg, off: u32, v: u16, scratch: usize): void {
   store<u16>(scratch, v);
   sgWrite(sg, off, scratch, 2);
 }
+
+/**
+ * Writes iovecs describing logical bytes [off, off + len) of `sg` to `out` (entries keep the
+ * list's native bases), at most `cap`. Returns the number written.
+ */
+export function sgSliceIov(sg: Sg, off: u32, len: u32, out: usize, cap: u32): u32 {
+  let n: u32 = 0;
+  let done: u32 = 0;
+  for (let i: u32 = 0; i < sg.n && done < len && n < cap; i++) {
+    const l = iovLen(sg, i);
+    if (off >= l) { off -= l; continue; }
+    let take = l - off;
+    if (take > len - done) take = len - done;
+    const e = out + <usize>n * IOV_SIZE;
+    store<u64>(e, load<u64>(<usize>sg.iov + <usize>i * IOV_SIZE) + <u64>off, 0);
+    store<u64>(e, <u64>take, 8);
+    n++;
+    done += take;
+    off = 0;
+  }
+  return n;
+}

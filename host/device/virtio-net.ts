@@ -7,14 +7,14 @@
  * validated; native backends hand the core's iovec arrays to readv/writev directly.
  */
 import {
-  BackendKind, Code, CsumPolicy, DeviceEvent, DeviceOption, QueueIndex, Status,
+  BackendKind, Code, CsumPolicy, DeviceEvent, DeviceOption, Feature, GsoMask, Metric, NetHdr, QueueIndex, Status,
 } from "../../assembly/abi.js";
 import type { GuestRegion } from "../memory/layout.js";
 import { instantiateCore, type CoreExports } from "../wasm/core.js";
 import { readMetrics, type QueueMetrics } from "./metrics.js";
 import type { DeviceLock } from "../io/device-lock.js";
 
-export { BackendKind, CsumPolicy, QueueIndex, Status };
+export { BackendKind, CsumPolicy, GsoMask, QueueIndex, Status };
 
 /** Callbacks through which the device reaches its transport and its privileged side. */
 export interface DeviceHooks {
@@ -50,6 +50,11 @@ export interface DeviceOptions {
   backend?: BackendKind;
   /** What to do with NEEDS_CSUM from a guest that did not negotiate CSUM. Default COMPLETE. */
   csumPolicy?: CsumPolicy;
+  /**
+   * GSO types the backend takes whole (GsoMask bits); others are segmented in software on
+   * TX. Default GsoMask.TAP_DEFAULT (TCP over IPv4/IPv6 with ECN, as any Linux tap).
+   */
+  backendGso?: number;
   /** Drop TX frames not from our MAC and RX frames not for it (vmd's locked lladdr). */
   lockedMac?: boolean;
   /** Native address of Wasm address 0, so iovecs can go to readv/writev. Default 0. */
@@ -133,6 +138,7 @@ export class VirtioNetDevice {
     this.option(DeviceOption.BACKEND, opts.backend ?? BackendKind.PLAIN, "backend");
     this.option(DeviceOption.CSUM_POLICY, opts.csumPolicy ?? CsumPolicy.COMPLETE, "csumPolicy");
     this.option(DeviceOption.LOCKED_MAC, opts.lockedMac ? 1 : 0, "lockedMac");
+    this.option(DeviceOption.BACKEND_GSO, opts.backendGso ?? GsoMask.TAP_DEFAULT, "backendGso");
     if (opts.features !== undefined && c.setOfferedFeatures(st, opts.features) !== Code.OK) {
       throw new DeviceError("invalid-option", `cannot offer features 0x${opts.features.toString(16)}: unimplemented or missing a prerequisite`);
     }
@@ -147,6 +153,11 @@ export class VirtioNetDevice {
     if (this.core.setOption(this.state, option, value) !== Code.OK) {
       throw new DeviceError("invalid-option", `invalid ${name}: ${value}`);
     }
+  }
+
+  /** Changes the GSO types the backend takes whole (e.g. after probing the tap for USO). */
+  setBackendGso(mask: number): void {
+    this.locked(() => this.option(DeviceOption.BACKEND_GSO, mask, "backendGso"));
   }
 
   /** Registers a guest RAM region (also while running: vhost-user ADD_MEM_REG). */
@@ -327,14 +338,17 @@ export class VirtioNetDevice {
   receive(frame: Uint8Array, header?: Uint8Array): ReceiveResult {
     const c = this.core;
     const st = this.state;
-    const n = c.rxNext(st);
+    const hdrLen = header ? header.length : 0;
+    const total = hdrLen + frame.length;
+    if (header && hdrLen >= 10 && header[1] !== NetHdr.GSO_NONE && !this.guestTakesGso(header[1])) {
+      return this.receiveSegmented(frame, header);
+    }
+    const n = c.rxNextFor(st, total);
     if (n === 0) return { kind: "no-buffer" };
     if (n < 0) return { kind: "not-ready", code: n };
     this.views();
     const u8 = this.u8;
     const iov = c.rxIov(st);
-    const hdrLen = header ? header.length : 0;
-    const total = hdrLen + frame.length;
     let room = 0;
     for (let i = 0; i < n; i++) room += this.iovLen(iov + 16 * i);
     if (total > room) {
@@ -361,6 +375,45 @@ export class VirtioNetDevice {
     }
     const r = c.rxCommit(st, total);
     return r >= 0 ? { kind: "delivered", length: r } : { kind: "dropped", reason: -r };
+  }
+
+  /** Whether the guest negotiated taking GSO frames of this virtio_net_hdr gso_type whole. */
+  private guestTakesGso(gsoType: number): boolean {
+    const f = this.core.negotiatedFeatures(this.state);
+    const has = (b: Feature) => ((f >> BigInt(b)) & 1n) === 1n;
+    if (!has(Feature.GUEST_CSUM)) return false;
+    if ((gsoType & NetHdr.GSO_ECN) !== 0 && !has(Feature.GUEST_ECN)) return false;
+    switch (gsoType & ~NetHdr.GSO_ECN) {
+      case NetHdr.GSO_TCPV4: return has(Feature.GUEST_TSO4);
+      case NetHdr.GSO_TCPV6: return has(Feature.GUEST_TSO6);
+      // Which USO bit applies depends on the IP version; the core segments when unsure.
+      case NetHdr.GSO_UDP_L4: return has(Feature.GUEST_USO4) && has(Feature.GUEST_USO6);
+      default: return false;
+    }
+  }
+
+  /**
+   * A GSO frame for a guest that cannot take it whole: copied once into the core's staging
+   * area and segmented there, straight into the guest's buffers.
+   */
+  private receiveSegmented(frame: Uint8Array, header: Uint8Array): ReceiveResult {
+    const c = this.core;
+    const st = this.state;
+    if (frame.length + 12 > c.rxStagingSize()) return { kind: "dropped", reason: Metric.DROP_OVERSIZE };
+    // Is there a buffer for at least a small frame? (The pool keeps what this takes.)
+    const n = c.rxNextFor(st, header.length + 64);
+    if (n === 0) return { kind: "no-buffer" };
+    if (n < 0) return { kind: "not-ready", code: n };
+    c.rxAbort(st);
+    this.views();
+    const at = c.rxStagingAddr(st);
+    this.u8.fill(0, at, at + 12);
+    this.u8.set(header.subarray(0, 12), at);
+    this.u8.set(frame, at + 12);
+    const r = c.rxSegmentStaged(st, frame.length);
+    if (r > 0) return { kind: "delivered", length: frame.length };
+    if (r === 0) return { kind: "no-buffer" };
+    return r === Code.NOT_READY || r === Code.BROKEN ? { kind: "not-ready", code: r } : { kind: "dropped", reason: -r };
   }
 
   /** Publishes received buffers; raises the interrupt hook if the guest wants one. */

@@ -44,6 +44,10 @@ export interface CoreExports {
   txDone(st: number, sent: number): number;
   txFlush(st: number): number;
   rxNext(st: number): number;
+  rxNextFor(st: number, bytes: number): number;
+  rxStagingAddr(st: number): number;
+  rxStagingSize(): number;
+  rxSegmentStaged(st: number, frameLen: number): number;
   rxIov(st: number): number;
   rxCapacity(st: number): number;
   rxCommit(st: number, nread: number): number;
