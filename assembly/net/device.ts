@@ -191,6 +191,8 @@ export function queueEnable(st: usize, qi: u32, on: bool): i32 {
   if (!on) {
     if (qi == <u32>QueueIndex.RX) rxPoolRelease(st);
     else txAbandon(st);
+    // Whatever was completed reaches the driver before the queue stops.
+    if (q.enabled != 0 && q.broken == 0 && q.used != 0) queuePublish(q, has(device(st).negotiated, Feature.EVENT_IDX));
     q.enabled = 0;
     return Code.OK;
   }
@@ -398,7 +400,6 @@ function txAbandon(st: usize): void {
   s.active = 0;
   d.txHead = -1;
   d.txAwait = 0;
-  queuePublish(q, has(d.negotiated, Feature.EVENT_IDX));
 }
 
 /** The 6-byte MAC at logical offset `off` of `sg`, in the low 48 bits (as Device.mac). */
@@ -529,11 +530,11 @@ function rxPoolFill(st: usize, need: u32): i32 {
     }
     const e = poolAt(st, d.rxPoolN);
     e.head = <u32>head;
-    e.iovs = <u32>n - d.rxPoolIov;
+    e.iovs = <u32>n;
     // A frame is at most 64 KiB; capping keeps the pool's byte count far from overflow.
     e.cap = w.total > 0x100000 ? 0x100000 : <u32>w.total;
     d.rxPoolN++;
-    d.rxPoolIov = <u32>n;
+    d.rxPoolIov += <u32>n;
     d.rxPoolCap += e.cap;
   }
   return 0;

@@ -7,7 +7,7 @@
 import * as libc from "../runtime/libc.js";
 import {
   IFF_MULTI_QUEUE, IFF_NO_PI, IFF_TAP, IFF_VNET_HDR, IFNAMSIZ, IFREQ_SIZE, TUNGETFEATURES, TUNSETIFF,
-  TUNSETOFFLOAD, TUNSETVNETHDRSZ,
+  TUNSETOFFLOAD, TUNSETVNETHDRSZ, TUN_F_CSUM, TUN_F_USO4, TUN_F_USO6,
 } from "./tap-ioctl.js";
 
 export type TapErrorKind = "no-tun" | "permission" | "busy" | "bad-name" | "unsupported" | "io";
@@ -101,6 +101,22 @@ export class LinuxTap {
    */
   setOffload(tunFlags: number): void {
     libc.ioctlValue(this.fd, TUNSETOFFLOAD, tunFlags, "TUNSETOFFLOAD");
+  }
+
+  /**
+   * Whether this kernel knows UDP segmentation offload on taps (TUN_F_USO4/6, Linux 6.2), and
+   * so also accepts GSO_UDP_L4 frames on write. Probes with TUNSETOFFLOAD and leaves the
+   * offloads at `restore`. Control side only.
+   */
+  supportsUso(restore = 0): boolean {
+    try {
+      this.setOffload(TUN_F_CSUM | TUN_F_USO4 | TUN_F_USO6);
+      return true;
+    } catch {
+      return false;
+    } finally {
+      this.setOffload(restore);
+    }
   }
 
   /** writev of an iovec array at native address `iov`; bytes or -errno. */

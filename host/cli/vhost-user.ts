@@ -29,8 +29,9 @@ options:
   --mac MAC            MAC in the device's config (QEMU keeps its own; informational)
   --mtu N              MTU offered with VIRTIO_NET_F_MTU (68..65535, default 1500)
   --offloads LIST      features to offer, comma-separated (default: version_1,mtu,csum,
-                       guest_csum,event_idx,indirect_desc, plus with --tap host_tso4,host_tso6,
-                       host_ecn,guest_tso4,guest_tso6,guest_ecn); "none": no checksum offload
+                       guest_csum,event_idx,indirect_desc,mrg_rxbuf,host_tso4,host_tso6,
+                       host_ecn,host_uso,guest_tso4,guest_tso6,guest_ecn,guest_uso4,guest_uso6);
+                       "none": no checksum or segmentation offload
   --csum-policy P      NEEDS_CSUM from a guest without CSUM: complete (default), drop, pass
   --locked-mac         drop frames not from / not to the device's MAC
   --stats SECONDS      print counters every SECONDS
@@ -48,9 +49,13 @@ example:
   virtio-net-wasm vhost-user --socket /tmp/vnw.sock --tap vnw0 --stats 5`;
 
 const LEVELS: LogLevel[] = ["error", "warn", "info", "debug"];
-const DEFAULT_OFFLOADS = "version_1,mtu,csum,guest_csum,event_idx,indirect_desc";
-/** With a tap the kernel takes and gives TSO frames, so segmentation offload is offered too. */
-const TAP_OFFLOADS = `${DEFAULT_OFFLOADS},host_tso4,host_tso6,host_ecn,guest_tso4,guest_tso6,guest_ecn`;
+/**
+ * The default offer: checksum and segmentation offloads both ways and mergeable RX buffers.
+ * Whatever the other side cannot take is done in software by the core (checksums finished,
+ * large segments split), so the offer does not depend on the backend.
+ */
+const DEFAULT_OFFLOADS = "version_1,mtu,csum,guest_csum,event_idx,indirect_desc,mrg_rxbuf,"
+  + "host_tso4,host_tso6,host_ecn,host_uso,guest_tso4,guest_tso6,guest_ecn,guest_uso4,guest_uso6";
 
 /** Runs the command; resolves with the exit code. */
 export async function vhostUserMain(args: string[], out: (s: string) => void, err: (s: string) => void): Promise<number> {
@@ -92,15 +97,12 @@ export async function vhostUserMain(args: string[], out: (s: string) => void, er
   const policies: Record<string, CsumPolicy> = { complete: CsumPolicy.COMPLETE, drop: CsumPolicy.DROP, pass: CsumPolicy.PASS };
   const csumPolicy = policies[values["csum-policy"]!];
   if (csumPolicy === undefined) return fail(`--csum-policy must be complete, drop or pass`);
-  const offloads = values.offloads ?? (values.tap ? TAP_OFFLOADS : DEFAULT_OFFLOADS);
+  const offloads = values.offloads ?? DEFAULT_OFFLOADS;
   let features: bigint;
   try {
     features = offloads === "none" ? parseFeatureList("version_1,mtu,event_idx,indirect_desc") : parseFeatureList(offloads);
   } catch (e) {
     return fail((e as Error).message);
-  }
-  if (!values.tap && /tso|ecn/.test(offloads)) {
-    return fail("segmentation offloads (host_tso*, guest_tso*, *_ecn) need --tap: the embedded network does not carry GSO frames yet");
   }
   let stats = 0;
   if (values.stats !== undefined) {

@@ -11,6 +11,8 @@ import type { NetFrame, Switch, SwitchPort } from "./switch.js";
 
 export class DevicePort implements SwitchPort {
   readonly acceptsPartial = true;
+  /** The core hands GSO frames whole to a guest that negotiated them and segments them for one that did not. */
+  readonly acceptsGso = true;
   private readonly backlog: NetFrame[] = [];
   /** Frames dropped because the guest had no buffer and the backlog was full. */
   backlogDrops = 0;

@@ -15,6 +15,8 @@ const LINKTYPE_ETHERNET = 1;
 export class PcapPort implements SwitchPort {
   readonly name: string;
   readonly acceptsPartial: boolean;
+  /** Large segments are recorded whole, as a capture on a host with GRO/TSO shows them. */
+  readonly acceptsGso = true;
   readonly promiscuous = true;
   private fd: number;
   /** Frames written. */

@@ -13,14 +13,23 @@ import { Checksummer } from "./checksummer.js";
 /** A frame in flight: the bytes and the offload metadata that travel with them. */
 export interface NetFrame {
   data: Uint8Array;
-  /** NEEDS_CSUM and where; GSO is not carried by this switch. */
-  hdr: Pick<VirtioNetHdr, "flags" | "csumStart" | "csumOffset">;
+  /**
+   * NEEDS_CSUM and where; for a large segment (GSO) its type and size too. A GSO frame always
+   * has NEEDS_CSUM (virtio 1.2, 5.1.6.2.1).
+   */
+  hdr: Pick<VirtioNetHdr, "flags" | "csumStart" | "csumOffset"> & Partial<Pick<VirtioNetHdr, "gsoType" | "gsoSize">>;
 }
 
 export interface SwitchPort {
   readonly name: string;
   /** Takes frames whose L4 checksum is partial (NEEDS_CSUM with csum_start/csum_offset). */
   readonly acceptsPartial: boolean;
+  /**
+   * Takes large segments (GSO frames up to 64 KiB): a device port (its core segments for a
+   * guest that cannot take them), a tap with TSO enabled. Others never see them: the switch
+   * drops and counts GSO frames for them rather than send a frame no wire could carry.
+   */
+  readonly acceptsGso?: boolean;
   /** Receives a frame from the switch. The port must not keep `frame.data` past the call unless it owns it. */
   deliver(frame: NetFrame): void;
   /** Gets a copy of every frame, not only those addressed or flooded to it (capture ports). */
@@ -38,6 +47,10 @@ export interface SwitchCounters {
   dropped: number;
   /** Frames addressed back to the port they came from. */
   filtered: number;
+  /** Large segments that reached a port which cannot take them. */
+  gsoDropped: number;
+  /** Large segments delivered whole (never segmented in between). */
+  gsoForwarded: number;
 }
 
 interface Entry {
@@ -49,7 +62,7 @@ export class Switch {
   private readonly ports: SwitchPort[] = [];
   private readonly table = new Map<string, Entry>();
   private readonly csum = new Checksummer();
-  readonly counters: SwitchCounters = { forwarded: 0, flooded: 0, partialUntouched: 0, partialCompleted: 0, dropped: 0, filtered: 0 };
+  readonly counters: SwitchCounters = { forwarded: 0, flooded: 0, partialUntouched: 0, partialCompleted: 0, dropped: 0, filtered: 0, gsoDropped: 0, gsoForwarded: 0 };
 
   /**
    * @param ageMs how long a learned MAC stays without being seen (default 300 s, as veb(4)).
@@ -92,6 +105,7 @@ export class Switch {
     if (d.length < 14) { this.counters.dropped++; return; }
     const partial = (frame.hdr.flags & NetHdr.F_NEEDS_CSUM) !== 0;
     if (partial && frame.hdr.csumStart + frame.hdr.csumOffset + 2 > d.length) { this.counters.dropped++; return; }
+    if ((frame.hdr.gsoType ?? NetHdr.GSO_NONE) !== NetHdr.GSO_NONE && (!partial || !frame.hdr.gsoSize)) { this.counters.dropped++; return; }
     const src = d.subarray(6, 12);
     // Learn unicast sources only (a multicast source is bogus).
     if ((src[0] & 1) === 0) this.table.set(macKey(src), { port: from, seen: this.now() });
@@ -115,6 +129,13 @@ export class Switch {
 
   /** Delivers to `p`, finishing a partial checksum for a port that cannot take it (once per frame). */
   private send(p: SwitchPort, frame: NetFrame, partial: boolean, completed: NetFrame | null): NetFrame | null {
+    if ((frame.hdr.gsoType ?? NetHdr.GSO_NONE) !== NetHdr.GSO_NONE) {
+      if (!p.acceptsGso) {
+        this.counters.gsoDropped++;
+        return completed;
+      }
+      this.counters.gsoForwarded++;
+    }
     if (!partial || p.acceptsPartial) {
       if (partial) this.counters.partialUntouched++;
       p.deliver(frame);

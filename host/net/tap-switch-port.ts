@@ -7,7 +7,7 @@
  * (one copy each way), not the zero-copy tap path of a single guest (TapPort).
  */
 import { NetHdr } from "../../assembly/abi.js";
-import { TUN_F_CSUM } from "../backends/tap-ioctl.js";
+import { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN, TUN_F_USO4, TUN_F_USO6 } from "../backends/tap-ioctl.js";
 import type { LinuxTap } from "../backends/tap-linux.js";
 import { decodeVirtioHdr, encodeVirtioHdr } from "../device/header.js";
 import { AsyncEpoll } from "../runtime/async-epoll.js";
@@ -20,6 +20,8 @@ const TOKEN_TAP = 1;
 export class TapSwitchPort implements SwitchPort {
   readonly name: string;
   readonly acceptsPartial: boolean;
+  /** With IFF_VNET_HDR the kernel takes GSO frames (and segments them only if they leave the machine). */
+  readonly acceptsGso: boolean;
   /** Frames the kernel would not take (write failed) or that could not be read whole. */
   errors = 0;
   private readonly buf = new Uint8Array(HDR + 65536 + 64);
@@ -30,9 +32,17 @@ export class TapSwitchPort implements SwitchPort {
   constructor(private readonly sw: Switch, readonly tap: LinuxTap) {
     this.name = `tap:${tap.name}`;
     this.acceptsPartial = tap.vnetHdr;
+    this.acceptsGso = tap.vnetHdr;
     if (tap.vnetHdr) {
       tap.setVnetHdrSize(HDR);
-      tap.setOffload(TUN_F_CSUM);
+      // The kernel may then hand us GSO frames too; every device port takes them (its core
+      // segments for a guest without GUEST_TSO). USO needs Linux 6.2: fall back without it.
+      const tso = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
+      try {
+        tap.setOffload(tso | TUN_F_USO4 | TUN_F_USO6);
+      } catch {
+        tap.setOffload(tso);
+      }
     }
     this.poll.add(tap.fd, libc.EPOLLIN, TOKEN_TAP);
     sw.attach(this);
@@ -58,9 +68,8 @@ export class TapSwitchPort implements SwitchPort {
           const off = this.tap.vnetHdr ? HDR : 0;
           if (n < off + 14) { this.errors++; continue; }
           const h = this.tap.vnetHdr ? decodeVirtioHdr(this.buf.subarray(0, HDR)) : { flags: 0, gsoType: 0, csumStart: 0, csumOffset: 0 };
-          // GSO is never enabled on this tap (only TUN_F_CSUM), so frames are MTU-sized.
-          if (h.gsoType !== NetHdr.GSO_NONE) { this.errors++; continue; }
-          this.sw.input(this, { data: this.buf.slice(off, n), hdr: { flags: h.flags & NetHdr.F_NEEDS_CSUM, csumStart: h.csumStart, csumOffset: h.csumOffset } });
+          const gso = "gsoSize" in h ? { gsoType: h.gsoType, gsoSize: h.gsoSize } : {};
+          this.sw.input(this, { data: this.buf.slice(off, n), hdr: { flags: h.flags & NetHdr.F_NEEDS_CSUM, csumStart: h.csumStart, csumOffset: h.csumOffset, ...gso } });
         }
       }
     })();

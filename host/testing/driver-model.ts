@@ -311,4 +311,35 @@ export class GuestDriver {
       return { hdr: decodeVirtioHdr(raw.subarray(0, this.hdrSize)), frame: raw.slice(this.hdrSize), raw };
     });
   }
+
+  /**
+   * Completed receive buffers with MRG_RXBUF: each packet gathered over the num_buffers used
+   * buffers its header announces (virtio 1.2, 5.1.6.4.2), with each buffer's used length.
+   */
+  receiveMerged(): { hdr: VirtioNetHdr; frame: Uint8Array; lens: number[]; caps: number[] }[] {
+    const used = this.takeUsed(QueueIndex.RX).map(({ len, bufs }) => {
+      const raw = new Uint8Array(len);
+      let at = 0;
+      for (const b of bufs) {
+        if (at >= len) break;
+        const take = Math.min(b.len, len - at);
+        raw.set(this.read(b.gpa, take), at);
+        at += take;
+      }
+      return { raw, cap: bufs.reduce((a, b) => a + b.len, 0) };
+    });
+    const out: { hdr: VirtioNetHdr; frame: Uint8Array; lens: number[]; caps: number[] }[] = [];
+    for (let i = 0; i < used.length;) {
+      const hdr = decodeVirtioHdr(used[i].raw.subarray(0, this.hdrSize));
+      const n = Math.max(1, hdr.numBuffers ?? 1);
+      const parts = used.slice(i, i + n);
+      if (parts.length < n) throw new Error(`num_buffers ${n} but only ${parts.length} used buffers follow`);
+      const whole = new Uint8Array(parts.reduce((a, p) => a + p.raw.length, 0));
+      let at = 0;
+      for (const p of parts) { whole.set(p.raw, at); at += p.raw.length; }
+      out.push({ hdr, frame: whole.slice(this.hdrSize), lens: parts.map((p) => p.raw.length), caps: parts.map((p) => p.cap) });
+      i += n;
+    }
+    return out;
+  }
 }

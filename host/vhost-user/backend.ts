@@ -5,7 +5,7 @@
  * path in a Worker (TapWorker) that QEMU's kicks wake directly and that signals QEMU's call
  * fds directly. This object is the control side: it alone issues ioctls (TUNSETOFFLOAD).
  */
-import { BackendKind, Code, CsumPolicy, Feature, QueueIndex, Status } from "../../assembly/abi.js";
+import { BackendKind, Code, CsumPolicy, Feature, GsoMask, QueueIndex, Status } from "../../assembly/abi.js";
 import { LinuxTap } from "../backends/tap-linux.js";
 import { featureBit, featureList } from "../device/features.js";
 import { VirtioNetDevice } from "../device/virtio-net.js";
@@ -140,6 +140,9 @@ export class VhostUserNetBackend {
       });
       if (this.tap) {
         this.port = new TapPort(this.dev, this.tap, this.nativeBase);
+        // The kernel takes TSO on write from any tap, USO only from Linux 6.2 on; whatever
+        // it cannot take, the core segments before writing.
+        if (this.tap.vnetHdr) this.dev.setBackendGso(this.tap.supportsUso() ? GsoMask.ALL : GsoMask.TAP_DEFAULT);
       } else {
         const net = opts.network ?? embeddedNetwork(opts.gateway);
         this.network = { ...net, port: new DevicePort(opts.portName ?? "guest", this.dev, net.sw) };
