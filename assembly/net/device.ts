@@ -10,19 +10,19 @@ import { memClear } from "../mem/guest";
 import { walkChain, WALK_TOO_MANY } from "../virtq/chain";
 import { IOV_SIZE } from "../virtq/layout";
 import {
-  queueAddUsed, queueDisableNotify, queueEnableNotify, queuePop, queuePublish, queueReset,
+  availIdx, queueAddUsed, queueDisableNotify, queueEnableNotify, queuePop, queuePublish, queueReset,
   queueResolve, queueSizeValid, queueUnpop, SplitQueue, POP_EMPTY,
 } from "../virtq/queue";
 import {
   count, countAdd, device, guestMem, metrics, poolAt, queueAt, sgAt, walkState, Device, MAGIC,
   OFF_RX_BACKEND_HDR, OFF_RX_CHAIN_IOV, OFF_RX_IOV, OFF_SEG_BACKEND_HDR, OFF_SEG_IOV, OFF_SEG_RX, OFF_SEG_TX,
   OFF_SG_CHAIN, OFF_SG_RX, OFF_SG_STAGING, OFF_SG_TX, OFF_STAGING, OFF_STAGING_IOV, OFF_TX_BACKEND_HDR,
-  OFF_TX_GUEST_HDR, OFF_TX_IOV, OFF_SCRATCH_RX, RX_POOL_MAX, STAGING_SIZE, STATE_SIZE,
+  OFF_TX_GUEST_HDR, OFF_TX_IOV, OFF_SCRATCH_RX, RX_POOL_MAX, SegPlan, STAGING_SIZE, STATE_SIZE,
 } from "../state";
 import { dependenciesMet, gsoAllowed, has, DEFAULT_OFFER, IMPLEMENTED } from "./features";
 import { rxTranslate, txTranslate, RX_SEGMENT, TX_SEGMENT } from "./offload";
 import { ETH_HLEN } from "./parse";
-import { segHeaders, segmentBuild, segmentCsumOffset, segmentPayloadOffset, segmentPlan, segPlanAt } from "./segment";
+import { segHeaders, segmentBuild, segmentCsumOffset, segmentPayload, segmentPayloadOffset, segmentPlan, segPlanAt } from "./segment";
 import { VH_CSUM_START, VH_GSO_SIZE, VH_GSO_TYPE, VH_NUM_BUFFERS, writeVirtioHdr } from "./hdr";
 import { Sg, sgRead, sgSliceIov, sgStore16, sgTrimFront, sgWrite } from "./sg";
 
@@ -691,7 +691,7 @@ export function rxCommit(st: usize, nread: u32): i32 {
       // Copy out of the buffers (the segments are written back into them) and segment.
       sgRead(chain, 0, st + OFF_STAGING, d.hdrLen);
       sgRead(chain, d.hdrLen, st + OFF_STAGING + NetHdr.SIZE_V1, frameLen);
-      return rxSegment(st, frameLen);
+      return rxSegment(st, frameLen, false);
     }
     if (r < 0) reason = <u32>-r;
     else frameLen = <u32>r;
@@ -734,10 +734,40 @@ export function rxSegmentStaged(st: usize, frameLen: u32): i32 {
     count(st, QueueIndex.RX, Metric.DROP_OVERSIZE);
     return -Metric.DROP_OVERSIZE;
   }
-  return rxSegment(st, frameLen);
+  return rxSegment(st, frameLen, true);
 }
 
-function rxSegment(st: usize, frameLen: u32): i32 {
+/**
+ * With MRG_RXBUF: whether the pool (grown from the ring as needed) holds every segment of `s`,
+ * each starting in a buffer of its own. 1 yes (or the pool can grow no more: go ahead),
+ * 0 no, or a negative Code.
+ */
+function rxRoomForSegments(st: usize, s: SegPlan): i32 {
+  const d = device(st);
+  let k: u32 = 0;
+  for (let i: u32 = 0; i < s.count; i++) {
+    let need = d.hdrLen + s.hdrLen + segmentPayload(s, i);
+    while (need != 0) {
+      if (k == d.rxPoolN) {
+        const r = rxPoolFill(st, d.rxPoolCap + 1);
+        if (r < 0) return r;
+        if (k == d.rxPoolN) return r;
+      }
+      const c = poolAt(st, k).cap;
+      need = need > c ? need - c : 0;
+      k++;
+    }
+  }
+  return 1;
+}
+
+/**
+ * Segments the frame in the staging area into the guest's buffers. With `wait`, returns 0
+ * (nothing consumed, notifications re-enabled) unless the guest has posted room for every
+ * segment; the frame was already read from the backend otherwise, and what does not fit is
+ * dropped.
+ */
+function rxSegment(st: usize, frameLen: u32, wait: bool): i32 {
   const d = device(st);
   const hdr = st + OFF_STAGING;
   const frame = hdr + NetHdr.SIZE_V1;
@@ -757,10 +787,27 @@ function rxSegment(st: usize, frameLen: u32): i32 {
     count(st, QueueIndex.RX, <u32>-r);
     return r;
   }
-  count(st, QueueIndex.RX, Metric.GSO_SEGMENTED);
   const s = segPlanAt(area);
   const q = queueAt(st, QueueIndex.RX);
-  queueDisableNotify(q, has(d.negotiated, Feature.EVENT_IDX));
+  const eventIdx = has(d.negotiated, Feature.EVENT_IDX);
+  queueDisableNotify(q, eventIdx);
+  if (wait) {
+    let room = false;
+    if (has(d.negotiated, Feature.MRG_RXBUF)) {
+      const r = rxRoomForSegments(st, s);
+      if (r < 0) return r;
+      room = r != 0;
+    } else {
+      const posted = ((availIdx(q) - q.nextAvail) & 0xffff) + d.rxPoolN;
+      room = posted >= s.count || posted >= q.size;
+    }
+    if (!room) {
+      queueEnableNotify(q, eventIdx);
+      s.active = 0;
+      return 0;
+    }
+  }
+  count(st, QueueIndex.RX, Metric.GSO_SEGMENTED);
   const ghdr = st + OFF_SCRATCH_RX + 8;
   let delivered: u32 = 0;
   for (let i: u32 = 0; i < s.count; i++) {

@@ -1,7 +1,7 @@
 /** `virtio-net-wasm vhost-user`: serve a QEMU guest's virtio-net device over vhost-user. */
 import { parseArgs } from "node:util";
 import { CsumPolicy, QueueIndex } from "../../assembly/abi.js";
-import { parseFeatureList } from "../device/features.js";
+import { FULL_OFFER_LIST, parseFeatureList } from "../device/features.js";
 import { embeddedNetwork, VhostUserNetBackend, type LogLevel } from "../vhost-user/backend.js";
 import { VhostUserServer } from "../vhost-user/server.js";
 import { PcapPort } from "../net/pcap-port.js";
@@ -49,13 +49,7 @@ example:
   virtio-net-wasm vhost-user --socket /tmp/vnw.sock --tap vnw0 --stats 5`;
 
 const LEVELS: LogLevel[] = ["error", "warn", "info", "debug"];
-/**
- * The default offer: checksum and segmentation offloads both ways and mergeable RX buffers.
- * Whatever the other side cannot take is done in software by the core (checksums finished,
- * large segments split), so the offer does not depend on the backend.
- */
-const DEFAULT_OFFLOADS = "version_1,mtu,csum,guest_csum,event_idx,indirect_desc,mrg_rxbuf,"
-  + "host_tso4,host_tso6,host_ecn,host_uso,guest_tso4,guest_tso6,guest_ecn,guest_uso4,guest_uso6";
+const DEFAULT_OFFLOADS = FULL_OFFER_LIST;
 
 /** Runs the command; resolves with the exit code. */
 export async function vhostUserMain(args: string[], out: (s: string) => void, err: (s: string) => void): Promise<number> {

@@ -76,3 +76,12 @@ export function parseFeatureList(list: string): bigint {
   }
   return mask;
 }
+
+/**
+ * What a vhost-user back-end offers by default: checksum and segmentation offloads both ways
+ * and mergeable RX buffers. Whatever the other side cannot take the core does in software
+ * (checksums finished, large segments split), so the offer does not depend on the backend.
+ */
+export const FULL_OFFER_LIST = "version_1,mtu,csum,guest_csum,event_idx,indirect_desc,mrg_rxbuf,"
+  + "host_tso4,host_tso6,host_ecn,host_uso,guest_tso4,guest_tso6,guest_ecn,guest_uso4,guest_uso6";
+export const FULL_OFFER: bigint = parseFeatureList(FULL_OFFER_LIST);

@@ -7,7 +7,7 @@
  */
 import { BackendKind, Code, CsumPolicy, Feature, GsoMask, QueueIndex, Status } from "../../assembly/abi.js";
 import { LinuxTap } from "../backends/tap-linux.js";
-import { featureBit, featureList } from "../device/features.js";
+import { featureBit, featureList, FULL_OFFER } from "../device/features.js";
 import { VirtioNetDevice } from "../device/virtio-net.js";
 import { DeviceLock } from "../io/device-lock.js";
 import { TapPort } from "../io/tap-port.js";
@@ -54,7 +54,7 @@ export interface VhostUserNetOptions {
   network?: EmbeddedNetwork;
   /** Name of this guest's port on the switch (default "guest"). */
   portName?: string;
-  /** Features to offer (default: the core's default offer). QEMU keeps MAC/STATUS for itself. */
+  /** Features to offer (default FULL_OFFER: offloads both ways, MRG_RXBUF). QEMU keeps MAC/STATUS for itself. */
   features?: bigint;
   csumPolicy?: CsumPolicy;
   lockedMac?: boolean;
@@ -126,7 +126,7 @@ export class VhostUserNetBackend {
     try {
       this.dev = new VirtioNetDevice({
         memory: this.mem.memory, stateAddress: this.mem.stateAddresses[0], regions: [], nativeBase: this.nativeBase,
-        backend: this.tap && !this.tap.vnetHdr ? BackendKind.PLAIN : BackendKind.VNET_HDR, features: opts.features,
+        backend: this.tap && !this.tap.vnetHdr ? BackendKind.PLAIN : BackendKind.VNET_HDR, features: opts.features ?? FULL_OFFER,
         csumPolicy: opts.csumPolicy, lockedMac: opts.lockedMac, mac: opts.mac, mtu: opts.mtu,
         lock: new DeviceLock(this.mem.memory, this.mem.hostAddresses[0]),
         hooks: {

@@ -80,9 +80,9 @@ describe("MRG_RXBUF", () => {
     const c = f.dev.core;
     // Two buffers used; the device may hold more, but reports only what it consumed.
     expect(c.queueNextAvail(f.dev.state, QueueIndex.RX)).toBe(2);
-    expect(c.queueEnable(f.dev.state, QueueIndex.RX, false)).toBe(0);
+    expect(c.queueEnable(f.dev.state, QueueIndex.RX, 0)).toBe(0);
     expect(c.queueNextAvail(f.dev.state, QueueIndex.RX)).toBe(2);
-    expect(c.queueEnable(f.dev.state, QueueIndex.RX, true)).toBe(0);
+    expect(c.queueEnable(f.dev.state, QueueIndex.RX, 1)).toBe(0);
     f.dev.receive(b.frame, encodeVirtioHdr({}, 12));
     f.dev.flushRx();
     const got = f.drv.receiveMerged();
