@@ -5,6 +5,7 @@ import { fileURLToPath } from "node:url";
 import { checksumBench } from "./checksum.js";
 import { deviceBench } from "./device.js";
 import { qemuBench } from "./qemu.js";
+import { segmentBench } from "./segment.js";
 import { tapBench } from "./tap.js";
 import { translateBench } from "./translate.js";
 
@@ -19,6 +20,7 @@ console.log("Numbers are medians of interleaved rounds on a shared machine: read
 deviceBench();
 checksumBench();
 translateBench();
+segmentBench();
 await tapBench();
 await qemuBench();
 if (!process.argv.includes("--node-only") && process.getuid?.() === 0) {

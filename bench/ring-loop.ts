@@ -31,13 +31,18 @@ export interface RingBenchOptions {
   hdr?: Partial<VirtioNetHdr>;
   backend?: BackendKind;
   features?: bigint;
+  /** GSO types the backend takes whole (GsoMask); default the device's. */
+  backendGso?: number;
+  /** Ring size (default RING). */
+  ring?: number;
 }
 
 export function ringBench(opts: RingBenchOptions): RingBench {
-  const mem = createGuestMemory({ guestSize: 16 << 20 });
+  const ring = opts.ring ?? RING;
+  const mem = createGuestMemory({ guestSize: Math.max(16 << 20, ring * (opts.frame.length + 2048) + (4 << 20)) });
   const dev = new VirtioNetDevice({
     memory: mem.memory, stateAddress: mem.stateAddresses[0], regions: mem.regions, backend: opts.backend,
-    nativeBase: opts.nativeBase?.(mem.memory),
+    nativeBase: opts.nativeBase?.(mem.memory), features: opts.features, backendGso: opts.backendGso,
   });
   const u8 = new Uint8Array(mem.memory.buffer);
   const dv = new DataView(mem.memory.buffer);
@@ -48,8 +53,8 @@ export function ringBench(opts: RingBenchOptions): RingBench {
   dev.setStatus(1); dev.setStatus(3); dev.setDriverFeatures(features); dev.setStatus(11);
   const rings: { desc: number; avail: number; used: number; idx: number }[] = [];
   for (const q of [QueueIndex.RX, QueueIndex.TX]) {
-    const desc = alloc(16 * RING), avail = alloc(6 + 2 * RING, 2), used = alloc(6 + 8 * RING, 4);
-    dev.configureQueue(q, RING, BigInt(desc), BigInt(avail), BigInt(used));
+    const desc = alloc(16 * ring), avail = alloc(6 + 2 * ring, 2), used = alloc(6 + 8 * ring, 4);
+    dev.configureQueue(q, ring, BigInt(desc), BigInt(avail), BigInt(used));
     dev.enableQueue(q, true);
     rings[q] = { desc, avail, used, idx: 0 };
   }
@@ -57,7 +62,7 @@ export function ringBench(opts: RingBenchOptions): RingBench {
   const hdr = encodeVirtioHdr(opts.hdr ?? {});
   const txFrames: number[] = [];
   const tx = rings[QueueIndex.TX];
-  for (let i = 0; i < RING; i++) {
+  for (let i = 0; i < ring; i++) {
     const buf = alloc(12 + opts.frame.length, 64);
     u8.set(hdr, base + buf);
     u8.set(opts.frame, base + buf + 12);
@@ -68,7 +73,7 @@ export function ringBench(opts: RingBenchOptions): RingBench {
     dv.setUint16(d + 12, 0, true);
   }
   const rx = rings[QueueIndex.RX];
-  for (let i = 0; i < RING; i++) {
+  for (let i = 0; i < ring; i++) {
     const buf = alloc(1526 + 64, 64);
     const d = base + rx.desc + 16 * i;
     dv.setBigUint64(d, BigInt(buf), true);
@@ -76,8 +81,8 @@ export function ringBench(opts: RingBenchOptions): RingBench {
     dv.setUint16(d + 12, 2, true);
   }
   const refill = (r: typeof tx) => () => {
-    for (let i = 0; i < RING; i++) dv.setUint16(base + r.avail + 4 + 2 * ((r.idx + i) % RING), i, true);
-    r.idx = (r.idx + RING) & 0xffff;
+    for (let i = 0; i < ring; i++) dv.setUint16(base + r.avail + 4 + 2 * ((r.idx + i) % ring), i, true);
+    r.idx = (r.idx + ring) & 0xffff;
     dv.setUint16(base + r.avail + 2, r.idx, true);
   };
   return { dev, u8, guestBase: base, txFrames, frameLen: opts.frame.length, refillTx: refill(tx), refillRx: refill(rx) };

@@ -9,6 +9,7 @@ const entries = {
   "bench/main": "bench/main.ts",
   "bench/tap": "bench/tap.ts",
   "bench/qemu": "bench/qemu.ts",
+  "bench/segment": "bench/segment.ts",
   "cli/main": "host/cli/main.ts",
   "io/tap-worker-entry": "host/io/tap-worker-entry.ts",
 };
