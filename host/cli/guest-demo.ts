@@ -145,6 +145,7 @@ export async function runGuestDemo(log: (s: string) => void): Promise<boolean | 
   log(`      switch: ${c.forwarded} frames forwarded, ${c.flooded} flooded`);
   log(`      partial checksums handed between the guests untouched (computed by nobody): ${c.partialUntouched}`);
   log(`      partial checksums finished for a port that could not take them: ${c.partialCompleted}`);
+  log(`      64 KiB TCP segments (TSO) carried whole between the guests, never split: ${c.gsoForwarded}`);
   log(`      gateway: ${gw.dhcpAcks} DHCP leases, ${gw.arpReplies} ARP replies, ${gw.echoReplies} echo replies`);
   log(ok ? "done: everything checked out." : "done, with failures (see above).");
   return ok;

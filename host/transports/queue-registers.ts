@@ -1,0 +1,83 @@
+/**
+ * Transport-side state both virtio transports keep per device (virtio 1.2, 4.1.4.3 and
+ * 4.2.2): the feature select windows, the driver's feature words, the selected queue and each
+ * queue's size / addresses / ready bit as the driver writes them, before they reach the
+ * device model on enable. Reset returns everything to its initial value (virtio 1.2, 2.4).
+ */
+import { QueueIndex } from "../../assembly/abi.js";
+import type { VirtioNetDevice } from "../device/virtio-net.js";
+
+/** The largest ring the device accepts per queue (QueueNumMax / the initial queue_size). */
+export const QUEUE_SIZE_MAX = 1024;
+/** virtio-net with one queue pair and no control queue: RX and TX. */
+export const NUM_QUEUES = 2;
+
+export interface QueueState {
+  size: number;
+  desc: bigint;
+  driver: bigint;
+  device: bigint;
+  ready: boolean;
+  /** MSI-X vector (PCI only); 0xffff = VIRTIO_MSI_NO_VECTOR. */
+  vector: number;
+}
+
+export class QueueRegisters {
+  deviceFeatureSelect = 0;
+  driverFeatureSelect = 0;
+  driverFeatures = 0n;
+  queueSelect = 0;
+  readonly queues: QueueState[] = [];
+
+  constructor(readonly dev: VirtioNetDevice) {
+    this.reset();
+  }
+
+  reset(): void {
+    this.deviceFeatureSelect = 0;
+    this.driverFeatureSelect = 0;
+    this.driverFeatures = 0n;
+    this.queueSelect = 0;
+    this.queues.length = 0;
+    for (let i = 0; i < NUM_QUEUES; i++) {
+      this.queues.push({ size: QUEUE_SIZE_MAX, desc: 0n, driver: 0n, device: 0n, ready: false, vector: 0xffff });
+    }
+  }
+
+  /** The selected queue, or undefined if the driver selected one that does not exist. */
+  get selected(): QueueState | undefined {
+    return this.queues[this.queueSelect];
+  }
+
+  /** 32 bits of the offered features through the select window. */
+  deviceFeatureWord(): number {
+    if (this.deviceFeatureSelect > 1) return 0;
+    return Number((this.dev.offeredFeatures >> BigInt(32 * this.deviceFeatureSelect)) & 0xffff_ffffn);
+  }
+
+  /** The driver writes 32 bits of its features through the select window. */
+  writeDriverFeatureWord(v: number): void {
+    if (this.driverFeatureSelect > 1) return;
+    const shift = BigInt(32 * this.driverFeatureSelect);
+    this.driverFeatures = (this.driverFeatures & ~(0xffff_ffffn << shift)) | (BigInt(v >>> 0) << shift);
+    this.dev.setDriverFeatures(this.driverFeatures);
+  }
+
+  /**
+   * The driver enables the selected queue: the addresses and size it wrote go to the device
+   * model, which checks them (a ring outside guest RAM puts the device in NEEDS_RESET).
+   */
+  enableSelected(): void {
+    const q = this.selected;
+    if (!q || q.ready) return;
+    const qi = this.queueSelect as QueueIndex;
+    if (this.dev.configureQueue(qi, q.size, q.desc, q.driver, q.device) !== 0) return;
+    q.ready = this.dev.enableQueue(qi, true) === 0;
+  }
+
+  /** Writes the status register; 0 resets the device and this transport state. */
+  writeStatus(v: number): void {
+    this.dev.setStatus(v & 0xff);
+    if ((v & 0xff) === 0) this.reset();
+  }
+}
