@@ -61,6 +61,11 @@ export interface DeviceOptions {
   nativeBase?: bigint;
   hooks?: DeviceHooks;
   /**
+   * Called for every range `receive()` writes in guest RAM (Wasm address, length): an
+   * emulator with a JIT invalidates code there (v86's jit_dirty_cache).
+   */
+  written?(wasm: number, len: number): void;
+  /**
    * Serialises control calls against a data path running in a Worker on the same state block
    * (see host/io/tap-worker.ts). Leave unset when one thread does everything.
    */
@@ -105,6 +110,7 @@ export class VirtioNetDevice {
   readonly state: number;
   readonly stateSize: number;
   private readonly hooks: DeviceHooks;
+  private readonly written: ((wasm: number, len: number) => void) | undefined;
   private readonly lock: DeviceLock | undefined;
   /** Native address of Wasm address 0 (as a number: native addresses fit in 2^53). */
   private readonly nativeBase: number;
@@ -117,6 +123,7 @@ export class VirtioNetDevice {
     this.state = opts.stateAddress;
     this.stateSize = this.core.stateSize();
     this.hooks = opts.hooks ?? {};
+    this.written = opts.written;
     this.lock = opts.lock;
     this.nativeBase = Number(opts.nativeBase ?? 0n);
     if (this.state % 16 !== 0 || this.state <= 0 || this.state + this.stateSize > opts.memory.buffer.byteLength) {
@@ -360,6 +367,7 @@ export class VirtioNetDevice {
       const e = iov + 16 * i;
       let addr = this.iovAddr(e);
       let len = Math.min(this.iovLen(e), total - src);
+      this.written?.(addr, len);
       if (src < hdrLen) {
         const take = Math.min(len, hdrLen - src);
         u8.set(take === hdrLen && src === 0 ? header! : header!.subarray(src, src + take), addr);

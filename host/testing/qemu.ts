@@ -36,7 +36,7 @@ export function guestAvailable(): { ok: boolean; reason: string } {
 }
 
 /** A newc cpio archive holding one executable file (enough for /test.sh). */
-function cpioWithFile(name: string, content: string): Buffer {
+export function cpioWithFile(name: string, content: string): Buffer {
   const entry = (n: string, body: Buffer, mode: number) => {
     const hdr = "070701" + [0, mode, 0, 0, 1, 0, body.length, 0, 0, 0, 0, n.length + 1, 0].map((v) => v.toString(16).padStart(8, "0")).join("");
     const head = Buffer.from(hdr + n + "\0");

@@ -1,0 +1,197 @@
+/**
+ * Attaches the engine to v86's virtio-net device (npm `v86`, pinned to 0.5.462): v86 keeps
+ * its PCI function and register file (the guest's driver talks to it as usual), and this
+ * adapter takes the data path over. The core is instantiated on v86's own WebAssembly.Memory,
+ * its state block allocated there with v86's `v86_malloc`, and it works on the guest's rings
+ * in place. v86's queue notifications are redirected here, so no frame passes through v86's
+ * own virtio-net code; interrupts go back through v86's IRQ path (`raise_irq`), and every
+ * range the device writes in guest RAM is reported to v86's `jit_dirty_cache`.
+ *
+ * v86 offers MAC, STATUS, CTRL_VQ, MQ and VERSION_1 only. The adapter replaces that offer with
+ * CSUM, GUEST_CSUM, segmentation offloads both ways, MRG_RXBUF, EVENT_IDX and INDIRECT_DESC
+ * (plus MAC, STATUS, VERSION_1); no control queue, so v86's control-queue code is not used either.
+ *
+ * The internals used here are not in v86.d.ts; the shapes below are those of v86 0.5.462.
+ */
+import { Feature, QueueIndex, Status } from "../../assembly/abi.js";
+import { BackendKind, VirtioNetDevice } from "../device/virtio-net.js";
+import { featureMask, FULL_OFFER } from "../device/features.js";
+import { DevicePort } from "../net/device-port.js";
+import type { Switch } from "../net/switch.js";
+
+/** v86's VirtIO object for the network card (src/virtio.js). */
+export interface V86Virtio {
+  device_feature: Uint32Array;
+  driver_feature: Uint32Array;
+  device_status: number;
+  queues: { size: number; enabled: boolean; desc_addr: number; avail_addr: number; used_addr: number }[];
+  pci_space: ArrayLike<number>;
+  raise_irq(type: number): void;
+  notify_config_changes?(): void;
+}
+
+/** What the adapter touches of a V86 instance. */
+export interface V86Like {
+  v86: {
+    cpu: {
+      mem8: Uint8Array;
+      io: { ports: { write16: (v: number) => void; write8: (v: number) => void }[] };
+      devices: { virtio_net?: { virtio: V86Virtio; mac?: ArrayLike<number> } };
+    };
+  };
+}
+
+/** Exports of v86's wasm module the adapter needs (captured through the `wasm_fn` option). */
+export interface V86WasmExports {
+  memory: WebAssembly.Memory;
+  v86_malloc(size: number): number;
+  jit_dirty_cache(start: number, end: number): void;
+}
+
+/**
+ * A `wasm_fn` for the V86 constructor that instantiates v86's module from `bytes` and keeps
+ * its exports for the adapter: `new V86({ ..., wasm_fn: hook.wasm_fn })`, then
+ * `await hook.exports` once the emulator is loaded.
+ */
+export function captureV86Exports(bytes: BufferSource): { wasm_fn: (imports: WebAssembly.Imports) => Promise<WebAssembly.Exports>; exports: Promise<V86WasmExports> } {
+  let resolve!: (e: V86WasmExports) => void;
+  const exports = new Promise<V86WasmExports>((r) => { resolve = r; });
+  return {
+    wasm_fn: async (imports) => {
+      const { instance } = await WebAssembly.instantiate(bytes, imports);
+      resolve(instance.exports as unknown as V86WasmExports);
+      return instance.exports;
+    },
+    exports,
+  };
+}
+
+/** VIRTIO_ISR_QUEUE in v86's raise_irq. */
+const ISR_QUEUE = 1;
+/** Guest RAM skipped: the VGA window and the BIOS area (0xA0000-0xFFFFF). */
+const LOW_RAM_END = 0xa0000;
+const HIGH_RAM_START = 0x100000;
+
+export interface V86NetOptions {
+  /** Features to offer (default FULL_OFFER without MTU, which v86's config space lacks). */
+  features?: bigint;
+  /** Switch to attach the device to (the embedded network's, typically). */
+  network: Switch;
+  /** Port name on the switch. */
+  name?: string;
+}
+
+export class V86VirtioNet {
+  readonly dev: VirtioNetDevice;
+  readonly port: DevicePort;
+  /** Notifications handled here, per queue; frames that reached v86's own handlers (must stay 0). */
+  readonly counters = { notifications: [0, 0], v86Notifications: 0, syncs: 0 };
+  /** Device-side time spent in the adapter's notification handlers, ms. */
+  deviceMs = 0;
+  private readonly virtio: V86Virtio;
+  private readonly base: number;
+  private synced = "";
+
+  constructor(private readonly emulator: V86Like, private readonly wasm: V86WasmExports, opts: V86NetOptions) {
+    const cpu = emulator.v86.cpu;
+    const net = cpu.devices.virtio_net;
+    if (!net) throw new Error("v86 has no virtio-net device: create it with net_device: { type: \"virtio\" }");
+    this.virtio = net.virtio;
+    this.base = cpu.mem8.byteOffset;
+    const size = cpu.mem8.length;
+    const offer = opts.features ?? (FULL_OFFER & ~featureMask(Feature.MTU)) | featureMask(Feature.MAC, Feature.STATUS);
+    const stateSize = 64 * 1024 * 4; // upper bound checked below
+    const raw = wasm.v86_malloc(stateSize + 16);
+    const state = (raw + 15) & ~15;
+    const mac = net.mac ? Uint8Array.from(net.mac) : undefined;
+    this.dev = new VirtioNetDevice({
+      memory: wasm.memory, stateAddress: state, backend: BackendKind.VNET_HDR, features: offer, mac,
+      regions: [
+        { gpa: 0n, size: LOW_RAM_END, wasm: this.base },
+        { gpa: BigInt(HIGH_RAM_START), size: size - HIGH_RAM_START, wasm: this.base + HIGH_RAM_START },
+      ],
+      hooks: {
+        interrupt: (q) => {
+          this.dirtyUsed(q);
+          this.virtio.raise_irq(ISR_QUEUE);
+        },
+        configChanged: () => this.virtio.notify_config_changes?.(),
+      },
+      written: (wasmAddr, len) => {
+        const gpa = wasmAddr - this.base;
+        this.wasm.jit_dirty_cache(gpa, gpa + len);
+      },
+    });
+    if (this.dev.stateSize > stateSize) throw new Error(`state block needs ${this.dev.stateSize} bytes`);
+    // The guest reads v86's feature registers: offer ours there.
+    this.virtio.device_feature[0] = Number(offer & 0xffff_ffffn);
+    this.virtio.device_feature[1] = Number(offer >> 32n);
+    this.port = new DevicePort(opts.name ?? "v86", this.dev, opts.network);
+    this.takeOverNotifications();
+  }
+
+  /** Replaces v86's notify handlers for RX and TX (the port entries move with the BAR). */
+  private takeOverNotifications(): void {
+    const ps = this.virtio.pci_space;
+    let notifyBar = -1;
+    let multiplier = 0;
+    for (let at = ps[0x34]; at; at = ps[at + 1]) {
+      if (ps[at] === 0x09 && ps[at + 3] === 2) {
+        notifyBar = ps[at + 4];
+        multiplier = ps[at + 16] | (ps[at + 17] << 8);
+      }
+    }
+    if (notifyBar < 0) throw new Error("v86 virtio-net has no notify capability");
+    const bar = (ps[0x10 + 4 * notifyBar] | (ps[0x11 + 4 * notifyBar] << 8)) & ~3;
+    const ports = this.emulator.v86.cpu.io.ports;
+    for (const q of [QueueIndex.RX, QueueIndex.TX]) {
+      const entry = ports[bar + q * multiplier];
+      const handler = (v: number) => this.notify(v & 0xffff);
+      entry.write16 = handler;
+      entry.write8 = handler;
+    }
+  }
+
+  /** The guest notified queue `q` (RX: buffers posted; TX: frames queued). */
+  private notify(q: number): void {
+    const t0 = performance.now();
+    if (q <= QueueIndex.TX && this.sync()) {
+      this.counters.notifications[q]++;
+      if (q === QueueIndex.TX) this.port.pumpTx();
+      else this.port.pumpRx();
+    }
+    this.deviceMs += performance.now() - t0;
+  }
+
+  /**
+   * Brings the core in line with what the driver programmed into v86's registers: features,
+   * ring addresses and sizes, DRIVER_OK. Done again whenever they change (a driver reset).
+   */
+  private sync(): boolean {
+    const v = this.virtio;
+    if ((v.device_status & Status.DRIVER_OK) === 0) return false;
+    const f = BigInt(v.driver_feature[0] >>> 0) | (BigInt(v.driver_feature[1] >>> 0) << 32n);
+    const [rx, tx] = v.queues;
+    const key = [f, rx.desc_addr, rx.avail_addr, rx.used_addr, rx.size, tx.desc_addr, tx.avail_addr, tx.used_addr, tx.size].join(":");
+    if (key === this.synced) return true;
+    const d = this.dev;
+    d.setStatus(0);
+    d.setStatus(Status.ACKNOWLEDGE | Status.DRIVER);
+    d.setDriverFeatures(f);
+    if ((d.setStatus(Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK) & Status.FEATURES_OK) === 0) return false;
+    for (const [qi, q] of [[QueueIndex.RX, rx], [QueueIndex.TX, tx]] as const) {
+      if (d.configureQueue(qi, q.size, BigInt(q.desc_addr), BigInt(q.avail_addr), BigInt(q.used_addr)) !== 0) return false;
+      if (d.enableQueue(qi, true) !== 0) return false;
+    }
+    d.setStatus(Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK | Status.DRIVER_OK);
+    this.synced = key;
+    this.counters.syncs++;
+    return true;
+  }
+
+  /** The used ring (and avail_event behind it) was written: tell v86's JIT. */
+  private dirtyUsed(q: number): void {
+    const r = this.virtio.queues[q];
+    if (r) this.wasm.jit_dirty_cache(r.used_addr, r.used_addr + 6 + 8 * r.size);
+  }
+}

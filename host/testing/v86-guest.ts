@@ -1,0 +1,118 @@
+/**
+ * Boots the 32-bit Debian guest (guest/build-guest-i386.sh) headless in v86 under Node, with
+ * Debian's SeaBIOS (package `seabios`; v86's npm package ships no BIOS) and its eth0 either on
+ * this engine (V86VirtioNet) or on v86's own virtio-net bridged to the same switch (for the
+ * side-by-side benchmark). Serial output is collected; lines "VNW key value" become markers.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { gzipSync } from "node:zlib";
+import { captureV86Exports, V86VirtioNet, type V86Like } from "../emulators/v86.js";
+import type { NetFrame, Switch, SwitchPort } from "../net/switch.js";
+import { cpioWithFile, PACKAGE_ROOT } from "./qemu.js";
+
+export const I386_GUEST_DIR = process.env.VNW_GUEST_I386_DIR ?? join(PACKAGE_ROOT, ".guest", "i386");
+export const SEABIOS = "/usr/share/seabios/bios.bin";
+export const VGABIOS = "/usr/share/seabios/vgabios-stdvga.bin";
+
+/** Whether a v86 guest can be booted here, and if not, why. */
+export function v86GuestAvailable(): { ok: boolean; reason: string } {
+  if (!existsSync(SEABIOS)) return { ok: false, reason: `no BIOS at ${SEABIOS} (apt-get install seabios)` };
+  if (!existsSync(join(I386_GUEST_DIR, "vmlinuz"))) return { ok: false, reason: `no i386 guest in ${I386_GUEST_DIR} (run guest/build-guest-i386.sh)` };
+  try {
+    createRequire(import.meta.url).resolve("v86");
+  } catch {
+    return { ok: false, reason: "the v86 package is not installed" };
+  }
+  return { ok: true, reason: "" };
+}
+
+export interface V86Guest {
+  /** The adapter (engine mode), or null when v86's own device runs (builtin mode). */
+  net: V86VirtioNet | null;
+  serial(): string;
+  markers(): Map<string, string>;
+  waitFor(re: RegExp, ms: number): Promise<RegExpMatchArray>;
+  /** Frames v86's own virtio-net code sent (its "net0-send" bus event). */
+  v86Sent(): number;
+  /** Device-side time (ms) in v86's own virtio-net code for the builtin mode's frames. */
+  builtinMs(): number;
+  stop(): void;
+}
+
+/** v86's own NIC on the switch: frames it sends enter the switch; frames for it go on v86's bus. */
+class V86BusPort implements SwitchPort {
+  readonly acceptsPartial = false;
+  constructor(readonly name: string, private readonly bus: { send(ev: string, data: unknown): void }) {}
+  deliver(frame: NetFrame): void { this.bus.send("net0-receive", frame.data.slice()); }
+}
+
+export async function bootV86Guest(opts: { script: string; network: Switch; mode: "engine" | "builtin"; mac?: string }): Promise<V86Guest> {
+  const require = createRequire(import.meta.url);
+  const v86Dir = dirname(require.resolve("v86"));
+  const { V86 } = (await import("v86")) as unknown as { V86: new (o: Record<string, unknown>) => V86Emulator };
+  const wasmBytes = readFileSync(join(v86Dir, "v86.wasm"));
+  const hook = captureV86Exports(wasmBytes);
+  const initrd = Buffer.concat([readFileSync(join(I386_GUEST_DIR, "base.cpio.gz")), gzipSync(cpioWithFile("test.sh", `#!/bin/sh\n${opts.script}\n`))]);
+  const buf = (b: Buffer) => ({ buffer: b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) });
+  const emulator = new V86({
+    bios: buf(readFileSync(SEABIOS)), vga_bios: buf(readFileSync(VGABIOS)),
+    bzimage: buf(readFileSync(join(I386_GUEST_DIR, "vmlinuz"))), initrd: buf(initrd),
+    cmdline: "console=ttyS0 cryptomgr.notests noisapnp pnpbios=off quiet panic=-1",
+    memory_size: 128 << 20, autostart: false, disable_keyboard: true, disable_mouse: true,
+    net_device: { type: "virtio", relay_url: "" }, wasm_fn: hook.wasm_fn,
+  });
+  await new Promise<void>((r) => emulator.add_listener("emulator-loaded", () => r()));
+  const exports = await hook.exports;
+  let net: V86VirtioNet | null = null;
+  let sent = 0;
+  let builtinMs = 0;
+  emulator.add_listener("net0-send", () => { sent++; });
+  if (opts.mode === "engine") {
+    net = new V86VirtioNet(emulator as unknown as V86Like, exports, { network: opts.network, name: "v86 guest" });
+  } else {
+    const bus = emulator.bus;
+    const port = new V86BusPort("v86 builtin", bus);
+    opts.network.attach(port);
+    emulator.add_listener("net0-send", (data: Uint8Array) => {
+      const t0 = performance.now();
+      opts.network.input(port, { data: new Uint8Array(data), hdr: { flags: 0, csumStart: 0, csumOffset: 0 } });
+      builtinMs += performance.now() - t0;
+    });
+  }
+  let out = "";
+  const waiters: { re: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
+  emulator.add_listener("serial0-output-byte", (b: number) => {
+    out += String.fromCharCode(b);
+    for (const w of [...waiters]) {
+      const m = out.match(w.re);
+      if (m) { waiters.splice(waiters.indexOf(w), 1); w.resolve(m); }
+    }
+  });
+  emulator.run();
+  return {
+    net,
+    serial: () => out,
+    markers: () => new Map(out.split("\n").filter((l) => l.startsWith("VNW ")).map((l) => {
+      const [, k, ...rest] = l.trim().split(" ");
+      return [k, rest.join(" ")] as [string, string];
+    })),
+    waitFor: (re, ms) => new Promise((resolve, reject) => {
+      const m = out.match(re);
+      if (m) { resolve(m); return; }
+      const timer = setTimeout(() => reject(new Error(`v86 guest: no ${re} within ${ms} ms; serial tail:\n${out.slice(-2000)}`)), ms);
+      waiters.push({ re, resolve: (x) => { clearTimeout(timer); resolve(x); } });
+    }),
+    v86Sent: () => sent,
+    builtinMs: () => builtinMs,
+    stop: () => { void emulator.destroy?.(); },
+  };
+}
+
+interface V86Emulator {
+  add_listener(ev: string, fn: (...a: never[]) => void): void;
+  run(): void;
+  destroy?(): Promise<void>;
+  bus: { send(ev: string, data: unknown): void };
+}

@@ -1,0 +1,59 @@
+/**
+ * A real Debian i386 guest in v86 (headless, in this process), its eth0 on this engine
+ * through the v86 adapter, on the embedded network: the guest's udhcpc gets a lease from the
+ * gateway and pings it over IPv4 and IPv6, with zero frames through v86's own virtio-net code
+ * and the guest's driver negotiating what v86's device never offered.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { QueueIndex } from "../../assembly/abi.js";
+import { featureList } from "../../host/device/features.js";
+import { bootV86Guest, v86GuestAvailable, type V86Guest } from "../../host/testing/v86-guest.js";
+import { embeddedNetwork } from "../../host/vhost-user/backend.js";
+
+const avail = v86GuestAvailable();
+
+describe.skipIf(!avail.ok)(`a Debian i386 guest in v86 on this engine${avail.ok ? "" : ` (skipped: ${avail.reason})`}`, () => {
+  const network = embeddedNetwork({ subnet: "198.51.100.0", prefix6: "2001:db8:2::" });
+  let guest: V86Guest;
+
+  beforeAll(async () => {
+    guest = await bootV86Guest({
+      network: network.sw, mode: "engine",
+      script: `
+ip addr flush dev eth0
+echo '#!/bin/sh' > /tmp/u.sh
+echo 'case "$1" in bound|renew) ip addr add $ip/$mask dev $interface; echo "VNW lease $ip router $router";; esac' >> /tmp/u.sh
+chmod +x /tmp/u.sh
+udhcpc -i eth0 -n -q -f -t 5 -T 2 -s /tmp/u.sh 2>/dev/null || echo "VNW lease failed"
+ping -c 3 -W 3 198.51.100.1 >/dev/null && echo "VNW gwping ok"
+for i in $(seq 1 30); do ip -6 addr show dev eth0 | grep -q "2001:db8:2:" && break; sleep 0.5; done
+ping -6 -c 2 -W 3 2001:db8:2::1 >/dev/null && echo "VNW gw6 ok"
+echo "VNW rx $(cat /sys/class/net/eth0/statistics/rx_packets) $(cat /sys/class/net/eth0/statistics/rx_errors)"
+`,
+    });
+    await guest.waitFor(/VNW done/, 150_000);
+  }, 180_000);
+
+  afterAll(() => guest?.stop());
+
+  it("gets a DHCP lease from the gateway and pings it over IPv4 and IPv6", () => {
+    expect(guest.markers().get("lease")).toMatch(/^198\.51\.100\.1\d\d router 198\.51\.100\.1$/);
+    expect(guest.markers().has("gwping")).toBe(true);
+    expect(guest.markers().has("gw6")).toBe(true);
+    expect(guest.markers().get("rx")).toMatch(/^\d+ 0$/);
+  });
+
+  it("the guest negotiated offloads v86's own device does not offer, and v86's virtio-net code saw no frame", () => {
+    const net = guest.net!;
+    const f = featureList(net.dev.negotiatedFeatures);
+    expect(f).toEqual(expect.arrayContaining(["csum", "guest_csum", "event_idx", "indirect_desc", "mrg_rxbuf", "version_1"]));
+    expect(guest.v86Sent()).toBe(0);
+    expect(net.counters.notifications[QueueIndex.TX]).toBeGreaterThan(0);
+    const tx = net.dev.metrics(QueueIndex.TX);
+    const rx = net.dev.metrics(QueueIndex.RX);
+    expect(tx.packets).toBeGreaterThanOrEqual(8); // DHCP discover/request, ARP, 3+2 echo requests, NS/RS
+    expect(rx.packets).toBeGreaterThanOrEqual(7);
+    expect(network.gateway.counters.dhcpAcks).toBeGreaterThanOrEqual(1);
+    expect(network.gateway.counters.echoReplies).toBeGreaterThanOrEqual(3);
+  });
+});
