@@ -8,6 +8,7 @@ import { qemuBench } from "./qemu.js";
 import { segmentBench } from "./segment.js";
 import { tapBench } from "./tap.js";
 import { translateBench } from "./translate.js";
+import { v86Bench } from "./v86.js";
 
 /** Runtimes for the cross-runtime tap run, fetched from npm on first use. */
 const OTHER_RUNTIMES: [string, string[]][] = [
@@ -23,6 +24,7 @@ translateBench();
 segmentBench();
 await tapBench();
 await qemuBench();
+await v86Bench();
 if (!process.argv.includes("--node-only") && process.getuid?.() === 0) {
   const tapJs = fileURLToPath(new URL("./tap.js", import.meta.url));
   for (const [pkg, args] of OTHER_RUNTIMES) {

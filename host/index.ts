@@ -1,13 +1,13 @@
 /** virtio-net-wasm: public API. */
 export {
-  BackendKind, Code, CsumPolicy, DeviceEvent, DeviceOption, Feature, Metric, NetHdr, QueueIndex,
+  BackendKind, Code, CsumPolicy, DeviceEvent, DeviceOption, Feature, GsoMask, Metric, NetHdr, QueueIndex,
   Status, TunHdr,
 } from "../assembly/abi.js";
 export {
   VirtioNetDevice, DeviceError, macToBigInt, type DeviceHooks, type DeviceOptions, type ReceiveResult,
 } from "./device/virtio-net.js";
 export {
-  FEATURE_NAMES, featureBit, featureList, featureMask, parseFeatureList,
+  FEATURE_NAMES, featureBit, featureList, featureMask, FULL_OFFER, FULL_OFFER_LIST, parseFeatureList,
 } from "./device/features.js";
 export { METRIC_NAMES, readMetrics, sumMetrics, type MetricName, type QueueMetrics } from "./device/metrics.js";
 export {
@@ -17,3 +17,8 @@ export {
   createGuestMemory, regionsWithHoles, type GuestHole, type GuestMemory, type GuestMemoryOptions, type GuestRegion,
 } from "./memory/layout.js";
 export { coreModule, corePath, instantiateCore, isSharedMemory, type CoreExports } from "./wasm/core.js";
+export { VirtioPciTransport, PciCap, Common, type PciHooks } from "./transports/virtio-pci.js";
+export { VirtioMmioTransport, Mmio, MMIO_MAGIC, MMIO_SIZE, type MmioHooks } from "./transports/virtio-mmio.js";
+export {
+  V86VirtioNet, captureV86Exports, v86NotifyPorts, type V86Like, type V86NetOptions, type V86Virtio, type V86WasmExports,
+} from "./emulators/v86.js";

@@ -10,6 +10,7 @@ const entries = {
   "bench/tap": "bench/tap.ts",
   "bench/qemu": "bench/qemu.ts",
   "bench/segment": "bench/segment.ts",
+  "bench/v86": "bench/v86.ts",
   "cli/main": "host/cli/main.ts",
   "io/tap-worker-entry": "host/io/tap-worker-entry.ts",
 };

@@ -81,6 +81,24 @@ export interface V86NetOptions {
   name?: string;
 }
 
+/**
+ * The I/O ports of v86's virtio-net RX and TX queue notifications, from its PCI capability
+ * list (VIRTIO_PCI_CAP_NOTIFY_CFG: BAR, offset and notify_off_multiplier; virtio 1.2, 4.1.4.4).
+ */
+export function v86NotifyPorts(virtio: V86Virtio): number[] {
+  const ps = virtio.pci_space;
+  const u32 = (at: number) => (ps[at] | (ps[at + 1] << 8) | (ps[at + 2] << 16) | (ps[at + 3] << 24)) >>> 0;
+  for (let at = ps[0x34], n = 0; at && n < 48; at = ps[at + 1], n++) {
+    if (ps[at] === 0x09 && ps[at + 3] === 2) {
+      const bar = u32(0x10 + 4 * ps[at + 4]) & ~3;
+      const base = bar + u32(at + 8);
+      const multiplier = u32(at + 16);
+      return [QueueIndex.RX, QueueIndex.TX].map((q) => base + q * multiplier);
+    }
+  }
+  throw new Error("v86 virtio-net has no notify capability");
+}
+
 export class V86VirtioNet {
   readonly dev: VirtioNetDevice;
   readonly port: DevicePort;
@@ -132,20 +150,9 @@ export class V86VirtioNet {
 
   /** Replaces v86's notify handlers for RX and TX (the port entries move with the BAR). */
   private takeOverNotifications(): void {
-    const ps = this.virtio.pci_space;
-    let notifyBar = -1;
-    let multiplier = 0;
-    for (let at = ps[0x34]; at; at = ps[at + 1]) {
-      if (ps[at] === 0x09 && ps[at + 3] === 2) {
-        notifyBar = ps[at + 4];
-        multiplier = ps[at + 16] | (ps[at + 17] << 8);
-      }
-    }
-    if (notifyBar < 0) throw new Error("v86 virtio-net has no notify capability");
-    const bar = (ps[0x10 + 4 * notifyBar] | (ps[0x11 + 4 * notifyBar] << 8)) & ~3;
     const ports = this.emulator.v86.cpu.io.ports;
-    for (const q of [QueueIndex.RX, QueueIndex.TX]) {
-      const entry = ports[bar + q * multiplier];
+    for (const p of v86NotifyPorts(this.virtio)) {
+      const entry = ports[p];
       const handler = (v: number) => this.notify(v & 0xffff);
       entry.write16 = handler;
       entry.write8 = handler;
