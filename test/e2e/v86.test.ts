@@ -9,6 +9,12 @@ import { QueueIndex } from "../../assembly/abi.js";
 import { featureList } from "../../host/device/features.js";
 import { bootV86Guest, v86GuestAvailable, type V86Guest } from "../../host/testing/v86-guest.js";
 import { embeddedNetwork } from "../../host/vhost-user/backend.js";
+import { fileURLToPath } from "node:url";
+import { LinuxTap } from "../../host/backends/tap-linux.js";
+import { TapSwitchPort } from "../../host/net/tap-switch-port.js";
+import { Netns, netTestsAvailable } from "../integration/netns.js";
+
+const helper = fileURLToPath(new URL("../integration/host-helper.mjs", import.meta.url));
 
 const avail = v86GuestAvailable();
 
@@ -56,4 +62,41 @@ echo "VNW rx $(cat /sys/class/net/eth0/statistics/rx_packets) $(cat /sys/class/n
     expect(network.gateway.counters.dhcpAcks).toBeGreaterThanOrEqual(1);
     expect(network.gateway.counters.echoReplies).toBeGreaterThanOrEqual(3);
   });
+});
+
+const netOk = avail.ok ? netTestsAvailable() : avail;
+describe.skipIf(!netOk.ok)(`the v86 guest reaching a tap through the engine${netOk.ok ? "" : ` (skipped: ${netOk.reason})`}`, () => {
+  it("moves 1 MiB of TCP to the host's kernel with the same sha256 on both ends", async () => {
+    const ns = Netns.create();
+    const network = embeddedNetwork({ subnet: "198.51.100.0" });
+    const tap = LinuxTap.open(Netns.tapName());
+    ns.adopt(tap.name);
+    ns.hostSide(tap.name);
+    const tapPort = new TapSwitchPort(network.sw, tap);
+    tapPort.start();
+    let guest: V86Guest | undefined;
+    try {
+      const sink = ns.run(["node", helper, "tcp-sink", "192.0.2.1", "5001", "150000"], 160_000);
+      guest = await bootV86Guest({
+        network: network.sw, mode: "engine",
+        script: `
+dd if=/dev/urandom of=/tmp/d bs=65536 count=16 2>/dev/null
+echo "VNW sent $(sha256sum /tmp/d | cut -d' ' -f1)"
+for i in $(seq 1 20); do nc 192.0.2.1 5001 < /tmp/d && break; sleep 0.5; done
+echo "VNW sentdone"
+`,
+      });
+      await guest.waitFor(/VNW done/, 150_000);
+      const got = JSON.parse(await sink) as { bytes: number; sha256: string };
+      expect(got.bytes).toBe(1 << 20);
+      expect(got.sha256).toBe(guest.markers().get("sent"));
+      expect(guest.v86Sent()).toBe(0);
+      for (const v of Object.values(ns.csumErrors())) expect(v).toBe(0);
+    } finally {
+      guest?.stop();
+      await tapPort.stop();
+      tap.close();
+      ns.destroy();
+    }
+  }, 200_000);
 });
