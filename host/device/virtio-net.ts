@@ -409,7 +409,7 @@ export class VirtioNetDevice {
     const st = this.state;
     if (frame.length + 12 > c.rxStagingSize()) return { kind: "dropped", reason: Metric.DROP_OVERSIZE };
     // Is there a buffer for at least a small frame? (The pool keeps what this takes.)
-    const n = c.rxNextFor(st, header.length + 64);
+    const n = c.rxNextFor(st, header.length + 14);
     if (n === 0) return { kind: "no-buffer" };
     if (n < 0) return { kind: "not-ready", code: n };
     c.rxAbort(st);
