@@ -363,17 +363,18 @@ function txSegmentNext(st: usize): i32 {
   const pl = segmentBuild(st + OFF_SEG_TX, sg, s.next);
   const iov = st + OFF_SEG_IOV;
   let n: u32 = 0;
-  if (d.backend == BackendKind.VNET_HDR) {
+  const bhl = backendHdrLen(d);
+  if (bhl != 0) {
+    // Each segment's checksum is left partial for a virtio_net_hdr backend; tun_hdr gets an
+    // empty header (the checksums are complete).
     const bh = st + OFF_SEG_BACKEND_HDR;
-    writeVirtioHdr(bh, d.hdrLen, NetHdr.F_NEEDS_CSUM, NetHdr.GSO_NONE, 0, 0, s.l4Off, segmentCsumOffset(s), 0);
+    if (d.backend == BackendKind.VNET_HDR) {
+      writeVirtioHdr(bh, d.hdrLen, NetHdr.F_NEEDS_CSUM, NetHdr.GSO_NONE, 0, 0, s.l4Off, segmentCsumOffset(s), 0);
+    } else {
+      memory.fill(bh, 0, bhl);
+    }
     store<u64>(iov, d.nativeBase + <u64>bh, 0);
-    store<u64>(iov, <u64>d.hdrLen, 8);
-    n = 1;
-  } else if (d.backend == BackendKind.TUN_HDR) {
-    const bh = st + OFF_SEG_BACKEND_HDR;
-    memory.fill(bh, 0, 8);
-    store<u64>(iov + <usize>n * IOV_SIZE, d.nativeBase + <u64>bh, 0);
-    store<u64>(iov + <usize>n * IOV_SIZE, 8, 8);
+    store<u64>(iov, <u64>bhl, 8);
     n = 1;
   }
   store<u64>(iov + <usize>n * IOV_SIZE, d.nativeBase + <u64>segHeaders(st + OFF_SEG_TX), 0);

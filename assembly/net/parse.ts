@@ -48,7 +48,7 @@ export class Parsed {
 }
 
 // @ts-ignore: decorator
-@inline function be16(p: usize, off: u32): u32 {
+@inline export function be16(p: usize, off: u32): u32 {
   return (<u32>load<u8>(p + off) << 8) | <u32>load<u8>(p + off + 1);
 }
 

@@ -2,7 +2,7 @@
 // into MSS-sized frames, for a receiver that cannot take the large one: a backend without the
 // offload on TX, a guest that did not negotiate GUEST_TSO/USO on RX.
 //
-// The rules are Linux's tcp_gso_segment / udp4_ufo... / inet_gso_segment ones:
+// The rules are those of Linux's tcp_gso_segment, __udp_gso_segment and inet_gso_segment:
 //   - every frame gets a copy of the headers (Ethernet, VLAN tags, IPv4 with options or IPv6
 //     with extension headers, TCP with options or UDP) followed by at most gso_size bytes;
 //   - IPv4: total length per frame, the identification incremented per frame, header
@@ -18,7 +18,7 @@
 import { Metric, NetHdr } from "../abi";
 import { parsed, OFF_PARSE_SCRATCH, SegPlan, SEG_HDR_MAX, SEG_PLAN_BYTES } from "../state";
 import { add16, beWord, finish, fold, sumSimd } from "./checksum";
-import { parseSg, IPPROTO_TCP, IPPROTO_UDP, L3_IPV4, L3_IPV6 } from "./parse";
+import { be16, parseSg, IPPROTO_TCP, IPPROTO_UDP, L3_IPV4, L3_IPV6 } from "./parse";
 import { Sg, sgRead, sgSum } from "./sg";
 
 // @ts-ignore: decorator
@@ -29,11 +29,9 @@ import { Sg, sgRead, sgSum } from "./sg";
 @inline const TCP_CWR: u32 = 0x80;
 
 // @ts-ignore: decorator
-@inline function rd16(p: usize): u32 { return (<u32>load<u8>(p) << 8) | <u32>load<u8>(p, 1); }
-// @ts-ignore: decorator
 @inline function wr16(p: usize, v: u32): void { store<u8>(p, <u8>(v >> 8)); store<u8>(p, <u8>v, 1); }
 // @ts-ignore: decorator
-@inline function rd32(p: usize): u32 { return (rd16(p) << 16) | rd16(p + 2); }
+@inline function rd32(p: usize): u32 { return (be16(p, 0) << 16) | be16(p, 2); }
 // @ts-ignore: decorator
 @inline function wr32(p: usize, v: u32): void { wr16(p, v >> 16); wr16(p + 2, v & 0xffff); }
 
@@ -97,7 +95,7 @@ export function segmentPlan(st: usize, area: usize, src: Sg, base: u32, frameLen
   s.partial = partial ? 1 : 0;
   s.seq = proto == IPPROTO_TCP ? rd32(tpl + p.l4Off + 4) : 0;
   s.tcpFlags = proto == IPPROTO_TCP ? <u32>load<u8>(tpl + p.l4Off + 13) : 0;
-  s.ipId = p.l3Kind == L3_IPV4 ? rd16(tpl + p.l3Off + 4) : 0;
+  s.ipId = p.l3Kind == L3_IPV4 ? be16(tpl, p.l3Off + 4) : 0;
   s.active = 1;
   return 0;
 }
