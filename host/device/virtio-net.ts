@@ -408,16 +408,12 @@ export class VirtioNetDevice {
     const c = this.core;
     const st = this.state;
     if (frame.length + 12 > c.rxStagingSize()) return { kind: "dropped", reason: Metric.DROP_OVERSIZE };
-    // Is there a buffer for at least a small frame? (The pool keeps what this takes.)
-    const n = c.rxNextFor(st, header.length + 14);
-    if (n === 0) return { kind: "no-buffer" };
-    if (n < 0) return { kind: "not-ready", code: n };
-    c.rxAbort(st);
     this.views();
     const at = c.rxStagingAddr(st);
     this.u8.fill(0, at, at + 12);
     this.u8.set(header.subarray(0, 12), at);
     this.u8.set(frame, at + 12);
+    // The core checks the queue and waits (0) until the guest has posted room for every segment.
     const r = c.rxSegmentStaged(st, frame.length);
     if (r > 0) return { kind: "delivered", length: frame.length };
     if (r === 0) return { kind: "no-buffer" };

@@ -299,35 +299,32 @@ export class GuestDriver {
 
   /** Completed receive buffers as header + frame. */
   receiveAll(): { hdr: VirtioNetHdr; frame: Uint8Array; raw: Uint8Array }[] {
-    return this.takeUsed(QueueIndex.RX).map(({ len, bufs }) => {
-      const raw = new Uint8Array(len);
-      let at = 0;
-      for (const b of bufs) {
-        if (at >= len) break;
-        const take = Math.min(b.len, len - at);
-        raw.set(this.read(b.gpa, take), at);
-        at += take;
-      }
+    return this.takeUsed(QueueIndex.RX).map((u) => {
+      const raw = this.usedBytes(u);
       return { hdr: decodeVirtioHdr(raw.subarray(0, this.hdrSize)), frame: raw.slice(this.hdrSize), raw };
     });
   }
+
+  /** The `len` bytes the device wrote into a used chain's buffers, in order. */
+  private usedBytes({ len, bufs }: { len: number; bufs: { gpa: bigint; len: number }[] }): Uint8Array {
+    const raw = new Uint8Array(len);
+    let at = 0;
+    for (const b of bufs) {
+      if (at >= len) break;
+      const take = Math.min(b.len, len - at);
+      raw.set(this.read(b.gpa, take), at);
+      at += take;
+    }
+    return raw;
+  }
+
 
   /**
    * Completed receive buffers with MRG_RXBUF: each packet gathered over the num_buffers used
    * buffers its header announces (virtio 1.2, 5.1.6.4.2), with each buffer's used length.
    */
   receiveMerged(): { hdr: VirtioNetHdr; frame: Uint8Array; lens: number[]; caps: number[] }[] {
-    const used = this.takeUsed(QueueIndex.RX).map(({ len, bufs }) => {
-      const raw = new Uint8Array(len);
-      let at = 0;
-      for (const b of bufs) {
-        if (at >= len) break;
-        const take = Math.min(b.len, len - at);
-        raw.set(this.read(b.gpa, take), at);
-        at += take;
-      }
-      return { raw, cap: bufs.reduce((a, b) => a + b.len, 0) };
-    });
+    const used = this.takeUsed(QueueIndex.RX).map((u) => ({ raw: this.usedBytes(u), cap: u.bufs.reduce((a, b) => a + b.len, 0) }));
     const out: { hdr: VirtioNetHdr; frame: Uint8Array; lens: number[]; caps: number[] }[] = [];
     for (let i = 0; i < used.length;) {
       const hdr = decodeVirtioHdr(used[i].raw.subarray(0, this.hdrSize));
