@@ -12,6 +12,13 @@ export const QUEUE_SIZE_MAX = 1024;
 /** virtio-net with one queue pair and no control queue: RX and TX. */
 export const NUM_QUEUES = 2;
 
+/** The low / high 32 bits of a 64-bit register (64-bit fields are accessed in halves, 4.1.3.1, 4.2.2). */
+export const low32 = (v: bigint): number => Number(v & 0xffff_ffffn);
+export const high32 = (v: bigint): number => Number(v >> 32n);
+/** `cur` with its low / high 32 bits replaced by `v`. */
+export const withLow32 = (cur: bigint, v: number): bigint => (cur & ~0xffff_ffffn) | BigInt(v >>> 0);
+export const withHigh32 = (cur: bigint, v: number): bigint => (cur & 0xffff_ffffn) | (BigInt(v >>> 0) << 32n);
+
 export interface QueueState {
   size: number;
   desc: bigint;
@@ -52,14 +59,21 @@ export class QueueRegisters {
   /** 32 bits of the offered features through the select window. */
   deviceFeatureWord(): number {
     if (this.deviceFeatureSelect > 1) return 0;
-    return Number((this.dev.offeredFeatures >> BigInt(32 * this.deviceFeatureSelect)) & 0xffff_ffffn);
+    const f = this.dev.offeredFeatures;
+    return this.deviceFeatureSelect === 0 ? low32(f) : high32(f);
+  }
+
+  /** 32 bits of the driver's features through its select window (what it wrote). */
+  driverFeatureWord(): number {
+    if (this.driverFeatureSelect > 1) return 0;
+    return this.driverFeatureSelect === 0 ? low32(this.driverFeatures) : high32(this.driverFeatures);
   }
 
   /** The driver writes 32 bits of its features through the select window. */
   writeDriverFeatureWord(v: number): void {
     if (this.driverFeatureSelect > 1) return;
-    const shift = BigInt(32 * this.driverFeatureSelect);
-    this.driverFeatures = (this.driverFeatures & ~(0xffff_ffffn << shift)) | (BigInt(v >>> 0) << shift);
+    const f = this.driverFeatures;
+    this.driverFeatures = this.driverFeatureSelect === 0 ? withLow32(f, v) : withHigh32(f, v);
     this.dev.setDriverFeatures(this.driverFeatures);
   }
 

@@ -8,7 +8,7 @@
  *   // device hooks: interrupt: (q) => t.interrupt(q), configChanged: () => t.configChanged()
  */
 import type { VirtioNetDevice } from "../device/virtio-net.js";
-import { QueueRegisters, QUEUE_SIZE_MAX } from "./queue-registers.js";
+import { high32, low32, QueueRegisters, QUEUE_SIZE_MAX, withHigh32, withLow32 } from "./queue-registers.js";
 
 /** Register offsets (virtio 1.2, 4.2.2, table "MMIO Device Register Layout"). */
 export const enum Mmio {
@@ -91,12 +91,12 @@ export class VirtioMmioTransport {
       case Mmio.QUEUE_READY: return q?.ready ? 1 : 0;
       case Mmio.INTERRUPT_STATUS: return this.interruptStatus;
       case Mmio.STATUS: return this.dev.status;
-      case Mmio.QUEUE_DESC_LOW: return q ? Number(q.desc & 0xffff_ffffn) : 0;
-      case Mmio.QUEUE_DESC_HIGH: return q ? Number(q.desc >> 32n) : 0;
-      case Mmio.QUEUE_DRIVER_LOW: return q ? Number(q.driver & 0xffff_ffffn) : 0;
-      case Mmio.QUEUE_DRIVER_HIGH: return q ? Number(q.driver >> 32n) : 0;
-      case Mmio.QUEUE_DEVICE_LOW: return q ? Number(q.device & 0xffff_ffffn) : 0;
-      case Mmio.QUEUE_DEVICE_HIGH: return q ? Number(q.device >> 32n) : 0;
+      case Mmio.QUEUE_DESC_LOW: return q ? low32(q.desc) : 0;
+      case Mmio.QUEUE_DESC_HIGH: return q ? high32(q.desc) : 0;
+      case Mmio.QUEUE_DRIVER_LOW: return q ? low32(q.driver) : 0;
+      case Mmio.QUEUE_DRIVER_HIGH: return q ? high32(q.driver) : 0;
+      case Mmio.QUEUE_DEVICE_LOW: return q ? low32(q.device) : 0;
+      case Mmio.QUEUE_DEVICE_HIGH: return q ? high32(q.device) : 0;
       // No shared memory regions: length all ones (4.2.2).
       case Mmio.SHM_LEN_LOW: case Mmio.SHM_LEN_HIGH: return 0xffff_ffff;
       case Mmio.CONFIG_GENERATION: return this.generation;
@@ -131,12 +131,12 @@ export class VirtioMmioTransport {
           this.updateIrq();
         }
         break;
-      case Mmio.QUEUE_DESC_LOW: if (editable) q.desc = (q.desc & ~0xffff_ffffn) | BigInt(v); break;
-      case Mmio.QUEUE_DESC_HIGH: if (editable) q.desc = (q.desc & 0xffff_ffffn) | (BigInt(v) << 32n); break;
-      case Mmio.QUEUE_DRIVER_LOW: if (editable) q.driver = (q.driver & ~0xffff_ffffn) | BigInt(v); break;
-      case Mmio.QUEUE_DRIVER_HIGH: if (editable) q.driver = (q.driver & 0xffff_ffffn) | (BigInt(v) << 32n); break;
-      case Mmio.QUEUE_DEVICE_LOW: if (editable) q.device = (q.device & ~0xffff_ffffn) | BigInt(v); break;
-      case Mmio.QUEUE_DEVICE_HIGH: if (editable) q.device = (q.device & 0xffff_ffffn) | (BigInt(v) << 32n); break;
+      case Mmio.QUEUE_DESC_LOW: if (editable) q.desc = withLow32(q.desc, v); break;
+      case Mmio.QUEUE_DESC_HIGH: if (editable) q.desc = withHigh32(q.desc, v); break;
+      case Mmio.QUEUE_DRIVER_LOW: if (editable) q.driver = withLow32(q.driver, v); break;
+      case Mmio.QUEUE_DRIVER_HIGH: if (editable) q.driver = withHigh32(q.driver, v); break;
+      case Mmio.QUEUE_DEVICE_LOW: if (editable) q.device = withLow32(q.device, v); break;
+      case Mmio.QUEUE_DEVICE_HIGH: if (editable) q.device = withHigh32(q.device, v); break;
       default: break;
     }
   }

@@ -12,7 +12,7 @@
  *   BAR 1 (memory, 4 KiB):  0x000 MSI-X table (3 vectors) | 0x800 PBA
  */
 import type { VirtioNetDevice } from "../device/virtio-net.js";
-import { NUM_QUEUES, QueueRegisters } from "./queue-registers.js";
+import { high32, low32, NUM_QUEUES, QueueRegisters, withHigh32, withLow32 } from "./queue-registers.js";
 
 export const PCI_VENDOR_REDHAT_QUMRANET = 0x1af4;
 /** 0x1040 + virtio device id 1 (network), the modern (non-transitional) id (4.1.2.1). */
@@ -227,15 +227,13 @@ export class VirtioPciTransport {
   private commonRead(off: number, size: number): number {
     const r = this.regs;
     const q = r.selected;
-    const lo = (v: bigint) => Number(v & 0xffff_ffffn);
-    const hi = (v: bigint) => Number(v >> 32n);
     // Values per field; 64-bit fields read in 32-bit halves (4.1.3.1).
     let v: number;
     switch (off) {
       case Common.DEVICE_FEATURE_SELECT: v = r.deviceFeatureSelect; break;
       case Common.DEVICE_FEATURE: v = r.deviceFeatureWord(); break;
       case Common.DRIVER_FEATURE_SELECT: v = r.driverFeatureSelect; break;
-      case Common.DRIVER_FEATURE: v = r.driverFeatureSelect > 1 ? 0 : Number((r.driverFeatures >> BigInt(32 * r.driverFeatureSelect)) & 0xffff_ffffn); break;
+      case Common.DRIVER_FEATURE: v = r.driverFeatureWord(); break;
       case Common.CONFIG_MSIX_VECTOR: v = this.configVector; break;
       case Common.NUM_QUEUES: v = NUM_QUEUES; break;
       case Common.DEVICE_STATUS: v = this.dev.status; break;
@@ -245,12 +243,12 @@ export class VirtioPciTransport {
       case Common.QUEUE_MSIX_VECTOR: v = q ? q.vector : NO_VECTOR; break;
       case Common.QUEUE_ENABLE: v = q?.ready ? 1 : 0; break;
       case Common.QUEUE_NOTIFY_OFF: v = q ? r.queueSelect : 0; break;
-      case Common.QUEUE_DESC: v = q ? lo(q.desc) : 0; break;
-      case Common.QUEUE_DESC + 4: v = q ? hi(q.desc) : 0; break;
-      case Common.QUEUE_DRIVER: v = q ? lo(q.driver) : 0; break;
-      case Common.QUEUE_DRIVER + 4: v = q ? hi(q.driver) : 0; break;
-      case Common.QUEUE_DEVICE: v = q ? lo(q.device) : 0; break;
-      case Common.QUEUE_DEVICE + 4: v = q ? hi(q.device) : 0; break;
+      case Common.QUEUE_DESC: v = q ? low32(q.desc) : 0; break;
+      case Common.QUEUE_DESC + 4: v = q ? high32(q.desc) : 0; break;
+      case Common.QUEUE_DRIVER: v = q ? low32(q.driver) : 0; break;
+      case Common.QUEUE_DRIVER + 4: v = q ? high32(q.driver) : 0; break;
+      case Common.QUEUE_DEVICE: v = q ? low32(q.device) : 0; break;
+      case Common.QUEUE_DEVICE + 4: v = q ? high32(q.device) : 0; break;
       case Common.QUEUE_NOTIFY_DATA: v = q ? r.queueSelect : 0; break;
       default: v = 0;
     }
@@ -261,8 +259,6 @@ export class VirtioPciTransport {
     const r = this.regs;
     const q = r.selected;
     const editable = q !== undefined && !q.ready;
-    const setLo = (cur: bigint) => (cur & ~0xffff_ffffn) | BigInt(v);
-    const setHi = (cur: bigint) => (cur & 0xffff_ffffn) | (BigInt(v) << 32n);
     switch (off) {
       case Common.DEVICE_FEATURE_SELECT: r.deviceFeatureSelect = v; break;
       case Common.DRIVER_FEATURE_SELECT: r.driverFeatureSelect = v; break;
@@ -284,12 +280,12 @@ export class VirtioPciTransport {
       case Common.QUEUE_MSIX_VECTOR: if (q) q.vector = this.vectorOrNone(v & 0xffff); break;
       // 4.1.4.3.2: the driver MUST NOT write 0 to queue_enable.
       case Common.QUEUE_ENABLE: if ((v & 0xffff) === 1) r.enableSelected(); break;
-      case Common.QUEUE_DESC: if (editable) q.desc = setLo(q.desc); break;
-      case Common.QUEUE_DESC + 4: if (editable) q.desc = setHi(q.desc); break;
-      case Common.QUEUE_DRIVER: if (editable) q.driver = setLo(q.driver); break;
-      case Common.QUEUE_DRIVER + 4: if (editable) q.driver = setHi(q.driver); break;
-      case Common.QUEUE_DEVICE: if (editable) q.device = setLo(q.device); break;
-      case Common.QUEUE_DEVICE + 4: if (editable) q.device = setHi(q.device); break;
+      case Common.QUEUE_DESC: if (editable) q.desc = withLow32(q.desc, v); break;
+      case Common.QUEUE_DESC + 4: if (editable) q.desc = withHigh32(q.desc, v); break;
+      case Common.QUEUE_DRIVER: if (editable) q.driver = withLow32(q.driver, v); break;
+      case Common.QUEUE_DRIVER + 4: if (editable) q.driver = withHigh32(q.driver, v); break;
+      case Common.QUEUE_DEVICE: if (editable) q.device = withLow32(q.device, v); break;
+      case Common.QUEUE_DEVICE + 4: if (editable) q.device = withHigh32(q.device, v); break;
       default: break;
     }
   }
