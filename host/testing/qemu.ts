@@ -63,19 +63,17 @@ export interface BootOptions {
   memMiB?: number;
 }
 
-export class Guest {
+/**
+ * A guest's console as lines: waits for a line matching a pattern, and reads "VNW key value"
+ * lines as markers. Shared by the QEMU and v86 guests.
+ */
+export class SerialLog {
   readonly lines: string[] = [];
-  readonly exited: Promise<number | null>;
   private waiters: { re: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
   private buf = "";
 
-  constructor(readonly child: ChildProcess) {
-    child.stdout!.on("data", (d) => this.feed(String(d)));
-    child.stderr!.on("data", (d) => this.feed(String(d)));
-    this.exited = new Promise((r) => child.on("exit", (code) => r(code)));
-  }
-
-  private feed(text: string): void {
+  /** Appends console output (any chunking). */
+  feed(text: string): void {
     this.buf += text;
     let i: number;
     while ((i = this.buf.indexOf("\n")) >= 0) {
@@ -110,6 +108,18 @@ export class Guest {
       if (x) m.set(x[1], x[2]);
     }
     return m;
+  }
+}
+
+/** A QEMU guest: its process and its console. */
+export class Guest extends SerialLog {
+  readonly exited: Promise<number | null>;
+
+  constructor(readonly child: ChildProcess) {
+    super();
+    child.stdout!.on("data", (d) => this.feed(String(d)));
+    child.stderr!.on("data", (d) => this.feed(String(d)));
+    this.exited = new Promise((r) => child.on("exit", (code) => r(code)));
   }
 }
 

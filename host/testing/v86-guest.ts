@@ -1,5 +1,5 @@
 /**
- * Boots the 32-bit Debian guest (guest/build-guest-i386.sh) headless in v86 under Node, with
+ * Boots the 32-bit Debian guest (guest/build-guest.sh i386) headless in v86 under Node, with
  * Debian's SeaBIOS (package `seabios`; v86's npm package ships no BIOS) and its eth0 either on
  * this engine (V86VirtioNet) or on v86's own virtio-net bridged to the same switch (for the
  * side-by-side benchmark). Serial output is collected; lines "VNW key value" become markers.
@@ -10,7 +10,7 @@ import { dirname, join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { captureV86Exports, v86NotifyPorts, V86VirtioNet, type V86Like } from "../emulators/v86.js";
 import type { NetFrame, Switch, SwitchPort } from "../net/switch.js";
-import { cpioWithFile, PACKAGE_ROOT } from "./qemu.js";
+import { cpioWithFile, PACKAGE_ROOT, SerialLog } from "./qemu.js";
 
 export const I386_GUEST_DIR = process.env.VNW_GUEST_I386_DIR ?? join(PACKAGE_ROOT, ".guest", "i386");
 export const SEABIOS = "/usr/share/seabios/bios.bin";
@@ -19,7 +19,7 @@ export const VGABIOS = "/usr/share/seabios/vgabios-stdvga.bin";
 /** Whether a v86 guest can be booted here, and if not, why. */
 export function v86GuestAvailable(): { ok: boolean; reason: string } {
   if (!existsSync(SEABIOS)) return { ok: false, reason: `no BIOS at ${SEABIOS} (apt-get install seabios)` };
-  if (!existsSync(join(I386_GUEST_DIR, "vmlinuz"))) return { ok: false, reason: `no i386 guest in ${I386_GUEST_DIR} (run guest/build-guest-i386.sh)` };
+  if (!existsSync(join(I386_GUEST_DIR, "vmlinuz"))) return { ok: false, reason: `no i386 guest in ${I386_GUEST_DIR} (run guest/build-guest.sh i386)` };
   try {
     createRequire(import.meta.url).resolve("v86");
   } catch {
@@ -28,12 +28,9 @@ export function v86GuestAvailable(): { ok: boolean; reason: string } {
   return { ok: true, reason: "" };
 }
 
-export interface V86Guest {
+export interface V86Guest extends Pick<SerialLog, "lines" | "markers" | "waitFor"> {
   /** The adapter (engine mode), or null when v86's own device runs (builtin mode). */
   net: V86VirtioNet | null;
-  serial(): string;
-  markers(): Map<string, string>;
-  waitFor(re: RegExp, ms: number): Promise<RegExpMatchArray>;
   /** Frames v86's own virtio-net code sent (its "net0-send" bus event). */
   v86Sent(): number;
   /** Device-side time (ms) in v86's own virtio-net code for the builtin mode's frames. */
@@ -91,29 +88,14 @@ export async function bootV86Guest(opts: { script: string; network: Switch; mode
       };
     }
   }
-  let out = "";
-  const waiters: { re: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
-  emulator.add_listener("serial0-output-byte", (b: number) => {
-    out += String.fromCharCode(b);
-    for (const w of [...waiters]) {
-      const m = out.match(w.re);
-      if (m) { waiters.splice(waiters.indexOf(w), 1); w.resolve(m); }
-    }
-  });
+  const log = new SerialLog();
+  emulator.add_listener("serial0-output-byte", (b: number) => log.feed(String.fromCharCode(b)));
   emulator.run();
   return {
     net,
-    serial: () => out,
-    markers: () => new Map(out.split("\n").filter((l) => l.startsWith("VNW ")).map((l) => {
-      const [, k, ...rest] = l.trim().split(" ");
-      return [k, rest.join(" ")] as [string, string];
-    })),
-    waitFor: (re, ms) => new Promise((resolve, reject) => {
-      const m = out.match(re);
-      if (m) { resolve(m); return; }
-      const timer = setTimeout(() => reject(new Error(`v86 guest: no ${re} within ${ms} ms; serial tail:\n${out.slice(-2000)}`)), ms);
-      waiters.push({ re, resolve: (x) => { clearTimeout(timer); resolve(x); } });
-    }),
+    lines: log.lines,
+    markers: () => log.markers(),
+    waitFor: (re, ms) => log.waitFor(re, ms),
     v86Sent: () => sent,
     builtinMs: () => builtinMs,
     stop: () => { void emulator.destroy?.(); },
