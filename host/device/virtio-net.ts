@@ -337,6 +337,34 @@ export class VirtioNetDevice {
     return out;
   }
 
+  // ─── RX for backends that read straight into guest buffers (readv, a socket) ───
+
+  /**
+   * Takes guest RX buffers for the next frame: returns the number of iovecs at `rxIovecs()`
+   * ({u64 base, u64 len}, bases native when a nativeBase was given) for the backend to read
+   * into, the backend's header first as the backend kind defines it; 0 when the guest has
+   * posted too little (its notifications are re-enabled: wait for its RX kick); or a negative
+   * Code (queue not ready or broken). `bytes` is the frame's size with header when known
+   * (0: the largest frame the guest may be sent). Finish with rxCommit() or rxAbort().
+   */
+  rxNext(bytes = 0): number {
+    return bytes === 0 ? this.core.rxNext(this.state) : this.core.rxNextFor(this.state, bytes);
+  }
+
+  /** Wasm address of the iovec array rxNext() prepared. */
+  rxIovecs(): number { return this.core.rxIov(this.state); }
+
+  /**
+   * The backend wrote `nread` bytes (its header included) into the rxNext() iovecs: the frame
+   * goes to the guest (header translated, checksums or segmentation finished where the guest
+   * needs it). Returns the frame length delivered, or -(Metric) when dropped (the buffers stay
+   * with the device). Call flushRx() after a batch.
+   */
+  rxCommit(nread: number): number { return this.core.rxCommit(this.state, nread); }
+
+  /** The backend had nothing for the rxNext() buffers; they stay with the device. */
+  rxAbort(): void { this.core.rxAbort(this.state); }
+
   /**
    * Hands one frame to the guest, with `header` in front as the backend kind defines it
    * (virtio_net_hdr for VNET_HDR, tun_hdr for TUN_HDR, nothing for PLAIN). Copies once,

@@ -25,6 +25,8 @@ export class TapLoop {
   private readonly poll = new AsyncEpoll(1);
   private running = false;
   private done: Promise<void> = Promise.resolve();
+  /** A pump round scheduled because the last one stopped at its budget. */
+  private again: ReturnType<typeof setImmediate> | undefined;
   private tapDown = false;
   private readonly log: (line: string) => void;
 
@@ -42,9 +44,24 @@ export class TapLoop {
 
   /** A guest notification on queue `q` (TX: frames to send; RX: buffers posted). */
   kick(q: QueueIndex): void {
-    if (q === QueueIndex.TX) this.port.pumpTx();
-    else this.port.buffersPosted();
+    if (q === QueueIndex.RX) this.port.buffersPosted();
+    this.service(q === QueueIndex.TX);
+  }
+
+  /**
+   * Pumps (TX first if `tx`, then RX), then re-arms the tap. A pump that stopped at its budget
+   * left the guest's notifications off, so another round is scheduled at once (after other
+   * events get their turn) rather than waiting for a kick or tap event that may never come.
+   */
+  private service(tx: boolean): void {
+    if (tx) this.port.pumpTx();
     this.afterPump(this.port.pumpRx());
+    if (this.port.workPending && !this.again && this.running) {
+      this.again = setImmediate(() => {
+        this.again = undefined;
+        if (this.running) this.service(this.port.txPending);
+      });
+    }
     this.arm();
   }
 
@@ -52,6 +69,8 @@ export class TapLoop {
   async stop(): Promise<void> {
     if (!this.running) return;
     this.running = false;
+    if (this.again) clearImmediate(this.again);
+    this.again = undefined;
     this.poll.wake();
     await this.done;
     this.poll.close();
@@ -75,13 +94,16 @@ export class TapLoop {
         this.tryReopen();
         continue;
       }
+      let tx = false;
+      let rx = false;
       for (const { token, events: e } of ready) {
         if (token !== TOKEN_TAP) continue;
         if (e & (libc.EPOLLERR | libc.EPOLLHUP)) this.tapFailed();
-        if (e & libc.EPOLLOUT) this.port.pumpTx();
-        if (e & libc.EPOLLIN) this.afterPump(this.port.pumpRx());
+        if (e & libc.EPOLLOUT) tx = true;
+        if (e & libc.EPOLLIN) rx = true;
       }
-      this.arm();
+      if ((tx || rx) && !this.tapDown) this.service(tx);
+      else this.arm();
     }
   }
 

@@ -39,6 +39,14 @@ export interface PortStats {
 export class TapPort {
   readonly stats: PortStats = { tapWriteErrors: 0, tapReadErrors: 0, tapFull: 0, lastError: null };
   private txState: TxStop = "empty";
+  private rxState: RxStop = "drained";
+  /** Frames moved either way so far (a loop that polls watches it for progress). */
+  moved = 0;
+  /**
+   * Frames one pump moves at most before it returns, so the other direction and the control
+   * side get their turn (the device lock is held per pump).
+   */
+  budget = 256;
   /** The last RX pump found no guest buffer: the tap waits until the guest posts some. */
   private rxWaitingForBuffers = false;
   /** The last TX pump was refused by the tap (EAGAIN): wait for it to be writable. */
@@ -67,7 +75,7 @@ export class TapPort {
   }
 
   /** Sends what the guest queued. */
-  pumpTx(budget = 256): TxStop {
+  pumpTx(budget = this.budget): TxStop {
     const nb = this.nativeBase;
     this.txState = "empty";
     const r = this.dev.processTx((iov, n) => {
@@ -87,36 +95,43 @@ export class TapPort {
       return -1;
     }, budget);
     // (Set in the callback above; read through a typed local so TypeScript does not narrow it.)
-    const state = this.txState as TxStop;
+    let state = this.txState as TxStop;
     this.txBlocked = state === "tap-full";
-    if (r < 0) return "not-ready";
-    if (state === "empty" && r >= budget) return "budget";
+    if (r < 0) state = "not-ready";
+    else {
+      this.moved += r;
+      if (state === "empty" && r >= budget) state = "budget";
+    }
+    this.txState = state;
     return state;
   }
 
   /** Reads frames from the tap into the guest's buffers. */
-  pumpRx(budget = 256): RxStop {
-    const c = this.dev.core;
-    const st = this.dev.state;
+  pumpRx(budget = this.budget): RxStop {
+    const dev = this.dev;
     const nb = this.nativeBase;
     let stop: RxStop = "budget";
+    let moved = 0;
     for (let i = 0; i < budget; i++) {
-      const n = c.rxNext(st);
+      const n = dev.rxNext();
       if (n === 0) { stop = "no-buffers"; break; }
       if (n < 0) { stop = "not-ready"; break; }
-      const r = this.tap.readv(nb + BigInt(c.rxIov(st)), n);
+      const r = this.tap.readv(nb + BigInt(dev.rxIovecs()), n);
       if (r < 0) {
-        c.rxAbort(st);
+        dev.rxAbort();
         if (-r === EAGAIN) { stop = "drained"; break; }
         this.stats.tapReadErrors++;
         this.stats.lastError = `readv: ${errnoName(-r)}`;
         stop = "tap-error";
         break;
       }
-      c.rxCommit(st, r);
+      dev.rxCommit(r);
+      moved++;
     }
     this.dev.flushRx();
-    if (stop === "no-buffers") this.rxWaitingForBuffers = true;
+    this.rxWaitingForBuffers = stop === "no-buffers";
+    this.rxState = stop;
+    this.moved += moved;
     return stop;
   }
 
@@ -132,6 +147,17 @@ export class TapPort {
   tapEvents(): number {
     return (this.rxWaitingForBuffers ? 0 : EPOLLIN) | (this.txBlocked ? EPOLLOUT : 0);
   }
+
+  /**
+   * Whether the last pumps stopped with work left (a budget ran out). The device keeps the
+   * guest's notifications off meanwhile (virtio 1.2, 2.7.7/2.7.10: a driver that honours
+   * suppression will not kick again), so a loop must pump again before it sleeps.
+   */
+  get workPending(): boolean { return this.txPending || this.rxPending; }
+  /** The last TX pump stopped at its budget with frames left on the ring. */
+  get txPending(): boolean { return this.txState === "budget"; }
+  /** The last RX pump stopped at its budget with the tap possibly still readable. */
+  get rxPending(): boolean { return this.rxState === "budget"; }
 
   /** Pumps both directions until neither makes progress; for single-threaded hosts. */
   pump(): { tx: TxStop; rx: RxStop } {

@@ -30,6 +30,10 @@ export interface TapWorkerData {
   stopFd: number;
   /** Eventfds to signal interrupts on (vhost-user call fds); without them, messages. */
   callFds?: [number, number];
+  /** Keep looking at the rings this many µs after the last frame moved before sleeping (0: never). */
+  pollUs?: number;
+  /** Frames per pump (TapPort.budget). */
+  budget?: number;
 }
 
 /** Messages from the Worker. */
@@ -51,6 +55,10 @@ export interface TapWorkerOptions {
   /** Kick eventfds to wait on (vhost-user passes the front-end's); default: new ones. */
   kickFds?: [number, number];
   callFds?: [number, number];
+  /** Busy-poll window after work, µs (default 0: sleep as soon as the rings are drained). */
+  pollUs?: number;
+  /** Frames per pump before the other direction gets its turn (default 256). */
+  budget?: number;
   onMessage?: (m: TapWorkerMessage) => void;
 }
 
@@ -77,7 +85,7 @@ export class TapWorker {
     const stopFd = libc.eventfd();
     const data: TapWorkerData = {
       memory: opts.dev.memory, stateAddress: opts.dev.state, lockAddress: opts.lockAddress, nativeBase: opts.nativeBase,
-      tapFd: opts.tap.fd, tapName: opts.tap.name, vnetHdr: opts.tap.vnetHdr, kickFds, stopFd, callFds: opts.callFds,
+      tapFd: opts.tap.fd, tapName: opts.tap.name, vnetHdr: opts.tap.vnetHdr, kickFds, stopFd, callFds: opts.callFds, pollUs: opts.pollUs, budget: opts.budget,
     };
     const worker = new Worker(entryPath(), { workerData: data });
     let ready!: () => void;

@@ -76,6 +76,7 @@ const c = {
   mmap: lib.func("uintptr_t mmap(uintptr_t addr, size_t length, int prot, int flags, int fd, int64_t offset)"),
   munmap: lib.func("int munmap(uintptr_t addr, size_t length)"),
   socket: lib.func("int socket(int domain, int type, int protocol)"),
+  socketpair: lib.func("int socketpair(int domain, int type, int protocol, _Out_ int *sv)"),
   bind: lib.func("int bind(int fd, void *addr, uint32_t len)"),
   connect: lib.func("int connect(int fd, void *addr, uint32_t len)"),
   listen: lib.func("int listen(int fd, int backlog)"),
@@ -242,6 +243,14 @@ export function socket(domain: number, type: number, protocol = 0): number {
 }
 
 export const SOCK_NONBLOCK = 0o4000;
+export const SOCK_SEQPACKET = 5;
+
+/** socketpair(2) (close-on-exec); a SOCK_SEQPACKET pair keeps frame boundaries as a tap does. */
+export function socketpair(domain: number, type: number): [number, number] {
+  const sv = [0, 0];
+  check("socketpair", c.socketpair(domain, type | O_CLOEXEC, 0, sv));
+  return [sv[0], sv[1]];
+}
 export const MSG_CMSG_CLOEXEC = 0x40000000;
 export const MSG_DONTWAIT = 0x40;
 export const MSG_NOSIGNAL = 0x4000;

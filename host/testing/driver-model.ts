@@ -74,6 +74,8 @@ export class GuestDriver {
   hdrSize: 10 | 12 = 12;
   /** Whether takeUsed() re-arms used_event (EVENT_IDX) like a driver that wants more interrupts. */
   rearmUsedEvent = true;
+  /** The features negotiate() last had accepted. */
+  features = 0n;
 
   constructor(readonly mem: Pick<GuestMemory, "memory" | "regions">, readonly dev: DriverTransport, seed = 1) {
     this.u8 = new Uint8Array(mem.memory.buffer);
@@ -149,6 +151,7 @@ export class GuestDriver {
     this.dev.setDriverFeatures(features);
     const s = this.dev.setStatus(Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK);
     const ok = (s & Status.FEATURES_OK) !== 0;
+    this.features = ok ? features : 0n;
     const v1 = (features & featureMask(Feature.VERSION_1, Feature.MRG_RXBUF)) !== 0n;
     this.hdrSize = v1 ? 12 : 10;
     return ok;
@@ -262,6 +265,52 @@ export class GuestDriver {
     const q = this.queues[qi];
     return this.r16(q.used + BigInt(4 + 8 * q.size));
   }
+
+  // ─────────────── notification suppression, as a driver honours it ───────────────
+
+  private get eventIdx(): boolean { return (this.features & featureMask(Feature.EVENT_IDX)) !== 0n; }
+
+  /**
+   * After making buffers available (avail idx moved from `oldAvail` to now): whether the device
+   * asked to be notified (virtio 1.2, 2.7.10.1 driver side: avail_event with EVENT_IDX, else
+   * VRING_USED_F_NO_NOTIFY). A driver that kicks only when this says so is what a fast
+   * front-end (Linux, DPDK) is; the device must never depend on extra kicks.
+   */
+  kickNeeded(qi: QueueIndex, oldAvail: number): boolean {
+    const q = this.queues[qi];
+    if (this.eventIdx) {
+      const event = this.idx16(q.used + BigInt(4 + 8 * q.size));
+      return ((q.availIdx - event - 1) & 0xffff) < ((q.availIdx - oldAvail) & 0xffff);
+    }
+    return (this.idx16(q.used) & 1) === 0; // VRING_USED_F_NO_NOTIFY
+  }
+
+  /**
+   * Asks for a used-buffer notification at the next used entry (used_event = last seen with
+   * EVENT_IDX, else clears VRING_AVAIL_F_NO_INTERRUPT), then looks at the used index once more,
+   * as Linux's virtqueue_enable_cb does. Returns true if used buffers are already there: the
+   * driver must process them instead of sleeping.
+   */
+  enableInterrupts(qi: QueueIndex): boolean {
+    const q = this.queues[qi];
+    if (this.eventIdx) this.setUsedEvent(qi, q.lastUsed);
+    else this.idx16(q.avail, 0);
+    return this.usedPending(qi);
+  }
+
+  /** Asks the device not to interrupt (VRING_AVAIL_F_NO_INTERRUPT; with EVENT_IDX, used_event left behind). */
+  disableInterrupts(qi: QueueIndex): void {
+    if (!this.eventIdx) this.idx16(this.queues[qi].avail, 1);
+  }
+
+  /** Whether the device has published used buffers the driver has not taken. */
+  usedPending(qi: QueueIndex): boolean {
+    const q = this.queues[qi];
+    return this.idx16(q.used + 2n) !== q.lastUsed;
+  }
+
+  /** Free descriptors on queue `qi`. */
+  freeDescriptors(qi: QueueIndex): number { return this.queues[qi].free.length; }
 
   setAvailFlags(qi: QueueIndex, flags: number): void { this.w16(this.queues[qi].avail, flags); }
   usedFlags(qi: QueueIndex): number { return this.r16(this.queues[qi].used); }
