@@ -140,7 +140,7 @@ export async function vhostUserMain(args: string[], out: (s: string) => void, er
   const onSignal = (sig: string) => { log("info", `${sig}: shutting down`); for (const s of servers) s.stop(); };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
-  const timer = stats > 0 ? setInterval(() => backends.forEach((b) => printStats(b, out)), stats * 1000) : null;
+  const timer = stats > 0 ? setInterval(() => backends.forEach((b, i) => printStats(b, out, sockets.length > 1 ? ` [${sockets[i]}]` : "")), stats * 1000) : null;
   try {
     await Promise.all(servers.map((s) => s.run()));
     return 0;
@@ -157,16 +157,17 @@ export async function vhostUserMain(args: string[], out: (s: string) => void, er
 
 const lastStats = new Map<VhostUserNetBackend, { t: number; rx: number; tx: number; rxb: number; txb: number }>();
 
-function printStats(b: VhostUserNetBackend, out: (s: string) => void): void {
+function printStats(b: VhostUserNetBackend, out: (s: string) => void, label: string): void {
   const last = lastStats.get(b) ?? null;
   const rx = b.dev.metrics(QueueIndex.RX);
   const tx = b.dev.metrics(QueueIndex.TX);
   const now = performance.now();
   const rate = (v: number, p: number) => (last ? ((v - p) / ((now - last.t) / 1000)).toFixed(0) : "-");
   const drops = (m: typeof rx) => Object.entries(m).filter(([k, v]) => k.startsWith("drop") && v > 0).map(([k, v]) => `${k}=${v}`).join(" ");
-  out(`stats: rx ${rx.packets} pkts (${rate(rx.packets, last?.rx ?? 0)}/s, ${rate(rx.bytes * 8, (last?.rxb ?? 0) * 8)} bit/s) `
+  out(`stats${label}: rx ${rx.packets} pkts (${rate(rx.packets, last?.rx ?? 0)}/s, ${rate(rx.bytes * 8, (last?.rxb ?? 0) * 8)} bit/s) `
     + `tx ${tx.packets} pkts (${rate(tx.packets, last?.tx ?? 0)}/s, ${rate(tx.bytes * 8, (last?.txb ?? 0) * 8)} bit/s); `
     + `csum offloaded tx ${tx.csumOffloaded} rx ${rx.csumOffloaded}, software tx ${tx.csumSoftware} rx ${rx.csumSoftware}`
-    + `${drops(rx) || drops(tx) ? `; drops ${[drops(rx), drops(tx)].filter(Boolean).join(" ")}` : ""}`);
+    + `${drops(rx) || drops(tx) ? `; drops ${[drops(rx), drops(tx)].filter(Boolean).join(" ")}` : ""}`
+    + `${b.network?.port.backlogDrops ? `; switch backlog drops ${b.network.port.backlogDrops}` : ""}`);
   lastStats.set(b, { t: now, rx: rx.packets, tx: tx.packets, rxb: rx.bytes, txb: tx.bytes });
 }
