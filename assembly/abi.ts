@@ -250,7 +250,7 @@ export const enum ParseField {
 
 /** Layout version of the state block; bump when any offset moves. */
 export const enum Layout {
-  VERSION = 2,
+  VERSION = 3,
   /** Maximum number of guest memory regions. */
   MAX_REGIONS = 32,
   /** Maximum iovecs per frame, as Linux IOV_MAX. */
@@ -258,3 +258,23 @@ export const enum Layout {
   /** Largest queue the device accepts (virtio 1.2, 2.7). */
   MAX_QUEUE_SIZE = 32768,
 }
+
+/**
+ * Why txForward() stopped; its result is (frames forwarded) | (reason << Forward.SHIFT).
+ * Forwarding moves frames between devices in one memory (the embedded switch's fast path).
+ */
+export const enum Forward {
+  SHIFT = 24,
+  /** The TX ring is empty (notifications re-enabled unless polling). */
+  EMPTY = 0,
+  /** The budget ran out with frames left: call again before sleeping. */
+  BUDGET = 1,
+  /** The next frame is the host's: broadcast, unknown or unlearned address, no room at the
+   * receiver, a large segment it cannot take. It is left on the ring for processTx(). */
+  HOST = 2,
+  /** The queue is not ready or broken. */
+  ERROR = 3,
+  /** Entries in a device's forwarding table. */
+  TABLE_MAX = 32,
+}
+

@@ -107,6 +107,12 @@ export function rxSegmentStaged(st: usize, frameLen: u32): i32 { return dev.rxSe
 /** Publishes completed RX buffers; 1 if the guest wants an interrupt now. */
 export function rxFlush(st: usize): i32 { return dev.flush(st, 0); }
 
+/** Host polling of queue `q` on/off (off: 1 if work is already there, look before sleeping). */
+export function queueSetPolling(st: usize, q: u32, on: bool): i32 { return dev.queueSetPolling(st, q, on); }
+
+// Device-to-device forwarding in one memory (net/forward.ts).
+export { forwardSet, forwardSetCount, forwardTouched, txForward } from "./net/forward";
+
 /** Address of queue `q`'s counters (u64 × MetricCount.N), 0 for a bad index. */
 export function metricsPtr(st: usize, q: u32): usize { return dev.metricsPtr(st, q); }
 

@@ -14,7 +14,7 @@
 //   │ SegPlan, segment headers, segIov[MAX_IOV+2] │ RX pool │ staging (64 KiB frame) │
 //   └──────────────────────────────────────────────────────────────────────────────┘
 
-import { Layout, MetricCount } from "./abi";
+import { Forward, Layout, MetricCount } from "./abi";
 import { GUEST_MEMORY_SIZE } from "./mem/guest";
 import { SplitQueue } from "./virtq/queue";
 import { ChainWalk } from "./virtq/chain";
@@ -201,7 +201,13 @@ export class PoolEntry {
 // @ts-ignore: decorator
 @inline export const OFF_SG_STAGING: usize = OFF_STAGING_IOV + IOV_SIZE;
 // @ts-ignore: decorator
-@inline export const STATE_SIZE: usize = ((OFF_SG_STAGING + SG_STRIDE) + 15 & ~15);
+// @ts-ignore: decorator
+/** Forwarding table (net/forward.ts): a header, then Forward.TABLE_MAX entries. */
+@inline export const OFF_FWD: usize = ((OFF_SG_STAGING + SG_STRIDE) + 15 & ~15);
+// @ts-ignore: decorator
+@inline export const FWD_BYTES: usize = 64 + <usize>Forward.TABLE_MAX * 16;
+// @ts-ignore: decorator
+@inline export const STATE_SIZE: usize = ((OFF_FWD + FWD_BYTES) + 15 & ~15);
 
 // @ts-ignore: decorator
 @inline export function device(st: usize): Device { return changetype<Device>(st + OFF_DEVICE); }

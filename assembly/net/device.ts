@@ -206,6 +206,7 @@ export function queueEnable(st: usize, qi: u32, on: bool): i32 {
   q.nextUsed = <u32>load<u16>(q.used, 2);
   q.numAdded = 0;
   q.notifyOff = 0;
+  q.polling = 0;
   q.enabled = 1;
   return Code.OK;
 }
@@ -216,6 +217,25 @@ export function queueSetNextAvail(st: usize, qi: u32, idx: u32): i32 {
   if (q.enabled != 0) return Code.SEQUENCE;
   q.nextAvail = idx & 0xffff;
   return Code.OK;
+}
+
+/**
+ * Host polling of queue `qi` on or off. On: the driver is told not to notify, and stays told
+ * when the ring runs dry. Off: notifications are asked for again and the ring is looked at once
+ * more (virtio 1.2, 2.7.10); returns 1 if work is already there (the host must take it before
+ * it sleeps), 0 if not, or a negative Code.
+ */
+export function queueSetPolling(st: usize, qi: u32, on: bool): i32 {
+  if (qi > 1) return Code.INVALID;
+  const q = queueAt(st, qi);
+  const eventIdx = has(device(st).negotiated, Feature.EVENT_IDX);
+  q.polling = on ? 1 : 0;
+  if (queueUsable(st, qi) != Code.OK) return 0;
+  if (on) {
+    queueDisableNotify(q, eventIdx);
+    return 0;
+  }
+  return queueEnableNotify(q, eventIdx) ? 1 : 0;
 }
 
 /**
@@ -243,6 +263,8 @@ function queueUsable(st: usize, qi: u32): i32 {
 function popHead(st: usize, qi: u32, q: SplitQueue, eventIdx: bool): i32 {
   let head = queuePop(q);
   if (head == POP_EMPTY) {
+    // A polling host looks again by itself; the driver need not kick (vhost busy polling).
+    if (q.polling != 0) return POP_EMPTY;
     if (!queueEnableNotify(q, eventIdx)) return POP_EMPTY;
     queueDisableNotify(q, eventIdx);
     head = queuePop(q);

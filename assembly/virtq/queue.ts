@@ -35,7 +35,8 @@ export class SplitQueue {
   numAdded: u32;
   /** 1 while the device has asked the driver not to notify (VRING_USED_F_NO_NOTIFY). */
   notifyOff: u32;
-  _pad: u32;
+  /** 1 while the host polls the ring: notifications stay off even when it runs dry. */
+  polling: u32;
 }
 
 /** Return of queuePop when the ring has nothing new. Errors are -(Metric.RESET_*). */

@@ -7,7 +7,7 @@
  * validated; native backends hand the core's iovec arrays to readv/writev directly.
  */
 import {
-  BackendKind, Code, CsumPolicy, DeviceEvent, DeviceOption, Feature, GsoMask, Metric, NetHdr, QueueIndex, Status,
+  BackendKind, Code, CsumPolicy, DeviceEvent, DeviceOption, Feature, Forward, GsoMask, Metric, NetHdr, QueueIndex, Status,
 } from "../../assembly/abi.js";
 import type { GuestRegion } from "../memory/layout.js";
 import { instantiateCore, type CoreExports } from "../wasm/core.js";
@@ -87,6 +87,27 @@ export type ReceiveResult =
   /** The queue is not ready or broken; `code` is a Code. */
   | { kind: "not-ready"; code: number };
 
+/** Why forwardTx() stopped. */
+export type ForwardStop =
+  /** The TX ring is empty. */
+  | "empty"
+  /** The budget ran out with frames left. */
+  | "budget"
+  /** The next frame is for the host's own path (processTx/collectTx); it is still on the ring. */
+  | "host"
+  /** The queue is not ready or broken. */
+  | "error";
+
+const FORWARD_STOPS: readonly ForwardStop[] = ["empty", "budget", "host", "error"];
+
+/** A learned address for forwardTx(): frames for `mac` go to the device whose state block is `state`. */
+export interface ForwardEntry {
+  /** MAC in the core's 48-bit form (macToBigInt). */
+  mac: bigint;
+  /** State block of a VNET_HDR device in the same memory (or this device's own, for its own MACs). */
+  state: number;
+}
+
 /** Errors of this module. */
 export class DeviceError extends Error {
   constructor(readonly kind: "invalid-option" | "region-refused" | "not-initialised", message: string) {
@@ -105,6 +126,11 @@ export function macToBigInt(mac: string | Uint8Array): bigint {
 }
 
 export class VirtioNetDevice {
+  /** Bytes a state block takes (what to reserve for `stateAddress`). */
+  static stateSize(): number {
+    return instantiateCore(new WebAssembly.Memory({ initial: 0 })).stateSize();
+  }
+
   readonly core: CoreExports;
   readonly memory: WebAssembly.Memory;
   readonly state: number;
@@ -237,6 +263,44 @@ export class VirtioNetDevice {
   /** Next available index the device will consume (vhost-user GET/SET_VRING_BASE). */
   nextAvail(q: QueueIndex): number { return this.locked(() => this.core.queueNextAvail(this.state, q)); }
   setNextAvail(q: QueueIndex, idx: number): number { return this.locked(() => this.core.queueSetNextAvail(this.state, q, idx)); }
+
+  /**
+   * Host polling of queue `q`. On: the driver is told not to notify, and stays told when the
+   * ring runs dry, while the host keeps looking by itself (vhost's busy polling). Off:
+   * notifications are asked for again and the ring is looked at once more; returns true if work
+   * is already there, which the host must take before it sleeps (virtio 1.2, 2.7.10).
+   */
+  setPolling(q: QueueIndex, on: boolean): boolean {
+    return this.locked(() => this.core.queueSetPolling(this.state, q, on ? 1 : 0)) === 1;
+  }
+
+  /**
+   * Sets the forwarding table forwardTx() uses (at most Forward.TABLE_MAX entries; an empty
+   * table turns forwarding off). Throws DeviceError for a state block that is not a VNET_HDR
+   * device in this memory.
+   */
+  setForwardTable(entries: readonly ForwardEntry[]): void {
+    if (entries.length > Forward.TABLE_MAX) throw new DeviceError("invalid-option", `forwarding table holds at most ${Forward.TABLE_MAX} entries`);
+    entries.forEach((e, i) => {
+      if (this.core.forwardSet(this.state, i, e.mac, e.state) !== Code.OK) {
+        throw new DeviceError("invalid-option", `forwarding entry ${i}: no VNET_HDR device state block at ${e.state}`);
+      }
+    });
+    this.core.forwardSetCount(this.state, entries.length);
+  }
+
+  /**
+   * Moves up to `budget` frames from the TX ring straight into the RX buffers of the devices the
+   * forwarding table names (one copy, in the core), and publishes the TX completions. Stops at
+   * the first frame the host must handle itself ("host": left on the ring for processTx).
+   * `touched` has bit i set for each table entry whose device received frames: flushRx() those.
+   */
+  forwardTx(budget = 256): { frames: number; stop: ForwardStop; touched: number } {
+    const r = this.core.txForward(this.state, budget);
+    if (this.core.txFlush(this.state)) this.hooks.interrupt?.(QueueIndex.TX);
+    this.dispatchEvents();
+    return { frames: r & ((1 << Forward.SHIFT) - 1), stop: FORWARD_STOPS[r >>> Forward.SHIFT], touched: this.core.forwardTouched(this.state) >>> 0 };
+  }
 
   /** Counters of queue `q`. */
   metrics(q: QueueIndex): QueueMetrics {

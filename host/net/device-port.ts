@@ -3,11 +3,20 @@
  * finishes them for a guest that did not negotiate GUEST_CSUM and hands them on otherwise.
  * Frames for a guest with no RX buffer posted wait in a short backlog (as a NIC's FIFO) and
  * are retried on the guest's next RX notification; beyond it they are dropped and counted.
+ *
+ * Fast path: frames from this device to another device port in the same memory, between
+ * addresses the switch has learned, are moved by the core itself (forwardTx: one copy, no JS
+ * per frame). The port keeps the core's forwarding table in step with the switch's learning
+ * table (rebuilt when `Switch.version` moves); everything else (broadcast, unknown or unlearned
+ * addresses, the gateway, a receiver with a backlog, captures) takes the switch's own path.
  */
-import { BackendKind, QueueIndex } from "../../assembly/abi.js";
+import { BackendKind, Forward, QueueIndex } from "../../assembly/abi.js";
 import { decodeVirtioHdr, encodeVirtioHdr } from "../device/header.js";
-import type { VirtioNetDevice } from "../device/virtio-net.js";
+import { macToBigInt, type ForwardEntry, type VirtioNetDevice } from "../device/virtio-net.js";
 import type { NetFrame, Switch, SwitchPort } from "./switch.js";
+
+/** Frames per forwardTx() call before the table is looked at again. */
+const FORWARD_BUDGET = 256;
 
 export class DevicePort implements SwitchPort {
   readonly acceptsPartial = true;
@@ -16,23 +25,73 @@ export class DevicePort implements SwitchPort {
   private readonly backlog: NetFrame[] = [];
   /** Frames dropped because the guest had no buffer and the backlog was full. */
   backlogDrops = 0;
+  /** Frames the core moved to another device without the switch's JS path. */
+  fastForwarded = 0;
+  /** Switch.version the core's forwarding table was built for (-1: never). */
+  private tableVersion = -1;
+  /** The ports behind the table's entries, by index (for flushing their RX rings). */
+  private tablePorts: DevicePort[] = [];
 
-  constructor(readonly name: string, readonly dev: VirtioNetDevice, private readonly sw: Switch, private readonly backlogMax = 256) {
+  /**
+   * @param fastPath let the core forward to other device ports in the same memory (default true).
+   */
+  constructor(readonly name: string, readonly dev: VirtioNetDevice, private readonly sw: Switch, private readonly backlogMax = 256, private readonly fastPath = true) {
     if (dev.backendKind !== BackendKind.VNET_HDR) throw new Error(`${name}: a switch port device needs BackendKind.VNET_HDR`);
     sw.attach(this);
   }
 
-  /** The guest queued frames (TX notification): into the switch. */
+  /** The guest queued frames (TX notification): into the switch. Returns the frames taken. */
   pumpTx(): number {
-    const out = this.dev.collectTx();
-    for (const o of out) this.sw.input(this, { data: o.frame, hdr: decodeVirtioHdr(o.header) });
-    return out.length;
+    let moved = 0;
+    for (;;) {
+      if (this.refreshTable()) {
+        const r = this.dev.forwardTx(FORWARD_BUDGET);
+        moved += r.frames;
+        this.fastForwarded += r.frames;
+        for (let m = r.touched, i = 0; m !== 0; m >>>= 1, i++) if (m & 1) this.tablePorts[i].dev.flushRx();
+        if (r.stop === "budget") continue;
+        if (r.stop !== "host") return moved;
+      }
+      // The switch's own path: all of the ring without a table, else the one frame it stopped at.
+      const out = this.dev.collectTx(this.tableVersion >= 0 ? 1 : Infinity);
+      for (const o of out) this.sw.input(this, { data: o.frame, hdr: decodeVirtioHdr(o.header) });
+      moved += out.length;
+      if (this.tableVersion < 0 || out.length === 0) return moved;
+    }
+  }
+
+  /**
+   * Brings the core's forwarding table up to date with the switch; false when there is no fast
+   * path now (turned off, a capture port must see everything, or nothing learned to use).
+   */
+  private refreshTable(): boolean {
+    if (!this.fastPath) return false;
+    if (this.tableVersion === this.sw.version) return this.tablePorts.length > 0;
+    const entries: ForwardEntry[] = [];
+    const ports: DevicePort[] = [];
+    if (!this.sw.capturing) {
+      for (const [mac, port] of this.sw.learned()) {
+        if (entries.length >= Forward.TABLE_MAX) break;
+        if (!(port instanceof DevicePort) || port.dev.memory !== this.dev.memory || port.backlog.length > 0 || !port.fastPath) continue;
+        entries.push({ mac: macToBigInt(mac), state: port.dev.state });
+        ports.push(port);
+      }
+    }
+    // Frames only flow between two learned addresses, one of them ours.
+    const useful = ports.includes(this) && ports.some((p) => p !== this);
+    this.dev.setForwardTable(useful ? entries : []);
+    this.tablePorts = useful ? ports : [];
+    this.tableVersion = this.sw.version;
+    return useful;
   }
 
   /** The guest posted RX buffers (RX notification): retry what waited. */
   pumpRx(): void {
+    const had = this.backlog.length > 0;
     while (this.backlog.length && this.tryDeliver(this.backlog[0])) this.backlog.shift();
     this.dev.flushRx();
+    // No longer queueing: other ports' fast paths may deliver to us again.
+    if (had && this.backlog.length === 0) this.sw.changed();
   }
 
   deliver(frame: NetFrame): void {
@@ -46,6 +105,8 @@ export class DevicePort implements SwitchPort {
     }
     // The switch's buffer is not ours to keep.
     this.backlog.push({ data: frame.data.slice(), hdr: { ...frame.hdr } });
+    // Queueing now: frames for us must keep their order behind the backlog.
+    if (this.backlog.length === 1) this.sw.changed();
   }
 
   /** false if the guest has no buffer (try later); true if delivered or dropped by the device. */
@@ -55,6 +116,9 @@ export class DevicePort implements SwitchPort {
   }
 
   metrics() {
-    return { rx: this.dev.metrics(QueueIndex.RX), tx: this.dev.metrics(QueueIndex.TX), backlog: this.backlog.length, backlogDrops: this.backlogDrops };
+    return {
+      rx: this.dev.metrics(QueueIndex.RX), tx: this.dev.metrics(QueueIndex.TX), backlog: this.backlog.length,
+      backlogDrops: this.backlogDrops, fastForwarded: this.fastForwarded,
+    };
   }
 }

@@ -1,18 +1,36 @@
 /**
  * Waits on a device's queue kick eventfds (a vhost-user front-end's, or our own) from the JS
- * thread, with epoll_wait on a thread-pool thread, and calls back per queue. For data paths that
- * live on the main thread (the embedded network); the tap data path uses a Worker instead.
+ * thread (through the thread's reactor) and calls back per queue. For data paths that live on
+ * the main thread (the embedded network); the tap data path uses a Worker instead.
+ *
+ * With a poll window (`pollUs`), once TX work moved the loop keeps pumping both queues on every
+ * turn of the event loop (setImmediate, so sockets and timers still run) with the guest's
+ * notifications off, and only when a whole window passes without work turns them back on,
+ * looking at the ring once more before it goes back to waiting for kicks.
  */
 import { QueueIndex } from "../../assembly/abi.js";
+import { PollWindow } from "../io/poll-window.js";
 import { AsyncEpoll } from "../runtime/async-epoll.js";
 import * as libc from "../runtime/libc.js";
 
+export interface KickLoopOptions {
+  /** Busy-poll window after TX work, µs (default 0: wait for kicks only). */
+  pollUs?: number;
+  /** Turns the device's polling on or off (VirtioNetDevice.setPolling on both queues); off returns true if work is already there. */
+  setPolling?: (on: boolean) => boolean;
+}
+
 export class KickLoop {
   private readonly poll = new AsyncEpoll(2);
+  private readonly window: PollWindow;
   private running = false;
+  private polling = false;
+  private pollTimer: ReturnType<typeof setImmediate> | undefined;
   private done: Promise<void> = Promise.resolve();
 
-  constructor(private readonly kickFds: [number, number], private readonly onKick: (q: QueueIndex) => void) {
+  /** `onKick(q)` handles queue `q` and returns the frames it moved. */
+  constructor(private readonly kickFds: [number, number], private readonly onKick: (q: QueueIndex) => number | void, private readonly opts: KickLoopOptions = {}) {
+    this.window = new PollWindow(opts.pollUs ?? 0);
     this.poll.add(kickFds[QueueIndex.RX], libc.EPOLLIN, QueueIndex.RX);
     this.poll.add(kickFds[QueueIndex.TX], libc.EPOLLIN, QueueIndex.TX);
   }
@@ -32,13 +50,44 @@ export class KickLoop {
         }
         // Buffers first, so frames the TX side produces for this guest find them.
         if (rx) this.onKick(QueueIndex.RX);
-        if (tx) this.onKick(QueueIndex.TX);
+        if (tx) this.txWork();
       }
     })();
   }
 
+  private txWork(): void {
+    const moved = this.onKick(QueueIndex.TX) ?? 0;
+    if (this.window.us === 0 || !this.running) return;
+    if (moved > 0) this.window.progress();
+    if (this.polling || moved === 0) return;
+    this.polling = true;
+    this.opts.setPolling?.(true);
+    this.pollTimer = setImmediate(() => this.pollRound());
+  }
+
+  private pollRound(): void {
+    this.pollTimer = undefined;
+    if (!this.running) return;
+    // Neither queue notifies while polling: RX buffers the guest posted are looked for here too.
+    this.onKick(QueueIndex.RX);
+    if ((this.onKick(QueueIndex.TX) ?? 0) > 0) this.window.progress();
+    // The window closed: notifications back on, and one more look before sleeping.
+    if (!this.window.open()) {
+      if (this.opts.setPolling?.(false)) this.window.progress();
+      else {
+        this.polling = false;
+        return;
+      }
+      this.opts.setPolling?.(true);
+    }
+    this.pollTimer = setImmediate(() => this.pollRound());
+  }
+
   async stop(): Promise<void> {
     this.running = false;
+    if (this.pollTimer) clearImmediate(this.pollTimer);
+    if (this.polling) this.opts.setPolling?.(false);
+    this.polling = false;
     this.poll.wake();
     await this.done;
     this.poll.close();

@@ -70,14 +70,41 @@ export class Switch {
    */
   constructor(private readonly ageMs = 300_000, private readonly now: () => number = () => Date.now()) {}
 
+  /**
+   * Bumped whenever where a frame would go may have changed: a port attached or detached, an
+   * address learned anew or moved, an entry aged out, or a port saying its state changed
+   * (changed()). Fast paths that cache forwarding decisions rebuild when it moves.
+   */
+  version = 0;
+
   attach(port: SwitchPort): void {
     this.ports.push(port);
+    this.version++;
   }
 
   detach(port: SwitchPort): void {
     const i = this.ports.indexOf(port);
     if (i >= 0) this.ports.splice(i, 1);
     for (const [mac, e] of this.table) if (e.port === port) this.table.delete(mac);
+    this.version++;
+  }
+
+  /** A port's ability to take frames on a fast path changed (e.g. it started queueing). */
+  changed(): void {
+    this.version++;
+  }
+
+  /** Whether a capture port sees every frame (then nothing may bypass the switch). */
+  get capturing(): boolean {
+    return this.ports.some((p) => p.promiscuous);
+  }
+
+  /** The fresh learned entries: MAC (6 bytes) and port. */
+  *learned(): IterableIterator<[Uint8Array, SwitchPort]> {
+    const t = this.now();
+    for (const [key, e] of this.table) {
+      if (t - e.seen <= this.ageMs) yield [Uint8Array.from(key.split(":").map((h) => parseInt(h, 16))), e.port];
+    }
   }
 
   /** The port a MAC was learned on, if the entry is still fresh. */
@@ -86,6 +113,7 @@ export class Switch {
     if (!e) return undefined;
     if (this.now() - e.seen > this.ageMs) {
       this.table.delete(macKey(mac));
+      this.version++;
       return undefined;
     }
     return e.port;
@@ -108,7 +136,15 @@ export class Switch {
     if ((frame.hdr.gsoType ?? NetHdr.GSO_NONE) !== NetHdr.GSO_NONE && (!partial || !frame.hdr.gsoSize)) { this.counters.dropped++; return; }
     const src = d.subarray(6, 12);
     // Learn unicast sources only (a multicast source is bogus).
-    if ((src[0] & 1) === 0) this.table.set(macKey(src), { port: from, seen: this.now() });
+    if ((src[0] & 1) === 0) {
+      const key = macKey(src);
+      const e = this.table.get(key);
+      if (e?.port === from) e.seen = this.now();
+      else {
+        this.table.set(key, { port: from, seen: this.now() });
+        this.version++;
+      }
+    }
     const dst = d.subarray(0, 6);
     const out = (dst[0] & 1) === 0 ? this.lookup(dst) : undefined;
     // Capture ports see the frame as it enters, before any port can react to it.

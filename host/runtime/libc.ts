@@ -76,6 +76,8 @@ const c = {
   mmap: lib.func("uintptr_t mmap(uintptr_t addr, size_t length, int prot, int flags, int fd, int64_t offset)"),
   munmap: lib.func("int munmap(uintptr_t addr, size_t length)"),
   socket: lib.func("int socket(int domain, int type, int protocol)"),
+  fstat: lib.func("fstat", "int", ["int", "void *"]),
+  fstatfs: lib.func("fstatfs", "int", ["int", "void *"]),
   socketpair: lib.func("int socketpair(int domain, int type, int protocol, _Out_ int *sv)"),
   bind: lib.func("int bind(int fd, void *addr, uint32_t len)"),
   connect: lib.func("int connect(int fd, void *addr, uint32_t len)"),
@@ -223,6 +225,24 @@ export function epollWaitAsync(epfd: number, out: EpollEvents, timeoutMs: number
 export function memfdCreate(name: string): number {
   return check("memfd_create", c.memfdCreate(name, MFD_CLOEXEC));
 }
+
+/** Size of the file behind `fd` (fstat st_size). */
+export function fstatSize(fd: number): number {
+  const st = new Uint8Array(144); // struct stat on x86_64; st_size at 48
+  check("fstat", c.fstat(fd, st));
+  return Number(new DataView(st.buffer).getBigInt64(48, true));
+}
+
+/** The filesystem behind `fd`: its magic (f_type) and block size (f_bsize: the page size of hugetlbfs). */
+export function fstatfs(fd: number): { type: number; blockSize: number } {
+  const st = new Uint8Array(120); // struct statfs on x86_64: f_type at 0, f_bsize at 8
+  check("fstatfs", c.fstatfs(fd, st));
+  const dv = new DataView(st.buffer);
+  return { type: Number(dv.getBigUint64(0, true)), blockSize: Number(dv.getBigInt64(8, true)) };
+}
+
+/** f_type of hugetlbfs (linux/magic.h). */
+export const HUGETLBFS_MAGIC = 0x958458f6;
 
 export function ftruncate(fd: number, length: number): void {
   check("ftruncate", c.ftruncate(fd, length));

@@ -13,10 +13,10 @@ import { DeviceLock } from "../io/device-lock.js";
 import { TapPort } from "../io/tap-port.js";
 import { TapWorker } from "../io/tap-worker.js";
 import { DevicePort } from "../net/device-port.js";
-import { Gateway, type GatewayOptions } from "../net/gateway.js";
+import type { GatewayOptions } from "../net/gateway.js";
+import { embeddedNetwork, type EmbeddedNetwork } from "../net/embedded-network.js";
 import { KickLoop } from "../net/kick-loop.js";
-import { Switch } from "../net/switch.js";
-import { createGuestMemory, type GuestMemory } from "../memory/layout.js";
+import { WasmSpace } from "../memory/wasm-space.js";
 import * as libc from "../runtime/libc.js";
 import { MappedGuestMemory } from "./guest-map.js";
 import {
@@ -26,17 +26,7 @@ import {
 
 export type LogLevel = "error" | "warn" | "info" | "debug";
 
-/** A switch with the built-in gateway, shared by the guests on it. */
-export interface EmbeddedNetwork {
-  sw: Switch;
-  gateway: Gateway;
-}
-
-/** Makes an embedded network: a switch and a gateway on `gateway.subnet` (default 10.215.0.0/24). */
-export function embeddedNetwork(gateway: GatewayOptions = { subnet: "10.215.0.0" }): EmbeddedNetwork {
-  const sw = new Switch();
-  return { sw, gateway: new Gateway(sw, gateway) };
-}
+export { embeddedNetwork, type EmbeddedNetwork };
 export type Logger = (level: LogLevel, message: string) => void;
 
 export interface VhostUserNetOptions {
@@ -60,6 +50,12 @@ export interface VhostUserNetOptions {
   lockedMac?: boolean;
   mac?: string;
   mtu?: number;
+  /**
+   * Keep looking at the TX ring this many µs after the last frame moved before going back to
+   * waiting for kicks, with the guest's notifications off meanwhile (vhost-net's
+   * busyloop_timeout). Default 0: never.
+   */
+  pollUs?: number;
   log?: Logger;
 }
 
@@ -92,15 +88,19 @@ interface Ring {
 const PROTOCOL_FEATURES = (1n << BigInt(ProtocolFeature.MQ)) | (1n << BigInt(ProtocolFeature.REPLY_ACK))
   | (1n << BigInt(ProtocolFeature.CONFIGURE_MEM_SLOTS)) | (1n << BigInt(ProtocolFeature.STATUS));
 
-/** Wasm address where mapped guest RAM may start (above state block and host area). */
-const GUEST_RAM_START = 16 << 20;
-
 function newRing(): Ring {
   return { size: 0, desc: null, avail: null, used: null, base: 0, kickFd: -1, callFd: -1, errFd: -1, enabled: false };
 }
 
+/** Bytes of the host word area per device (the DeviceLock word). */
+const HOST_AREA = 64;
+
 export class VhostUserNetBackend {
-  readonly mem: GuestMemory;
+  /** The memory the device's state and its guest's RAM live in (the network's, if it joined one). */
+  readonly space: WasmSpace;
+  /** Wasm address of the DeviceLock word. */
+  private readonly lockAddress: number;
+  private readonly stateAddress: number;
   readonly dev: VirtioNetDevice;
   /** The tap, or null when the device is on the embedded network. */
   readonly tap: LinuxTap | null;
@@ -110,6 +110,7 @@ export class VhostUserNetBackend {
   private readonly mapped: MappedGuestMemory;
   private readonly nativeBase: bigint;
   private readonly log: Logger;
+  private readonly pollUs: number;
   private rings: [Ring, Ring] = [newRing(), newRing()];
   private protocolFeatures = 0n;
   /** The front-end acked VHOST_USER_F_PROTOCOL_FEATURES in SET_FEATURES. */
@@ -120,15 +121,19 @@ export class VhostUserNetBackend {
 
   constructor(opts: VhostUserNetOptions) {
     this.log = opts.log ?? (() => {});
-    this.mem = createGuestMemory({ guestSize: 65536, shared: true });
-    this.nativeBase = libc.memoryAddress(this.mem.memory);
+    this.pollUs = opts.pollUs ?? 0;
+    const net = opts.tap ? null : opts.network ?? embeddedNetwork(opts.gateway);
+    this.space = net ? net.space : new WasmSpace();
+    this.nativeBase = libc.memoryAddress(this.space.memory);
+    this.stateAddress = this.space.alloc(VirtioNetDevice.stateSize(), 64);
+    this.lockAddress = this.space.alloc(HOST_AREA, 64);
     this.tap = opts.tap ? LinuxTap.open(opts.tap) : null;
     try {
       this.dev = new VirtioNetDevice({
-        memory: this.mem.memory, stateAddress: this.mem.stateAddresses[0], regions: [], nativeBase: this.nativeBase,
+        memory: this.space.memory, stateAddress: this.stateAddress, regions: [], nativeBase: this.nativeBase,
         backend: this.tap && !this.tap.vnetHdr ? BackendKind.PLAIN : BackendKind.VNET_HDR, features: opts.features ?? FULL_OFFER,
         csumPolicy: opts.csumPolicy, lockedMac: opts.lockedMac, mac: opts.mac, mtu: opts.mtu,
-        lock: new DeviceLock(this.mem.memory, this.mem.hostAddresses[0]),
+        lock: new DeviceLock(this.space.memory, this.lockAddress),
         hooks: {
           negotiated: (f) => {
             const flags = this.port ? this.port.applyNegotiated(f) : 0;
@@ -144,12 +149,13 @@ export class VhostUserNetBackend {
         // it cannot take, the core segments before writing.
         if (this.tap.vnetHdr) this.dev.setBackendGso(this.tap.supportsUso() ? GsoMask.ALL : GsoMask.TAP_DEFAULT);
       } else {
-        const net = opts.network ?? embeddedNetwork(opts.gateway);
-        this.network = { ...net, port: new DevicePort(opts.portName ?? "guest", this.dev, net.sw) };
+        this.network = { ...net!, port: new DevicePort(opts.portName ?? "guest", this.dev, net!.sw) };
       }
-      this.mapped = new MappedGuestMemory(this.mem.memory, this.dev, GUEST_RAM_START);
+      this.mapped = new MappedGuestMemory(this.space, this.dev);
     } catch (e) {
       this.tap?.close();
+      this.space.free(this.stateAddress);
+      this.space.free(this.lockAddress);
       throw e;
     }
   }
@@ -354,8 +360,8 @@ export class VhostUserNetBackend {
     const kickFds: [number, number] = [this.rings[0].kickFd, this.rings[1].kickFd];
     if (this.tap) {
       this.worker = await TapWorker.start({
-        dev: this.dev, lockAddress: this.mem.hostAddresses[0], tap: this.tap, nativeBase: this.nativeBase,
-        kickFds, callFds: [this.rings[0].callFd, this.rings[1].callFd],
+        dev: this.dev, lockAddress: this.lockAddress, tap: this.tap, nativeBase: this.nativeBase,
+        kickFds, callFds: [this.rings[0].callFd, this.rings[1].callFd], pollUs: this.pollUs,
         onMessage: (m) => {
           if (m.kind === "needs-reset") this.log("error", "the guest's rings are malformed: device needs reset");
           if (m.kind === "tap-error") this.log("error", `tap ${this.tap!.name}: ${m.message}`);
@@ -363,7 +369,10 @@ export class VhostUserNetBackend {
       });
     } else {
       const port = this.network!.port;
-      this.kicks = new KickLoop(kickFds, (q) => (q === QueueIndex.TX ? port.pumpTx() : port.pumpRx()));
+      this.kicks = new KickLoop(kickFds, (q) => (q === QueueIndex.TX ? port.pumpTx() : port.pumpRx()), {
+        pollUs: this.pollUs,
+        setPolling: (on) => [QueueIndex.RX, QueueIndex.TX].map((q) => this.dev.setPolling(q, on)).some(Boolean),
+      });
       this.kicks.start();
     }
     // Anything the guest queued before we started: look once.
@@ -417,6 +426,8 @@ export class VhostUserNetBackend {
     await this.disconnect();
     if (this.network) this.network.sw.detach(this.network.port);
     this.tap?.close();
+    this.space.free(this.stateAddress);
+    this.space.free(this.lockAddress);
   }
 
   /** Negotiated guest features (after SET_FEATURES). */

@@ -1,17 +1,21 @@
 /**
  * Guest RAM from a vhost-user front-end, mapped into the Wasm memory so the core works on it
- * in place: each region's fd is mmap'ed with MAP_FIXED over a free, page-aligned range of the
- * memory's backing store (grown first so Wasm's bounds cover it), and registered with the core
- * as guest-physical [gpa, gpa + size) at that Wasm address. Removing a region maps fresh
- * anonymous memory over the range (releasing the front-end's memory) and closes its fd.
+ * in place: each region's fd is mmap'ed with MAP_FIXED over a range of the memory's backing
+ * store that the WasmSpace hands out (grown first so Wasm's bounds cover it), and registered
+ * with the core as guest-physical [gpa, gpa + size) at that Wasm address. Removing a region
+ * maps fresh anonymous memory over the range (releasing the front-end's memory), gives the
+ * range back and closes its fd.
+ *
+ * The fd's page size decides the alignment: a hugetlbfs fd (DPDK with 2 MiB pages) must be
+ * mapped at a native address that is a multiple of its page size, whatever the runtime's
+ * memory base (Node's happens to be 2 MiB aligned, Bun's only 4 KiB).
  */
 import type { VirtioNetDevice } from "../device/virtio-net.js";
+import type { WasmSpace } from "../memory/wasm-space.js";
 import * as libc from "../runtime/libc.js";
 import type { MemRegion } from "./protocol.js";
 
 const WASM_PAGE = 65536;
-/** A Wasm32 memory addresses at most 4 GiB. */
-const MAX_BYTES = 65536 * WASM_PAGE;
 
 interface Mapped {
   region: MemRegion;
@@ -31,9 +35,8 @@ export class MappedGuestMemory {
   private readonly mapped: Mapped[] = [];
   private readonly base: bigint;
 
-  /** `firstFree`: lowest Wasm address regions may use (above the state blocks). */
-  constructor(readonly memory: WebAssembly.Memory, readonly dev: VirtioNetDevice, private readonly firstFree: number) {
-    this.base = libc.memoryAddress(memory);
+  constructor(readonly space: WasmSpace, readonly dev: VirtioNetDevice) {
+    this.base = libc.memoryAddress(space.memory);
     if (this.base % 4096n !== 0n) throw new GuestMapError("memory backing store is not page aligned");
   }
 
@@ -42,20 +45,31 @@ export class MappedGuestMemory {
   /** Maps `region` from `fd` (taking ownership of the fd). */
   add(region: MemRegion, fd: number): void {
     try {
-      if (region.size === 0n || region.size % 4096n !== 0n || region.mmapOffset % 4096n !== 0n) {
-        throw new GuestMapError(`region gpa 0x${region.gpa.toString(16)}: size and mmap offset must be page multiples`);
+      const what = `region gpa 0x${region.gpa.toString(16)}`;
+      const fs = libc.fstatfs(fd);
+      const page = fs.type === libc.HUGETLBFS_MAGIC ? fs.blockSize : 4096;
+      if (region.size === 0n || region.size % BigInt(page) !== 0n || region.mmapOffset % BigInt(page) !== 0n) {
+        throw new GuestMapError(`${what}: size 0x${region.size.toString(16)} and mmap offset 0x${region.mmapOffset.toString(16)} must be multiples of the fd's page size (${page} bytes${page > 4096 ? ", huge pages" : ""})`);
       }
-      if (this.mapped.some((m) => m.region.gpa === region.gpa)) throw new GuestMapError(`region gpa 0x${region.gpa.toString(16)} already mapped`);
+      // Pages past the end of the file would fault (SIGBUS) on the first ring access.
+      const fileSize = libc.fstatSize(fd);
+      if (region.mmapOffset + region.size > BigInt(fileSize)) {
+        throw new GuestMapError(`${what}: mmap offset 0x${region.mmapOffset.toString(16)} + size 0x${region.size.toString(16)} runs past the end of its fd (${fileSize} bytes)`);
+      }
+      if (this.mapped.some((m) => m.region.gpa === region.gpa)) throw new GuestMapError(`${what} already mapped`);
       const size = Number(region.size);
-      const wasm = this.place(size);
-      const end = wasm + size;
-      const have = this.memory.buffer.byteLength;
-      if (end > have) this.memory.grow(Math.ceil((end - have) / WASM_PAGE));
-      libc.mmap(this.base + BigInt(wasm), size, libc.PROT_READ | libc.PROT_WRITE, libc.MAP_SHARED | libc.MAP_FIXED, fd, Number(region.mmapOffset));
+      const wasm = this.space.alloc(size, Math.max(page, WASM_PAGE), this.base, false);
+      try {
+        libc.mmap(this.base + BigInt(wasm), size, libc.PROT_READ | libc.PROT_WRITE, libc.MAP_SHARED | libc.MAP_FIXED, fd, Number(region.mmapOffset));
+      } catch (e) {
+        this.space.free(wasm);
+        throw new GuestMapError(`${what}: mmap of ${size} bytes at offset 0x${region.mmapOffset.toString(16)} (page size ${page}): ${(e as Error).message}`);
+      }
       try {
         this.dev.addRegion({ gpa: region.gpa, size, wasm });
       } catch (e) {
         libc.mmapAnonymousFixed(this.base + BigInt(wasm), size);
+        this.space.free(wasm);
         throw e;
       }
       this.mapped.push({ region, fd, wasm, size });
@@ -72,6 +86,7 @@ export class MappedGuestMemory {
     const [m] = this.mapped.splice(i, 1);
     this.dev.removeRegion(gpa);
     libc.mmapAnonymousFixed(this.base + BigInt(m.wasm), m.size);
+    this.space.free(m.wasm);
     libc.close(m.fd);
     return true;
   }
@@ -86,17 +101,5 @@ export class MappedGuestMemory {
       if (qva >= r.qva && qva - r.qva < r.size) return r.gpa + (qva - r.qva);
     }
     return null;
-  }
-
-  /** Lowest free 64 KiB-aligned Wasm range of `size` bytes at or above firstFree. */
-  private place(size: number): number {
-    const taken = [...this.mapped].sort((a, b) => a.wasm - b.wasm);
-    let at = Math.ceil(this.firstFree / WASM_PAGE) * WASM_PAGE;
-    for (const m of taken) {
-      if (at + size <= m.wasm) break;
-      at = Math.max(at, Math.ceil((m.wasm + m.size) / WASM_PAGE) * WASM_PAGE);
-    }
-    if (at + size > MAX_BYTES) throw new GuestMapError(`guest RAM does not fit a 4 GiB Wasm memory (needs ${at + size} bytes)`);
-    return at;
   }
 }

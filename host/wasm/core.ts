@@ -54,6 +54,11 @@ export interface CoreExports {
   rxAbort(st: number): number;
   rxFlush(st: number): number;
   metricsPtr(st: number, q: number): number;
+  queueSetPolling(st: number, q: number, on: number): number;
+  forwardSet(st: number, i: number, mac: bigint, peer: number): number;
+  forwardSetCount(st: number, n: number): number;
+  forwardTouched(st: number): number;
+  txForward(st: number, budget: number): number;
   parseGuestFrame(st: number, listGpa: bigint, n: number, frameLen: number): number;
   checksumGuestList(st: number, listGpa: bigint, n: number, off: number, len: number): number;
   checksumGuest(st: number, gpa: bigint, len: number, simd: number, rounds: number): number;
