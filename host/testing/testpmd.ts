@@ -5,7 +5,7 @@
  * asked for; virtio-user shares it with the back-end through memfds either way.
  */
 import { execFileSync, spawn } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 
 /** Where testpmd is (Debian: dpdk-dev), or null. */
 export function testpmdPath(): string | null {
@@ -28,6 +28,24 @@ export function testpmdAvailable(): { ok: boolean; reason: string } {
 export function freeHugePages(): number {
   const m = /HugePages_Free:\s+(\d+)/.exec(readFileSync("/proc/meminfo", "utf8"));
   return m ? Number(m[1]) : 0;
+}
+
+/**
+ * Makes sure `pages` 2 MiB huge pages are free, reserving more as root if needed; returns why
+ * not where that cannot be done.
+ */
+export function ensureHugePages(pages: number): { ok: boolean; reason: string } {
+  const free = freeHugePages();
+  if (free >= pages) return { ok: true, reason: "" };
+  if (process.getuid?.() !== 0) return { ok: false, reason: `${free} free 2 MiB huge pages, ${pages} needed, and not root to reserve them` };
+  try {
+    const total = Number(readFileSync("/proc/sys/vm/nr_hugepages", "utf8").trim());
+    writeFileSync("/proc/sys/vm/nr_hugepages", String(total + pages - free));
+  } catch (e) {
+    return { ok: false, reason: `cannot reserve huge pages: ${(e as Error).message}` };
+  }
+  const now = freeHugePages();
+  return now >= pages ? { ok: true, reason: "" } : { ok: false, reason: `the kernel gave ${now} of ${pages} huge pages` };
 }
 
 /** One port's forward statistics, as testpmd prints them when it stops. */
