@@ -4,6 +4,7 @@ import { cpus } from "node:os";
 import { fileURLToPath } from "node:url";
 import { checksumBench } from "./checksum.js";
 import { deviceBench } from "./device.js";
+import { dpdkBench } from "./dpdk.js";
 import { qemuBench } from "./qemu.js";
 import { segmentBench } from "./segment.js";
 import { tapBench } from "./tap.js";
@@ -25,6 +26,7 @@ segmentBench();
 await tapBench();
 await qemuBench();
 await v86Bench();
+await dpdkBench();
 if (!process.argv.includes("--node-only") && process.getuid?.() === 0) {
   const tapJs = fileURLToPath(new URL("./tap.js", import.meta.url));
   for (const [pkg, args] of OTHER_RUNTIMES) {

@@ -11,6 +11,7 @@ const entries = {
   "bench/qemu": "bench/qemu.ts",
   "bench/segment": "bench/segment.ts",
   "bench/v86": "bench/v86.ts",
+  "bench/dpdk": "bench/dpdk.ts",
   "cli/main": "host/cli/main.ts",
   "io/tap-worker-entry": "host/io/tap-worker-entry.ts",
 };

@@ -17,7 +17,7 @@ import { IOV_SIZE } from "../virtq/layout";
 import { device, OFF_FWD, MAGIC, STATE_SIZE } from "../state";
 import { rxCommit, rxNext, txDone, txNext } from "./device";
 import { gsoAllowed, has } from "./features";
-import { Sg, sgRead, sgWrite } from "./sg";
+import { iovBase, iovLen, Sg, sgRead, sgWrite } from "./sg";
 
 /** The table's header; entries follow at FWD_ENTRIES. */
 @unmanaged
@@ -102,6 +102,11 @@ function lookup(st: usize, mac: u64): i32 {
 
 /** The 6 bytes at `off` of `sg` in the low 48 bits. */
 function macOf(st: usize, sg: Sg, off: u32): u64 {
+  // Usually the whole Ethernet header is in the first piece: read it in place.
+  if (sg.n != 0 && iovLen(sg, 0) >= off + 6) {
+    const p = iovBase(sg, 0) + off;
+    return <u64>load<u32>(p) | (<u64>load<u16>(p, 4) << 32);
+  }
   const t = table(st);
   t.mac = 0;
   sgRead(sg, off, changetype<usize>(t) + offsetof<FwdTable>("mac"), 6);

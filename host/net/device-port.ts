@@ -87,11 +87,11 @@ export class DevicePort implements SwitchPort {
 
   /** The guest posted RX buffers (RX notification): retry what waited. */
   pumpRx(): void {
-    const had = this.backlog.length > 0;
+    if (this.backlog.length === 0) return;
     while (this.backlog.length && this.tryDeliver(this.backlog[0])) this.backlog.shift();
     this.dev.flushRx();
     // No longer queueing: other ports' fast paths may deliver to us again.
-    if (had && this.backlog.length === 0) this.sw.changed();
+    if (this.backlog.length === 0) this.sw.changed();
   }
 
   deliver(frame: NetFrame): void {

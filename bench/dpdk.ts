@@ -1,0 +1,249 @@
+/**
+ * DPDK testpmd (virtio-user PMD) as the front-end, the usual way to drive a vhost-user back-end
+ * at line rate without a VM.
+ *  - Loop: two virtio-user ports forwarding to each other (mac mode, 64 packets circulating)
+ *    through our back-end's embedded network (the core's device-to-device fast path), with and
+ *    without busy polling (--poll-us), next to testpmd's own vhost PMD as the back-end (io
+ *    forwarding between net_vhost0 and net_vhost1), same front-end, same run, each back-end
+ *    pinned to CPU 1 and the front-end to CPU 0. Packets/s are the front-end's RX over the run.
+ *  - Tap: txonly into a tap (frames/s the kernel counted) next to a bare writev loop of the same
+ *    64-byte frames into a tap; rxonly from a blaster in the namespace next to a bare readv loop
+ *    behind the same blaster.
+ * Contenders alternate over rounds; read the ratios.
+ */
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { LinuxTap } from "../host/backends/tap-linux.js";
+import * as libc from "../host/runtime/libc.js";
+import { Testpmd, testpmdAvailable } from "../host/testing/testpmd.js";
+import { Netns, netTestsAvailable } from "../test/integration/netns.js";
+import { fmt, table } from "./harness.js";
+
+const cli = fileURLToPath(new URL("../cli/main.js", import.meta.url));
+const SECONDS = Number(process.env.VNW_DPDK_SECONDS ?? 5);
+const ROUNDS = 2;
+const MAC0 = "02:00:00:00:00:10";
+const MAC1 = "02:00:00:00:00:11";
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+let seq = 0;
+
+/** CPU seconds (user + system) a process has used so far. */
+function cpuSeconds(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
+const sock = (n: string) => join(tmpdir(), `vnw-bench-${process.pid}-${seq++}-${n}.sock`);
+const virtioUser = (i: number, path: string, mac: string) => `net_virtio_user${i},path=${path},queues=1,queue_size=256,mac=${mac}`;
+
+async function waitOutput(child: ChildProcess, out: () => string, re: RegExp, ms = 15_000): Promise<void> {
+  const t0 = Date.now();
+  while (!re.test(out())) {
+    if (child.exitCode !== null) throw new Error(`back-end exited: ${out().slice(-1000)}`);
+    if (Date.now() - t0 > ms) throw new Error(`back-end did not get ready: ${out().slice(-1000)}`);
+    await sleep(20);
+  }
+}
+
+/** Starts a back-end pinned to CPU 1; resolves once it listens on every socket. */
+async function startBackend(kind: "ours" | "vhost-pmd", sockets: string[], extra: string[] = []): Promise<{ child: ChildProcess; stop: () => Promise<void> }> {
+  let out = "";
+  const child = kind === "ours"
+    ? spawn("taskset", ["-c", "1", process.execPath, cli, "vhost-user", ...sockets.flatMap((s) => ["--socket", s]), "--log-level", "warn", ...extra], { stdio: ["ignore", "pipe", "pipe"] })
+    : spawn("taskset", ["-c", "1", "dpdk-testpmd", "--lcores", "(0,1)@1", "--no-pci", "--no-huge", "--no-shconf", "-m", "1024", `--file-prefix=bvh${process.pid}${seq++}`,
+      ...sockets.flatMap((s, i) => ["--vdev", `net_vhost${i},iface=${s},queues=1`]), "--", "--forward-mode=io", "--auto-start", "--stats-period", "5", "--total-num-mbufs=16384"],
+    { stdio: ["ignore", "pipe", "pipe"] });
+  child.stdout!.on("data", (d) => { out += d; });
+  child.stderr!.on("data", (d) => { out += d; });
+  const exited = new Promise<void>((r) => child.on("exit", () => r()));
+  if (kind === "ours") {
+    for (let i = 0; i < 300 && !sockets.every(existsSync); i++) await sleep(20);
+  } else {
+    await waitOutput(child, () => out, /Press enter to exit|Port statistics/);
+  }
+  return {
+    child,
+    stop: async () => {
+      child.kill("SIGINT");
+      const t = setTimeout(() => child.kill("SIGKILL"), 5000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
+
+/** One loop run: packets/s at the front-end and the back-end's CPU use (cores). */
+async function loopRun(kind: "ours" | "vhost-pmd", extra: string[] = []): Promise<{ pps: number; cores: number }> {
+  const sockets = [sock("a"), sock("b")];
+  const be = await startBackend(kind, sockets, extra);
+  try {
+    const pmd = await Testpmd.start({
+      vdevs: [virtioUser(0, sockets[0], MAC0), virtioUser(1, sockets[1], MAC1)],
+      app: ["--forward-mode=mac", `--eth-peer=0,${MAC1}`, `--eth-peer=1,${MAC0}`, "--tx-first"],
+      filePrefix: `bfe${process.pid}${seq++}`, cpu: 0,
+    });
+    await sleep(500);
+    const c0 = cpuSeconds(be.child.pid!);
+    const t0 = performance.now();
+    await sleep(SECONDS * 1000);
+    const c1 = cpuSeconds(be.child.pid!);
+    const run = await pmd.stop();
+    return { pps: run.total.rxPackets / run.seconds, cores: (c1 - c0) / ((performance.now() - t0) / 1000) };
+  } finally {
+    await be.stop();
+  }
+}
+
+async function loopRows(rows: string[][]): Promise<void> {
+  const contenders: [string, "ours" | "vhost-pmd", string[]][] = [
+    ["testpmd vhost PMD (anchor)", "vhost-pmd", []],
+    ["ours, embedded network", "ours", []],
+    ["ours, --poll-us 50", "ours", ["--poll-us", "50"]],
+  ];
+  const res: { pps: number[]; cores: number[]; ratio: number[] }[] = contenders.map(() => ({ pps: [], cores: [], ratio: [] }));
+  for (let r = 0; r < ROUNDS; r++) {
+    const round: { pps: number; cores: number }[] = [];
+    for (const [, kind, extra] of contenders) round.push(await loopRun(kind, extra));
+    round.forEach((x, i) => {
+      res[i].pps.push(x.pps);
+      res[i].cores.push(x.cores);
+      res[i].ratio.push(x.pps / round[0].pps);
+    });
+  }
+  contenders.forEach(([name], i) => {
+    rows.push([`loop: ${name}`, `${fmt(median(res[i].pps))}pkt/s`, median(res[i].ratio).toFixed(3), median(res[i].cores).toFixed(2)]);
+  });
+}
+
+/** frames/s of a bare writev loop of 12 + 64-byte frames into a tap, for `seconds`. */
+function bareWritev(tap: LinuxTap, seconds: number): number {
+  const mem = new WebAssembly.Memory({ initial: 1 });
+  const base = libc.memoryAddress(mem);
+  const u8 = new Uint8Array(mem.buffer);
+  u8.set([2, 0, 0, 0, 0, 0x99, 2, 0, 0, 0, 0, 0x10, 0x08, 0x00], 1024 + 12);
+  const dv = new DataView(mem.buffer);
+  dv.setBigUint64(0, base + 1024n, true);
+  dv.setBigUint64(8, 12n + 64n, true);
+  let n = 0;
+  const t0 = performance.now();
+  while (performance.now() - t0 < seconds * 1000) {
+    for (let i = 0; i < 1000; i++) if (tap.writev(base, 1) > 0) n++;
+  }
+  return n / ((performance.now() - t0) / 1000);
+}
+
+/** frames/s of a bare readv loop on a tap while `blast` runs in the namespace. */
+async function bareReadv(ns: Netns, tap: LinuxTap, blast: () => Promise<number>): Promise<number> {
+  const buf = new Uint8Array(2048);
+  let n = 0;
+  let done = false;
+  const t0 = performance.now();
+  const sender = blast().then(() => { done = true; });
+  while (!done) {
+    for (let i = 0; i < 1000; i++) if (libc.read(tap.fd, buf) > 0) n++;
+    await new Promise((r) => setImmediate(r));
+  }
+  await sender;
+  void ns;
+  return n / ((performance.now() - t0) / 1000);
+}
+
+/** Sends 64-byte UDP datagrams to 192.0.2.2 from the namespace for `seconds` (python3). */
+function blaster(ns: Netns, seconds: number): () => Promise<number> {
+  const py = ["import socket, time", "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)", "p = bytes(22)", "n = 0",
+    `end = time.time() + ${seconds}`, "while time.time() < end:", "    for i in range(1000):", "        try:", "            s.sendto(p, ('192.0.2.2', 9)); n += 1",
+    "        except OSError:", "            pass", "print(n)"].join("\n");
+  return async () => Number((await ns.run(["taskset", "-c", "0", "python3", "-c", py], (seconds + 20) * 1000)).trim());
+}
+
+async function tapRows(rows: string[][]): Promise<void> {
+  const counter = (ns: Netns, tap: string, name: string) => Number(ns.exec(["cat", `/sys/class/net/${tap}/statistics/${name}`]).trim());
+  const tx: number[] = [];
+  const txBare: number[] = [];
+  const rx: number[] = [];
+  const rxBare: number[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    // Ours: testpmd txonly/rxonly through the back-end's Worker into a tap.
+    for (const mode of ["txonly", "rxonly"] as const) {
+      const ns = Netns.create();
+      const tapName = Netns.tapName();
+      const s = sock("t");
+      const be = await startBackend("ours", [s], ["--tap", tapName]);
+      try {
+        ns.adopt(tapName);
+        ns.exec(["sysctl", "-q", "-w", `net.ipv6.conf.${tapName}.disable_ipv6=1`]);
+        ns.ip(["addr", "add", "192.0.2.1/24", "dev", tapName]);
+        ns.ip(["link", "set", tapName, "up"]);
+        ns.ip(["neigh", "add", "192.0.2.2", "lladdr", MAC0, "dev", tapName, "nud", "permanent"]);
+        const pmd = await Testpmd.start({ vdevs: [virtioUser(0, s, MAC0)], app: [`--forward-mode=${mode}`], filePrefix: `bt${process.pid}${seq++}`, cpu: 0 });
+        if (mode === "txonly") {
+          await sleep(500);
+          const c0 = counter(ns, tapName, "rx_packets");
+          const t0 = performance.now();
+          await sleep(SECONDS * 1000);
+          tx.push((counter(ns, tapName, "rx_packets") - c0) / ((performance.now() - t0) / 1000));
+          await pmd.stop();
+        } else {
+          await blaster(ns, SECONDS)();
+          await sleep(300);
+          const run = await pmd.stop();
+          rx.push(run.total.rxPackets / SECONDS);
+        }
+      } finally {
+        await be.stop();
+        ns.destroy();
+      }
+    }
+    // Bare loops on a tap of their own, same frames, same blaster, pinned like the back-end.
+    const ns = Netns.create();
+    const tap = LinuxTap.open(Netns.tapName());
+    try {
+      ns.adopt(tap.name);
+      ns.exec(["sysctl", "-q", "-w", `net.ipv6.conf.${tap.name}.disable_ipv6=1`]);
+      ns.ip(["addr", "add", "192.0.2.1/24", "dev", tap.name]);
+      ns.ip(["link", "set", tap.name, "up"]);
+      ns.ip(["neigh", "add", "192.0.2.2", "lladdr", MAC0, "dev", tap.name, "nud", "permanent"]);
+      txBare.push(bareWritev(tap, SECONDS));
+      rxBare.push(await bareReadv(ns, tap, blaster(ns, SECONDS)));
+    } finally {
+      tap.close();
+      ns.destroy();
+    }
+  }
+  rows.push(["tap TX: testpmd txonly -> ours -> tap", `${fmt(median(tx))}frame/s`, (median(tx) / median(txBare)).toFixed(3), ""]);
+  rows.push(["tap TX: bare writev loop (floor)", `${fmt(median(txBare))}frame/s`, "1.000", ""]);
+  rows.push(["tap RX: blaster -> tap -> ours -> testpmd rxonly", `${fmt(median(rx))}frame/s`, (median(rx) / median(rxBare)).toFixed(3), ""]);
+  rows.push(["tap RX: blaster -> tap -> bare readv loop", `${fmt(median(rxBare))}frame/s`, "1.000", ""]);
+}
+
+export async function dpdkBench(): Promise<void> {
+  console.log("\nDPDK testpmd (virtio-user) as the vhost-user front-end: 64-byte packets, front-end on CPU 0, back-end on CPU 1");
+  const avail = testpmdAvailable();
+  if (!avail.ok) {
+    console.log(`  skipped: ${avail.reason}`);
+    return;
+  }
+  if (!existsSync(cli)) {
+    console.log("  skipped: run npm run build first");
+    return;
+  }
+  const rows: string[][] = [["", "rate", "ratio", "back-end CPU (cores)"]];
+  await loopRows(rows);
+  const net = netTestsAvailable();
+  if (net.ok) {
+    try {
+      execFileSync("python3", ["-c", "pass"]);
+      await tapRows(rows);
+    } catch (e) {
+      rows.push([`tap rows not run: ${(e as Error).message.split("\n")[0]}`, "", "", ""]);
+    }
+  } else rows.push([`tap rows skipped: ${net.reason}`, "", "", ""]);
+  table(rows);
+  console.log("  loop ratio: to testpmd's vhost PMD in the same round; tap ratios: to the bare loop on the same machine in the same round.");
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) await dpdkBench();
