@@ -172,7 +172,8 @@ function printStats(b: VhostUserNetBackend, out: (s: string) => void, label: str
   const drops = (m: typeof rx) => Object.entries(m).filter(([k, v]) => k.startsWith("drop") && v > 0).map(([k, v]) => `${k}=${v}`).join(" ");
   out(`stats${label}: rx ${rx.packets} pkts (${rate(rx.packets, last?.rx ?? 0)}/s, ${rate(rx.bytes * 8, (last?.rxb ?? 0) * 8)} bit/s) `
     + `tx ${tx.packets} pkts (${rate(tx.packets, last?.tx ?? 0)}/s, ${rate(tx.bytes * 8, (last?.txb ?? 0) * 8)} bit/s); `
-    + `csum offloaded tx ${tx.csumOffloaded} rx ${rx.csumOffloaded}, software tx ${tx.csumSoftware} rx ${rx.csumSoftware}`
+    + `csum offloaded tx ${tx.csumOffloaded} rx ${rx.csumOffloaded}, software tx ${tx.csumSoftware} rx ${rx.csumSoftware}; `
+    + `large segments whole tx ${tx.gsoOffloaded} rx ${rx.gsoOffloaded}, split tx ${tx.gsoSegmented} rx ${rx.gsoSegmented}`
     + `${drops(rx) || drops(tx) ? `; drops ${[drops(rx), drops(tx)].filter(Boolean).join(" ")}` : ""}`
     + `${b.network?.port.backlogDrops ? `; switch backlog drops ${b.network.port.backlogDrops}` : ""}`);
   lastStats.set(b, { t: now, rx: rx.packets, tx: tx.packets, rxb: rx.bytes, txb: tx.bytes });

@@ -5,7 +5,9 @@
  * asked for; virtio-user shares it with the back-end through memfds either way.
  */
 import { execFileSync, spawn } from "node:child_process";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 /** Where testpmd is (Debian: dpdk-dev), or null. */
 export function testpmdPath(): string | null {
@@ -77,6 +79,11 @@ export interface TestpmdOptions {
   hugePages?: boolean;
   /** MiB of memory. Default 1024 (no huge pages) or 256 (huge pages). */
   memoryMb?: number;
+  /**
+   * testpmd commands run once the ports are up (written to a --cmdline-file), e.g. offload
+   * settings; end with "start" to forward. Without them testpmd starts forwarding by itself.
+   */
+  commands?: string[];
 }
 
 const STATS_RE = /Forward statistics for port (\d+)\s*-+\s*RX-packets:\s*(\d+)\s+RX-dropped:\s*(\d+)\s+RX-total:\s*\d+\s+TX-packets:\s*(\d+)\s+TX-dropped:\s*(\d+)/g;
@@ -91,6 +98,13 @@ export function parseForwardStats(output: string): { ports: PortStats[]; total: 
   const t = TOTAL_RE.exec(output);
   if (!t || ports.length === 0) throw new Error(`no forward statistics in testpmd's output:\n${output.slice(-3000)}`);
   return { ports, total: { rxPackets: Number(t[1]), rxDropped: Number(t[2]), txPackets: Number(t[3]), txDropped: Number(t[4]) } };
+}
+
+function writeCommands(commands: string[]): string {
+  const dir = mkdtempSync(join(tmpdir(), "vnw-testpmd-"));
+  const file = join(dir, "commands");
+  writeFileSync(file, `${commands.join("\n")}\n`);
+  return file;
 }
 
 /** A running testpmd. */
@@ -116,7 +130,8 @@ export class Testpmd {
     const args = [
       "--lcores", `(0,1)@${cpu}`, "--no-pci", ...mem, `--file-prefix=${opts.filePrefix}`, "--log-level=lib.eal:error",
       ...opts.vdevs.flatMap((v) => ["--vdev", v]),
-      "--", "--auto-start", "--stats-period", "1", "--total-num-mbufs=16384", ...opts.app,
+      "--", ...(opts.commands ? [`--cmdline-file=${writeCommands(opts.commands)}`] : ["--auto-start"]),
+      "--stats-period", "1", "--total-num-mbufs=16384", ...opts.app,
     ];
     const t = new Testpmd(spawn("taskset", ["-c", String(cpu), bin, ...args], { stdio: ["ignore", "pipe", "pipe"] }));
     const t0 = Date.now();
