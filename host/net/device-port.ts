@@ -72,7 +72,10 @@ export class DevicePort implements SwitchPort {
     if (!this.sw.capturing) {
       for (const [mac, port] of this.sw.learned()) {
         if (entries.length >= Forward.TABLE_MAX) break;
-        if (!(port instanceof DevicePort) || port.dev.memory !== this.dev.memory || port.backlog.length > 0 || !port.fastPath) continue;
+        if (!(port instanceof DevicePort) || port.dev.memory !== this.dev.memory || !port.fastPath) continue;
+        // A receiver that is queueing keeps its frames in order behind the queue (our own
+        // addresses stay: they only vouch for frames' sources).
+        if (port !== this && port.backlog.length > 0) continue;
         entries.push({ mac: macToBigInt(mac), state: port.dev.state });
         ports.push(port);
       }
