@@ -5,6 +5,7 @@
  * path in a Worker (TapWorker) that QEMU's kicks wake directly and that signals QEMU's call
  * fds directly. This object is the control side: it alone issues ioctls (TUNSETOFFLOAD).
  */
+import { readlinkSync } from "node:fs";
 import { BackendKind, Code, CsumPolicy, Feature, GsoMask, QueueIndex, Status } from "../../assembly/abi.js";
 import { LinuxTap } from "../backends/tap-linux.js";
 import { featureBit, featureList, FULL_OFFER } from "../device/features.js";
@@ -163,25 +164,45 @@ export class VhostUserNetBackend {
   /** Whether the data path is running. */
   get running(): boolean { return this.worker !== null || this.kicks !== null; }
 
-  /** Handles one message. Fds in the message are owned from here on (kept or closed). */
+  /** Fds the message being handled handed over for keeps (the rest are closed after it). */
+  private taken = new Set<number>();
+
+  /**
+   * Handles one message. Fds in the message are owned from here on: each is either kept by the
+   * request that takes it (exactly one place then owns it) or closed once the request is done.
+   */
   async handle(m: Message): Promise<Outcome> {
     const name = REQUEST_NAMES[m.request] ?? `request ${m.request}`;
     this.log("debug", `${name} (${m.payload.length} bytes, ${m.fds.length} fds)`);
     let ok = true;
     let out: Outcome = {};
+    this.taken = new Set();
     try {
       out = await this.dispatch(m);
+      // Whatever the order a front-end uses (call fd after kick fd, features after memory, enable
+      // early or late, a driver reset and re-initialisation), the rings start once complete.
+      if (!out.close) await this.maybeStart();
     } catch (e) {
       ok = false;
-      for (const fd of m.fds) closeQuiet(fd);
-      if (e instanceof ProtocolError) return { close: `${name}: ${e.message}` };
-      this.log("error", `${name}: ${(e as Error).message}`);
+      if (e instanceof ProtocolError) out = { close: `${name}: ${e.message}` };
+      else this.log("error", `${name}: ${(e as Error).message}`);
+    } finally {
+      for (const fd of m.fds) if (!this.taken.has(fd)) closeQuiet(fd);
     }
-    // REPLY_ACK: requests without a reply of their own answer 0 (done) or 1 (failed).
-    if (!out.reply && (m.flags & FLAG_NEED_REPLY) && (this.protocolFeatures & (1n << BigInt(ProtocolFeature.REPLY_ACK)))) {
-      out.reply = u64Payload(ok ? 0n : 1n);
+    if (out.close) return out;
+    if (!out.reply && (m.flags & FLAG_NEED_REPLY)) {
+      // REPLY_ACK: requests without a reply of their own answer 0 (done) or 1 (failed). Without
+      // it negotiated, a front-end waiting on a failed request would wait forever: end instead.
+      if (this.protocolFeatures & (1n << BigInt(ProtocolFeature.REPLY_ACK))) out.reply = u64Payload(ok ? 0n : 1n);
+      else if (!ok) return { close: `${name} failed and the front-end waits for a reply without REPLY_ACK` };
     }
     return out;
+  }
+
+  /** The request keeps `fd` (ownership moves to where it is stored). */
+  private take(fd: number): number {
+    this.taken.add(fd);
+    return fd;
   }
 
   private async dispatch(m: Message): Promise<Outcome> {
@@ -213,7 +234,13 @@ export class VhostUserNetBackend {
         if (regions.length !== m.fds.length) throw new ProtocolError(`${regions.length} regions but ${m.fds.length} fds`);
         await this.withDataPathStopped(() => {
           this.mapped.clear();
-          regions.forEach((r, i) => this.mapped.add(r, m.fds[i]));
+          try {
+            // add() owns its fd from the call on (it closes it if the mapping fails).
+            regions.forEach((r, i) => this.mapped.add(r, this.take(m.fds[i])));
+          } catch (e) {
+            this.mapped.clear();
+            throw e;
+          }
         });
         this.log("info", `memory: ${regions.map((r) => `gpa 0x${r.gpa.toString(16)}+${r.size >> 20n}M`).join(", ")}`);
         return {};
@@ -223,12 +250,11 @@ export class VhostUserNetBackend {
       case Req.ADD_MEM_REG: {
         if (m.fds.length !== 1) throw new ProtocolError(`ADD_MEM_REG with ${m.fds.length} fds`);
         const r = readSingleRegion(p);
-        this.mapped.add(r, m.fds[0]);
+        this.mapped.add(r, this.take(m.fds[0]));
         this.log("info", `memory: added gpa 0x${r.gpa.toString(16)}+${r.size >> 20n}M`);
         return {};
       }
       case Req.REM_MEM_REG: {
-        for (const fd of m.fds) closeQuiet(fd);
         const r = readSingleRegion(p);
         if (!this.mapped.remove(r.gpa)) throw new Error(`no region at gpa 0x${r.gpa.toString(16)}`);
         return {};
@@ -269,27 +295,26 @@ export class VhostUserNetBackend {
       case Req.SET_VRING_ERR: {
         const v = Number(readU64(p));
         const r = this.ring(v & 0xff);
-        if (v & VRING_NOFD) {
-          for (const fd of m.fds) closeQuiet(fd);
-          throw new Error(`ring ${v & 0xff}: polling mode (no fd) is not supported`);
-        }
+        if (v & VRING_NOFD) throw new Error(`ring ${v & 0xff}: polling mode (no fd) is not supported`);
         if (m.fds.length !== 1) throw new ProtocolError(`${REQUEST_NAMES[m.request]} with ${m.fds.length} fds`);
+        // Kicks and calls are eventfds: anything else (a pipe, a file, a socket) could block the
+        // data path or fail under it. Refused here, before it is ever used.
+        const why = notAnEventfd(m.fds[0]);
+        if (why) throw new Error(`${REQUEST_NAMES[m.request]} ring ${v & 0xff}: ${why}`);
         if (m.request === Req.SET_VRING_KICK) {
-          await this.withDataPathStopped(() => { r.kickFd = replaceFd(r.kickFd, m.fds[0]); });
+          await this.withDataPathStopped(() => { r.kickFd = replaceFd(r.kickFd, this.take(m.fds[0])); });
           // Without protocol features a ring is enabled once started (vhost-user.rst, "Ring states").
           if (!this.protocolAcked) r.enabled = true;
-          await this.maybeStart();
         } else if (m.request === Req.SET_VRING_CALL) {
-          await this.withDataPathStopped(() => { r.callFd = replaceFd(r.callFd, m.fds[0]); });
+          await this.withDataPathStopped(() => { r.callFd = replaceFd(r.callFd, this.take(m.fds[0])); });
         } else {
-          r.errFd = replaceFd(r.errFd, m.fds[0]);
+          r.errFd = replaceFd(r.errFd, this.take(m.fds[0]));
         }
         return {};
       }
       case Req.SET_VRING_ENABLE: {
         const s = readVringState(p);
         this.ring(s.index).enabled = s.num === 1;
-        if (s.num === 1) await this.maybeStart();
         return {};
       }
       case Req.SET_STATUS: {
@@ -305,10 +330,8 @@ export class VhostUserNetBackend {
         return {};
       case Req.SET_LOG_BASE:
       case Req.SET_LOG_FD:
-        for (const fd of m.fds) closeQuiet(fd);
         throw new Error("dirty logging (live migration) is not supported: LOG_SHMFD and F_LOG_ALL are not offered");
       default: {
-        for (const fd of m.fds) closeQuiet(fd);
         const name = REQUEST_NAMES[m.request] ?? `request ${m.request}`;
         if (m.request === Req.GET_CONFIG || !(m.flags & FLAG_NEED_REPLY)) {
           // A request that expects an answer we cannot give would hang the front-end.
@@ -433,6 +456,17 @@ export class VhostUserNetBackend {
   /** Negotiated guest features (after SET_FEATURES). */
   get features(): bigint { return this.dev.negotiatedFeatures; }
   hasFeature(f: Feature): boolean { return (this.dev.negotiatedFeatures & featureBit(f)) !== 0n; }
+}
+
+/** Why `fd` is not an eventfd, or null if it is one (read through /proc/self/fd). */
+function notAnEventfd(fd: number): string | null {
+  let target: string;
+  try {
+    target = readlinkSync(`/proc/self/fd/${fd}`);
+  } catch {
+    return `fd ${fd} is not open`;
+  }
+  return target === "anon_inode:[eventfd]" ? null : `fd is ${target}, not an eventfd`;
 }
 
 function closeQuiet(fd: number): void {

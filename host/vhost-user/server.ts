@@ -116,22 +116,22 @@ export class VhostUserServer {
         if (h.n === 0) return "front-end closed the connection";
         if (h.n < 0) return `recvmsg: ${libc.errnoName(-h.n)}`;
         const fds = h.fds;
+        // Until the message is whole, its fds are ours to close: a front-end that goes away
+        // mid-message (or sends one we refuse) must not leave them open.
+        const refuse = (why: string) => {
+          for (const x of fds) closeQuietly(x);
+          return why;
+        };
         if (h.n < HEADER_SIZE) {
           const rest = await this.readExact(fd, header.subarray(h.n), HEADER_SIZE - h.n, fds);
-          if (rest) return rest;
+          if (rest) return refuse(rest);
         }
         const hdr = decodeHeader(header);
-        if ((hdr.flags & 0x3) !== FLAG_VERSION) {
-          for (const x of fds) libc.close(x);
-          return `protocol version ${hdr.flags & 3} (expected 1)`;
-        }
-        if (hdr.size > MAX_PAYLOAD) {
-          for (const x of fds) libc.close(x);
-          return `${REQUEST_NAMES[hdr.request] ?? hdr.request}: payload of ${hdr.size} bytes`;
-        }
+        if ((hdr.flags & 0x3) !== FLAG_VERSION) return refuse(`protocol version ${hdr.flags & 3} (expected 1)`);
+        if (hdr.size > MAX_PAYLOAD) return refuse(`${REQUEST_NAMES[hdr.request] ?? hdr.request}: payload of ${hdr.size} bytes`);
         if (hdr.size) {
           const err = await this.readExact(fd, payload, hdr.size, fds);
-          if (err) return err;
+          if (err) return refuse(err);
         }
         const m: Message = { request: hdr.request, flags: hdr.flags, payload: payload.slice(0, hdr.size), fds };
         const out = await this.backend.handle(m);
@@ -161,4 +161,8 @@ export class VhostUserServer {
     }
     return null;
   }
+}
+
+function closeQuietly(fd: number): void {
+  try { libc.close(fd); } catch { /* already closed */ }
 }

@@ -52,6 +52,22 @@ export class Session {
     this.stack.start();
     return offered;
   }
+  /**
+   * The guest reboots: a new driver (fresh rings) and stack on the same front-end connection,
+   * which resets the device and sets it up again the way QEMU does after a reboot.
+   */
+  async reboot(features: bigint, queueSize = 256, seed = 77): Promise<void> {
+    this.drv = new GuestDriver({ memory: this.fe.memory, regions: this.fe.regions }, this.fe, seed);
+    const old = this.stack;
+    this.stack = new GuestStack(this.drv, features, (q) => libc.eventfdSignal(this.fe.kickFds[q]), 64, old.mac, old.ip4);
+    await this.fe.reboot(() => {
+      if (!this.drv.negotiate(features)) throw new Error("driver model refused");
+      this.drv.setupQueues(queueSize);
+      this.drv.start();
+    });
+    this.stack.start();
+  }
+
   private ended = false;
   async end(): Promise<void> {
     if (this.ended) return;

@@ -181,6 +181,28 @@ export class VhostFrontend implements DriverTransport {
     }
   }
 
+  /**
+   * A guest reboot as QEMU 7.2 drives it: SET_STATUS 0 (the device resets and drops its ring
+   * fds), then, once the driver has laid out new rings, features again, the rings enabled early,
+   * and per ring size, base, address, kick fd and only then call fd, then DRIVER_OK.
+   */
+  async reboot(layout: () => void): Promise<void> {
+    await this.request(Req.SET_STATUS, u64Payload(0n));
+    layout();
+    await this.request(Req.SET_FEATURES, u64Payload(this.features | (1n << F_PROTOCOL_FEATURES)));
+    for (const q of [0, 1]) await this.request(Req.SET_VRING_ENABLE, vringStatePayload(q, 1));
+    for (const q of [0, 1]) {
+      const r = this.rings[q];
+      const qva = (gpa: bigint) => this.base + BigInt(this.guestBase) + gpa;
+      await this.request(Req.SET_VRING_NUM, vringStatePayload(q, r.size));
+      await this.request(Req.SET_VRING_BASE, vringStatePayload(q, 0));
+      await this.request(Req.SET_VRING_ADDR, vringAddrPayload({ index: q, flags: 0, desc: qva(r.desc), used: qva(r.used), avail: qva(r.avail), log: 0n }));
+      await this.request(Req.SET_VRING_KICK, u64Payload(BigInt(q)), [this.kickFds[q]]);
+      await this.request(Req.SET_VRING_CALL, u64Payload(BigInt(q)), [this.callFds[q]]);
+    }
+    await this.request(Req.SET_STATUS, u64Payload(BigInt(Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK | Status.DRIVER_OK)));
+  }
+
   /** QEMU's stop: GET_VRING_BASE for each ring; returns the bases. */
   async stop(): Promise<number[]> {
     const out: number[] = [];
