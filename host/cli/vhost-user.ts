@@ -5,6 +5,7 @@ import { FULL_OFFER_LIST, parseFeatureList } from "../device/features.js";
 import { embeddedNetwork, VhostUserNetBackend, type LogLevel } from "../vhost-user/backend.js";
 import { VhostUserServer } from "../vhost-user/server.js";
 import { PcapPort } from "../net/pcap-port.js";
+import { rateLimited } from "./rate-limit.js";
 
 export const VHOST_USER_HELP = `usage: virtio-net-wasm vhost-user --socket PATH [--socket PATH ...] [--tap IFNAME] [options]
 
@@ -109,7 +110,8 @@ export async function vhostUserMain(args: string[], out: (s: string) => void, er
     stats = Number(values.stats);
     if (!(stats > 0)) return fail(`--stats must be a positive number of seconds`);
   }
-  const log = (l: LogLevel, m: string) => { if (LEVELS.indexOf(l) <= level) (l === "error" || l === "warn" ? err : out)(`${new Date().toISOString()} ${l}: ${m}`); };
+  // Identical events (numbers aside) beyond 5 per 10 s are counted, not printed.
+  const log = rateLimited((l: LogLevel, m: string) => { if (LEVELS.indexOf(l) <= level) (l === "error" || l === "warn" ? err : out)(`${new Date().toISOString()} ${l}: ${m}`); });
 
   const backends: VhostUserNetBackend[] = [];
   let network: ReturnType<typeof embeddedNetwork> | undefined;
