@@ -39,9 +39,16 @@ export function memAddRegion(st: usize, gpa: u64, size: u64, wasm: u64): i32 {
   return memAdd(guestMem(st), gpa, size, wasm) ? Code.OK : Code.INVALID;
 }
 /** Removes the region starting at `gpa`. */
-export function memRemoveRegion(st: usize, gpa: u64): i32 { return memRemove(guestMem(st), gpa) ? Code.OK : Code.INVALID; }
+export function memRemoveRegion(st: usize, gpa: u64): i32 {
+  if (!memRemove(guestMem(st), gpa)) return Code.INVALID;
+  dev.memoryRemoved(st);
+  return Code.OK;
+}
 /** Removes all regions. */
-export function memClearRegions(st: usize): void { memClear(guestMem(st)); }
+export function memClearRegions(st: usize): void {
+  memClear(guestMem(st));
+  dev.memoryRemoved(st);
+}
 
 export function setMac(st: usize, mac: u64): void { device(st).mac = mac & 0xffffffffffff; }
 export function setOption(st: usize, option: u32, value: u32): i32 { return applyOption(st, option, value); }

@@ -317,9 +317,10 @@ function backendHdrLen(d: Device): u32 {
 export function txNext(st: usize): i32 {
   const d = device(st);
   if (d.txAwait != 0) return Code.SEQUENCE;
-  if (segPlanAt(st + OFF_SEG_TX).active != 0) return txSegmentNext(st);
+  // Checked for a frame half-sent as segments too: its ring may have moved or broken meanwhile.
   const usable = queueUsable(st, QueueIndex.TX);
   if (usable != Code.OK) return usable;
+  if (segPlanAt(st + OFF_SEG_TX).active != 0) return txSegmentNext(st);
   const q = queueAt(st, QueueIndex.TX);
   const eventIdx = has(d.negotiated, Feature.EVENT_IDX);
   const sg = sgAt(st, OFF_SG_TX);
@@ -410,6 +411,31 @@ function txSegmentNext(st: usize): i32 {
   d.txIovStart = <u32>OFF_SEG_IOV;
   d.txAwait = 1;
   return <i32>n;
+}
+
+/**
+ * Guest memory was removed (or the table cleared): nothing the device holds may point into it
+ * any more. Pooled RX chains go back to the ring (they are walked again, against the new table,
+ * when next taken); a TX frame half-sent as segments is finished (its chain completes, nothing
+ * more of it goes out) or, if nothing of it went out, goes back to the ring whole. Ring
+ * addresses re-resolve on next use; a ring that is gone puts the queue in NEEDS_RESET.
+ */
+export function memoryRemoved(st: usize): void {
+  const d = device(st);
+  if (d.rxPoolN != 0) rxPoolRelease(st);
+  d.rxHead = -1;
+  if (d.txHead >= 0) {
+    const q = queueAt(st, QueueIndex.TX);
+    const r = queueResolve(q, guestMem(st));
+    if (r < 0) {
+      fault(st, QueueIndex.TX, <u32>-r);
+      segPlanAt(st + OFF_SEG_TX).active = 0;
+      d.txHead = -1;
+      d.txAwait = 0;
+    } else {
+      txAbandon(st);
+    }
+  }
 }
 
 /** The TX queue stops with a frame half-sent: complete its chain (nothing more of it goes out). */
