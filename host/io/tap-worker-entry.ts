@@ -1,7 +1,10 @@
 /**
  * The data path of one device in a Worker: blocked in epoll_wait on the tap, the two queue
  * kick eventfds and a stop eventfd; pumps under the device lock; reports interrupts by eventfd
- * (vhost-user call fds) or by message. Started by TapWorker (tap-worker.ts).
+ * (vhost-user call fds) or by message. Started by TapWorker (tap-worker.ts), which keeps one
+ * such thread per device for all its runs: each "run" message starts the loop on the kick and
+ * call fds of that run, the stop eventfd ends it, and the thread waits for the next run (a
+ * thread per run left ~6 mappings behind each time).
  *
  * It never sleeps with work pending: a pump that stops at its budget leaves the guest's
  * notifications off (virtio 1.2, 2.7.7 and 2.7.10), so the next round looks again at once
@@ -17,15 +20,17 @@ import * as libc from "../runtime/libc.js";
 import { DeviceLock } from "./device-lock.js";
 import { PollWindow } from "./poll-window.js";
 import { TapPort } from "./tap-port.js";
-import type { TapWorkerData, TapWorkerMessage } from "./tap-worker.js";
+import type { TapWorkerData, TapWorkerMessage, TapWorkerRun } from "./tap-worker.js";
 
 const data = workerData as TapWorkerData;
 const post = (m: TapWorkerMessage) => parentPort!.postMessage(m);
 const lock = new DeviceLock(data.memory, data.lockAddress);
+/** Where interrupts go during the current run. */
+let callFds: [number, number] | undefined;
 const dev = new VirtioNetDevice({
   memory: data.memory, stateAddress: data.stateAddress, regions: [], attach: true, nativeBase: data.nativeBase,
   hooks: {
-    interrupt: (q) => (data.callFds ? libc.eventfdSignal(data.callFds[q]) : post({ kind: "interrupt", queue: q })),
+    interrupt: (q) => (callFds ? libc.eventfdSignal(callFds[q]) : post({ kind: "interrupt", queue: q })),
     configChanged: () => post({ kind: "config-changed" }),
     needsReset: () => post({ kind: "needs-reset" }),
   },
@@ -33,52 +38,67 @@ const dev = new VirtioNetDevice({
 const tap = LinuxTap.fromFd(data.tapFd, data.tapName, data.vnetHdr, 0);
 const port = new TapPort(dev, tap, data.nativeBase);
 if (data.budget !== undefined) port.budget = data.budget;
-const poll = new PollWindow(data.pollUs ?? 0);
 
 const TAP = 1, KICK_RX = 2, KICK_TX = 3, STOP = 4;
-const ep = libc.epollCreate();
-libc.epollAdd(ep, data.tapFd, libc.EPOLLIN | libc.EPOLLONESHOT, TAP);
-libc.epollAdd(ep, data.kickFds[QueueIndex.RX], libc.EPOLLIN, KICK_RX);
-libc.epollAdd(ep, data.kickFds[QueueIndex.TX], libc.EPOLLIN, KICK_TX);
-libc.epollAdd(ep, data.stopFd, libc.EPOLLIN, STOP);
 const events = new libc.EpollEvents(8);
 
-post({ kind: "ready" });
-let polling = false;
-for (let running = true; running;) {
-  // Inside the window the guest need not kick; leaving it, kicks are asked for again and the
-  // ring is looked at once more, since a frame may have come just before (virtio 1.2, 2.7.10).
-  let look = false;
-  if (poll.open() !== polling) {
-    polling = !polling;
-    look = lock.with(() => dev.setPolling(QueueIndex.TX, polling));
-  }
-  const n = libc.epollWait(ep, events, port.workPending || polling || look ? 0 : -1);
-  // Polling looks at both rings every round; otherwise what the last round left, plus events.
-  let tx = port.txPending || polling || look;
-  let rx = port.rxPending || polling;
-  for (let i = 0; i < n; i++) {
-    const t = events.token(i);
-    const e = events.events(i);
-    if (t === STOP) running = false;
-    else if (t === KICK_TX) { libc.eventfdDrain(data.kickFds[QueueIndex.TX]); tx = true; }
-    else if (t === KICK_RX) { libc.eventfdDrain(data.kickFds[QueueIndex.RX]); port.buffersPosted(); rx = true; }
-    else if (t === TAP) {
-      if (e & libc.EPOLLOUT) tx = true;
-      if (e & (libc.EPOLLIN | libc.EPOLLERR | libc.EPOLLHUP)) rx = true;
+/** One data-path run: until the stop eventfd is signalled. */
+function run(r: TapWorkerRun): void {
+  callFds = r.callFds;
+  const kickFds = r.kickFds;
+  const poll = new PollWindow(r.pollUs ?? 0);
+  libc.eventfdDrain(data.stopFd);
+  const ep = libc.epollCreate();
+  libc.epollAdd(ep, data.tapFd, libc.EPOLLIN | libc.EPOLLONESHOT, TAP);
+  libc.epollAdd(ep, kickFds[QueueIndex.RX], libc.EPOLLIN, KICK_RX);
+  libc.epollAdd(ep, kickFds[QueueIndex.TX], libc.EPOLLIN, KICK_TX);
+  libc.epollAdd(ep, data.stopFd, libc.EPOLLIN, STOP);
+  post({ kind: "ready" });
+  let polling = false;
+  // Anything queued before the run started: look once.
+  let look = true;
+  for (let running = true; running;) {
+    // Inside the window the guest need not kick; leaving it, kicks are asked for again and the
+    // ring is looked at once more, since a frame may have come just before (virtio 1.2, 2.7.10).
+    if (poll.open() !== polling) {
+      polling = !polling;
+      look = lock.with(() => dev.setPolling(QueueIndex.TX, polling)) || look;
     }
+    const n = libc.epollWait(ep, events, port.workPending || polling || look ? 0 : -1);
+    // Polling looks at both rings every round; otherwise what the last round left, plus events.
+    let tx = port.txPending || polling || look;
+    let rx = port.rxPending || polling || look;
+    look = false;
+    for (let i = 0; i < n; i++) {
+      const t = events.token(i);
+      const e = events.events(i);
+      if (t === STOP) running = false;
+      else if (t === KICK_TX) { libc.eventfdDrain(kickFds[QueueIndex.TX]); tx = true; }
+      else if (t === KICK_RX) { libc.eventfdDrain(kickFds[QueueIndex.RX]); port.buffersPosted(); rx = true; }
+      else if (t === TAP) {
+        if (e & libc.EPOLLOUT) tx = true;
+        if (e & (libc.EPOLLIN | libc.EPOLLERR | libc.EPOLLHUP)) rx = true;
+      }
+    }
+    if (!running) break;
+    if (!tx && !rx) continue;
+    const before = port.moved;
+    lock.with(() => {
+      if (tx) port.pumpTx();
+      // A TX round may have freed the tap for reads too; RX always gets a look after one.
+      const res = port.pumpRx();
+      if (res === "tap-error") post({ kind: "tap-error", message: port.stats.lastError ?? "tap error" });
+    });
+    if (port.moved !== before) poll.progress();
+    libc.epollMod(ep, data.tapFd, port.tapEvents() | libc.EPOLLONESHOT, TAP);
   }
-  if (!running) break;
-  if (!tx && !rx) continue;
-  const before = port.moved;
-  lock.with(() => {
-    if (tx) port.pumpTx();
-    // A TX round may have freed the tap for reads too; RX always gets a look after one.
-    const r = port.pumpRx();
-    if (r === "tap-error") post({ kind: "tap-error", message: port.stats.lastError ?? "tap error" });
-  });
-  if (port.moved !== before) poll.progress();
-  libc.epollMod(ep, data.tapFd, port.tapEvents() | libc.EPOLLONESHOT, TAP);
+  if (polling) lock.with(() => dev.setPolling(QueueIndex.TX, false));
+  libc.close(ep);
+  callFds = undefined;
+  post({ kind: "stopped" });
 }
-libc.close(ep);
-post({ kind: "stopped" });
+
+parentPort!.on("message", (m: { kind: "run" } & TapWorkerRun) => {
+  if (m.kind === "run") run(m);
+});
+post({ kind: "spawned" });

@@ -16,7 +16,7 @@ import type { LinuxTap } from "../backends/tap-linux.js";
 import type { VirtioNetDevice } from "../device/virtio-net.js";
 import * as libc from "../runtime/libc.js";
 
-/** What the Worker is started with. */
+/** What the Worker is started with (once per device). */
 export interface TapWorkerData {
   memory: WebAssembly.Memory;
   stateAddress: number;
@@ -25,19 +25,24 @@ export interface TapWorkerData {
   tapFd: number;
   tapName: string;
   vnetHdr: boolean;
-  /** Eventfds the guest's notifications arrive on, indexed by queue. */
-  kickFds: [number, number];
   stopFd: number;
-  /** Eventfds to signal interrupts on (vhost-user call fds); without them, messages. */
-  callFds?: [number, number];
-  /** Keep looking at the rings this many µs after the last frame moved before sleeping (0: never). */
-  pollUs?: number;
   /** Frames per pump (TapPort.budget). */
   budget?: number;
 }
 
+/** One data-path run: what the guest's notifications arrive on and where interrupts go. */
+export interface TapWorkerRun {
+  /** Eventfds the guest's notifications arrive on, indexed by queue. */
+  kickFds: [number, number];
+  /** Eventfds to signal interrupts on (vhost-user call fds); without them, messages. */
+  callFds?: [number, number];
+  /** Keep looking at the rings this many µs after the last frame moved before sleeping (0: never). */
+  pollUs?: number;
+}
+
 /** Messages from the Worker. */
 export type TapWorkerMessage =
+  | { kind: "spawned" }
   | { kind: "ready" }
   | { kind: "interrupt"; queue: QueueIndex }
   | { kind: "config-changed" }
@@ -71,35 +76,87 @@ function entryPath(): string {
   throw new Error('tap worker bundle not found: run "npm run build"');
 }
 
+/**
+ * A device's data-path thread. One thread serves every run of the device (a front-end's
+ * session, a guest's boot): run() starts the loop on that run's fds, pause() ends it, stop()
+ * ends the thread.
+ */
 export class TapWorker {
-  private constructor(
-    readonly kickFds: [number, number],
-    private readonly ownKickFds: boolean,
-    private readonly stopFd: number,
-    private readonly exited: Promise<void>,
-  ) {}
+  private waiters = new Map<TapWorkerMessage["kind"], (() => void)[]>();
+  private ownKickFds: [number, number] | null = null;
+  private current: TapWorkerRun | null = null;
+  private gone = false;
 
-  /** Starts the Worker; resolves once it waits for events. */
-  static async start(opts: TapWorkerOptions): Promise<TapWorker> {
-    const kickFds = opts.kickFds ?? [libc.eventfd(), libc.eventfd()];
+  private constructor(private readonly worker: Worker, private readonly stopFd: number, private readonly exited: Promise<void>) {}
+
+  /** Starts the thread; resolves once it can take runs. */
+  static async spawn(opts: Omit<TapWorkerOptions, "kickFds" | "callFds" | "pollUs">): Promise<TapWorker> {
     const stopFd = libc.eventfd();
     const data: TapWorkerData = {
       memory: opts.dev.memory, stateAddress: opts.dev.state, lockAddress: opts.lockAddress, nativeBase: opts.nativeBase,
-      tapFd: opts.tap.fd, tapName: opts.tap.name, vnetHdr: opts.tap.vnetHdr, kickFds, stopFd, callFds: opts.callFds, pollUs: opts.pollUs, budget: opts.budget,
+      tapFd: opts.tap.fd, tapName: opts.tap.name, vnetHdr: opts.tap.vnetHdr, stopFd, budget: opts.budget,
     };
     const worker = new Worker(entryPath(), { workerData: data });
-    let ready!: () => void;
-    const readyP = new Promise<void>((r) => { ready = r; });
-    const exited = new Promise<void>((resolve, reject) => {
-      worker.on("error", reject);
+    let tw!: TapWorker;
+    const exited = new Promise<void>((resolve) => {
+      worker.on("error", () => resolve());
       worker.on("exit", () => resolve());
     });
+    tw = new TapWorker(worker, stopFd, exited);
+    void exited.then(() => {
+      tw.gone = true;
+      for (const list of tw.waiters.values()) for (const w of list) w();
+      tw.waiters.clear();
+    });
     worker.on("message", (m: TapWorkerMessage) => {
-      if (m.kind === "ready") ready();
+      const list = tw.waiters.get(m.kind);
+      if (list) {
+        tw.waiters.delete(m.kind);
+        for (const w of list) w();
+      }
       opts.onMessage?.(m);
     });
-    await Promise.race([readyP, exited.then(() => { throw new Error("tap worker exited before it was ready"); })]);
-    return new TapWorker(kickFds, opts.kickFds === undefined, stopFd, exited);
+    await tw.next("spawned");
+    if (tw.gone) throw new Error("tap worker exited before it was ready");
+    return tw;
+  }
+
+  /** spawn() and run() in one. */
+  static async start(opts: TapWorkerOptions): Promise<TapWorker> {
+    const tw = await TapWorker.spawn(opts);
+    await tw.run({ kickFds: opts.kickFds ?? tw.ownKicks(), callFds: opts.callFds, pollUs: opts.pollUs });
+    return tw;
+  }
+
+  private ownKicks(): [number, number] {
+    this.ownKickFds ??= [libc.eventfd(), libc.eventfd()];
+    return this.ownKickFds;
+  }
+
+  private next(kind: TapWorkerMessage["kind"]): Promise<void> {
+    if (this.gone) return Promise.resolve();
+    return new Promise((resolve) => {
+      const list = this.waiters.get(kind) ?? [];
+      list.push(resolve);
+      this.waiters.set(kind, list);
+    });
+  }
+
+  /** Starts a run on these fds; resolves once the thread waits for events. */
+  async run(r: TapWorkerRun): Promise<void> {
+    if (this.current) throw new Error("tap worker is already running");
+    if (this.gone) throw new Error("tap worker has exited");
+    const ready = this.next("ready");
+    this.current = r;
+    this.worker.postMessage({ kind: "run", ...r });
+    await ready;
+    if (this.gone) throw new Error("tap worker exited while starting a run");
+  }
+
+  /** The kick eventfds of the current run. */
+  get kickFds(): [number, number] {
+    if (!this.current) throw new Error("tap worker is not running");
+    return this.current.kickFds;
   }
 
   /** A guest notification on queue `q` (for hosts whose transport is in this thread). */
@@ -107,11 +164,22 @@ export class TapWorker {
     libc.eventfdSignal(this.kickFds[q]);
   }
 
-  /** Wakes the Worker, waits for it to leave, closes the fds it was given here. */
-  async stop(): Promise<void> {
+  /** Ends the current run (the thread stays, for the next one). */
+  async pause(): Promise<void> {
+    if (!this.current) return;
+    const stopped = this.next("stopped");
     libc.eventfdSignal(this.stopFd);
+    await stopped;
+    this.current = null;
+  }
+
+  /** Ends the run and the thread; closes the fds it was given here. Node cannot stop a thread inside a foreign call, so the run ends first. */
+  async stop(): Promise<void> {
+    await this.pause();
+    await this.worker.terminate();
     await this.exited;
     libc.close(this.stopFd);
-    if (this.ownKickFds) for (const fd of this.kickFds) libc.close(fd);
+    if (this.ownKickFds) for (const fd of this.ownKickFds) libc.close(fd);
+    this.ownKickFds = null;
   }
 }

@@ -118,6 +118,7 @@ export class VhostUserNetBackend {
   private protocolAcked = false;
   private status = 0;
   private worker: TapWorker | null = null;
+  private workerRunning = false;
   private kicks: KickLoop | null = null;
 
   constructor(opts: VhostUserNetOptions) {
@@ -162,7 +163,7 @@ export class VhostUserNetBackend {
   }
 
   /** Whether the data path is running. */
-  get running(): boolean { return this.worker !== null || this.kicks !== null; }
+  get running(): boolean { return this.workerRunning || this.kicks !== null; }
 
   /** Fds the message being handled handed over for keeps (the rest are closed after it). */
   private taken = new Set<number>();
@@ -382,14 +383,16 @@ export class VhostUserNetBackend {
     this.dev.setStatus(Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK | Status.DRIVER_OK);
     const kickFds: [number, number] = [this.rings[0].kickFd, this.rings[1].kickFd];
     if (this.tap) {
-      this.worker = await TapWorker.start({
+      // One data-path thread per back-end, kept across sessions and guest reboots.
+      this.worker ??= await TapWorker.spawn({
         dev: this.dev, lockAddress: this.lockAddress, tap: this.tap, nativeBase: this.nativeBase,
-        kickFds, callFds: [this.rings[0].callFd, this.rings[1].callFd], pollUs: this.pollUs,
         onMessage: (m) => {
           if (m.kind === "needs-reset") this.log("error", "the guest's rings are malformed: device needs reset");
           if (m.kind === "tap-error") this.log("error", `tap ${this.tap!.name}: ${m.message}`);
         },
       });
+      await this.worker.run({ kickFds, callFds: [this.rings[0].callFd, this.rings[1].callFd], pollUs: this.pollUs });
+      this.workerRunning = true;
     } else {
       const port = this.network!.port;
       this.kicks = new KickLoop(kickFds, (q) => (q === QueueIndex.TX ? port.pumpTx() : port.pumpRx()), {
@@ -407,11 +410,12 @@ export class VhostUserNetBackend {
   /** Stops the Worker; the rings' next available indices become their bases. */
   private async stopDataPath(): Promise<void> {
     if (!this.running) return;
-    const w = this.worker;
     const k = this.kicks;
-    this.worker = null;
     this.kicks = null;
-    await w?.stop();
+    if (this.workerRunning) {
+      this.workerRunning = false;
+      await this.worker!.pause();
+    }
     await k?.stop();
     for (const q of [QueueIndex.RX, QueueIndex.TX]) {
       this.rings[q].base = this.dev.nextAvail(q);
@@ -447,6 +451,8 @@ export class VhostUserNetBackend {
   /** Stops everything, leaves the switch, closes the tap. */
   async close(): Promise<void> {
     await this.disconnect();
+    await this.worker?.stop();
+    this.worker = null;
     if (this.network) this.network.sw.detach(this.network.port);
     this.tap?.close();
     this.space.free(this.stateAddress);
