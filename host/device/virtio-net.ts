@@ -418,6 +418,9 @@ export class VirtioNetDevice {
   /** Wasm address of the iovec array rxNext() prepared. */
   rxIovecs(): number { return this.core.rxIov(this.state); }
 
+  /** Bytes the buffers rxNext() took can hold (the guest's header included). */
+  rxCapacity(): number { return this.core.rxCapacity(this.state); }
+
   /**
    * The backend wrote `nread` bytes (its header included) into the rxNext() iovecs: the frame
    * goes to the guest (header translated, checksums or segmentation finished where the guest

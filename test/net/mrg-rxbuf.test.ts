@@ -59,16 +59,16 @@ describe("MRG_RXBUF", () => {
     const f = fixture({ backend: BackendKind.VNET_HDR, features: OFFER });
     f.drv.bringUp(MRG | featureMask(Feature.CSUM, Feature.GUEST_CSUM, Feature.GUEST_TSO4), 64);
     f.drv.postRx(10, { parts: [1536] });
-    expect(f.dev.core.rxNext(f.dev.state)).toBe(0);
+    expect(f.dev.rxNext()).toBe(0);
     f.drv.postRx(40, { parts: [1536] });
-    expect(f.dev.core.rxNext(f.dev.state)).toBeGreaterThan(0);
-    expect(f.dev.core.rxCapacity(f.dev.state)).toBeGreaterThanOrEqual(12 + 65553);
-    f.dev.core.rxAbort(f.dev.state);
+    expect(f.dev.rxNext()).toBeGreaterThan(0);
+    expect(f.dev.rxCapacity()).toBeGreaterThanOrEqual(12 + 65553);
+    f.dev.rxAbort();
 
     const g = fixture({ backend: BackendKind.VNET_HDR, features: OFFER });
     g.drv.bringUp(MRG | featureMask(Feature.CSUM, Feature.GUEST_CSUM, Feature.GUEST_TSO4), 16);
     g.drv.postRx(16, { parts: [1536] });
-    expect(g.dev.core.rxNext(g.dev.state)).toBe(16);
+    expect(g.dev.rxNext()).toBe(16);
   });
 
   it("buffers held for the next packet go back to the ring when the queue stops (GET_VRING_BASE)", () => {
