@@ -61,6 +61,8 @@ export interface BootOptions {
   /** The NIC's MAC (QEMU's virtio-net-pci `mac=`). */
   mac?: string;
   memMiB?: number;
+  /** Let the guest reboot inside the same QEMU process (default: a reboot ends QEMU). */
+  allowReboot?: boolean;
 }
 
 /**
@@ -134,7 +136,7 @@ export function boot(opts: BootOptions): Guest {
   const props = ["virtio-net-pci", "netdev=n0", "romfile=", ...(opts.qemuTap ? [] : ["vectors=0"]), ...(opts.mac ? [`mac=${opts.mac}`] : []),
     ...(opts.deviceProps ? [opts.deviceProps] : [])].join(",");
   const args = [
-    "-M", "q35", "-accel", "tcg,thread=multi", "-cpu", "max", "-m", `${mem}M`, "-smp", "1", "-nographic", "-no-reboot",
+    "-M", "q35", "-accel", "tcg,thread=multi", "-cpu", "max", "-m", `${mem}M`, "-smp", "1", "-nographic", ...(opts.allowReboot ? [] : ["-no-reboot"]),
     "-object", `memory-backend-memfd,id=mem,size=${mem}M,share=on`, "-numa", "node,memdev=mem",
     "-kernel", join(GUEST_DIR, "vmlinuz"), "-initrd", initrd,
     "-append", `console=ttyS0 quiet panic=-1${opts.netParams ? ` vnw.net=${opts.netParams}` : ""}`,

@@ -45,6 +45,32 @@ if (mode === "udp-recv") {
   });
   srv.listen(port, addr, () => console.error("ready"));
   setTimeout(() => process.exit(4), Number(arg ?? 60000)).unref();
+} else if (mode === "tcp-say") {
+  // Answer each connection with the next line of `arg` (lines separated by "|"), then close;
+  // exit after the last. A guest asks it what to do next (it cannot remember across reboots).
+  const lines = String(arg).split("|");
+  let i = 0;
+  const srv = net.createServer((c) => {
+    c.end(`${lines[i++]}\n`);
+    if (i === lines.length) srv.close();
+  });
+  srv.listen(port, addr, () => console.error("ready"));
+  setTimeout(() => process.exit(4), 240_000).unref();
+} else if (mode === "tcp-sinks") {
+  // Accept `arg` connections one after another; print {port, bytes, sha256} for each.
+  const { createHash } = await import("node:crypto");
+  let left = Number(arg);
+  const srv = net.createServer((c) => {
+    const h = createHash("sha256");
+    let bytes = 0;
+    c.on("data", (d) => { h.update(d); bytes += d.length; });
+    c.on("end", () => {
+      console.log(JSON.stringify({ bytes, sha256: h.digest("hex") }));
+      if (--left === 0) { srv.close(); process.exit(0); }
+    });
+  });
+  srv.listen(port, addr, () => console.error("ready"));
+  setTimeout(() => process.exit(4), 240_000).unref();
 } else if (mode === "tcp-source") {
   // Connect, send `arg` pseudo-random bytes, print {bytes, sha256}.
   const { createHash, randomBytes } = await import("node:crypto");
