@@ -731,7 +731,11 @@ export function rxCommit(st: usize, nread: u32): i32 {
   if (nread < bhl + ETH_HLEN) reason = Metric.DROP_RUNT;
   else {
     frameLen = nread - bhl;
-    if (frameLen > d.rxCap - d.hdrLen) reason = Metric.DROP_BUFFER_TOO_SMALL;
+    // No frame is larger than a 64 KiB IP datagram with its Ethernet and VLAN headers; a
+    // backend claiming more (MRG_RXBUF pools can hold more) is not believed, and such a frame
+    // would not fit the staging area segmentation copies it into.
+    if (frameLen > MAX_FRAME) reason = Metric.DROP_OVERSIZE;
+    else if (frameLen > d.rxCap - d.hdrLen) reason = Metric.DROP_BUFFER_TOO_SMALL;
     else if (d.lockedMac != 0 && !destinationAccepted(st, chain)) reason = Metric.DROP_LOCKED_MAC;
   }
   if (reason == 0) {
