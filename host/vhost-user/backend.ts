@@ -251,7 +251,18 @@ export class VhostUserNetBackend {
       case Req.ADD_MEM_REG: {
         if (m.fds.length !== 1) throw new ProtocolError(`ADD_MEM_REG with ${m.fds.length} fds`);
         const r = readSingleRegion(p);
-        this.mapped.add(r, this.take(m.fds[0]));
+        // A front-end setting the device up again may add a region it added before: the same
+        // region replaces the old mapping; a different one at that address is refused.
+        const old = this.mapped.regions.find((x) => x.gpa === r.gpa);
+        if (old && old.size === r.size && old.qva === r.qva && old.mmapOffset === r.mmapOffset) {
+          // Not with the rings running: they may live in it.
+          await this.withDataPathStopped(() => {
+            this.mapped.remove(r.gpa);
+            this.mapped.add(r, this.take(m.fds[0]));
+          });
+        } else {
+          this.mapped.add(r, this.take(m.fds[0]));
+        }
         this.log("info", `memory: added gpa 0x${r.gpa.toString(16)}+${r.size >> 20n}M`);
         return {};
       }

@@ -22,6 +22,7 @@ export class Session {
   drv: GuestDriver;
   stack: GuestStack;
   private running = true;
+  private polling = false;
   private loop: Promise<void> = Promise.resolve();
   constructor(features: bigint, opts: SessionOptions = {}) {
     this.fe = new VhostFrontend({ ramSize: opts.ramSize ?? 32 << 20, memSlots: opts.memSlots, hole: opts.hole });
@@ -37,6 +38,15 @@ export class Session {
     this.drv.setupQueues(queueSize);
     this.drv.start();
     await this.fe.start();
+    this.startPolling();
+    this.stack.start();
+    return offered;
+  }
+
+  /** Turns the back-end's call eventfds into polls of the (current) guest stack. */
+  startPolling(): void {
+    if (this.polling) return;
+    this.polling = true;
     const ep = libc.epollCreate();
     libc.epollAdd(ep, this.fe.callFds[0], libc.EPOLLIN, 0);
     libc.epollAdd(ep, this.fe.callFds[1], libc.EPOLLIN, 1);
@@ -49,8 +59,6 @@ export class Session {
       }
       libc.close(ep);
     })();
-    this.stack.start();
-    return offered;
   }
   /**
    * The guest reboots: a new driver (fresh rings) and stack on the same front-end connection,

@@ -203,6 +203,50 @@ export class VhostFrontend implements DriverTransport {
     await this.request(Req.SET_STATUS, u64Payload(BigInt(Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK | Status.DRIVER_OK)));
   }
 
+  /**
+   * The set-up messages of start() in a random order that any front-end could use (memory
+   * always before ring addresses, which are given in the front-end's address space), after an
+   * optional reset of a random kind (SET_STATUS 0, RESET_DEVICE, RESET_OWNER) when `reset`.
+   */
+  async startShuffled(random: () => number, reset: boolean): Promise<string[]> {
+    const steps: { name: string; after?: string; run: () => Promise<unknown> }[] = [];
+    const order: string[] = [];
+    if (reset) {
+      const kind = [Req.SET_STATUS, Req.RESET_DEVICE, Req.RESET_OWNER][Math.floor(random() * 3)];
+      order.push(`reset ${kind}`);
+      await this.request(kind, kind === Req.SET_STATUS ? u64Payload(0n) : undefined);
+    }
+    const qva = (gpa: bigint) => this.base + BigInt(this.guestBase) + gpa;
+    steps.push({ name: "features", run: () => this.request(Req.SET_FEATURES, u64Payload(this.features | (1n << F_PROTOCOL_FEATURES))) });
+    steps.push({
+      name: "memory",
+      run: async () => {
+        if (this.opts.memSlots) for (const r of this.memRegions) await this.request(Req.ADD_MEM_REG, singleRegionPayload(r), [this.memfd]);
+        else await this.request(Req.SET_MEM_TABLE, memTablePayload(this.memRegions), this.memRegions.map(() => this.memfd));
+      },
+    });
+    for (const q of [0, 1]) {
+      const r = this.rings[q];
+      steps.push({ name: `num${q}`, run: () => this.request(Req.SET_VRING_NUM, vringStatePayload(q, r.size)) });
+      steps.push({ name: `base${q}`, run: () => this.request(Req.SET_VRING_BASE, vringStatePayload(q, 0)) });
+      steps.push({ name: `addr${q}`, after: "memory", run: () => this.request(Req.SET_VRING_ADDR, vringAddrPayload({ index: q, flags: 0, desc: qva(r.desc), used: qva(r.used), avail: qva(r.avail), log: 0n })) });
+      steps.push({ name: `kick${q}`, run: () => this.request(Req.SET_VRING_KICK, u64Payload(BigInt(q)), [this.kickFds[q]]) });
+      steps.push({ name: `call${q}`, run: () => this.request(Req.SET_VRING_CALL, u64Payload(BigInt(q)), [this.callFds[q]]) });
+      steps.push({ name: `enable${q}`, run: () => this.request(Req.SET_VRING_ENABLE, vringStatePayload(q, 1)) });
+    }
+    const done = new Set<string>();
+    while (steps.length) {
+      const ready = steps.filter((x) => !x.after || done.has(x.after));
+      const next = ready[Math.floor(random() * ready.length)];
+      steps.splice(steps.indexOf(next), 1);
+      await next.run();
+      done.add(next.name);
+      order.push(next.name);
+    }
+    if (this.opts.memSlots) await this.request(Req.SET_STATUS, u64Payload(BigInt(Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK | Status.DRIVER_OK)));
+    return order;
+  }
+
   /** QEMU's stop: GET_VRING_BASE for each ring; returns the bases. */
   async stop(): Promise<number[]> {
     const out: number[] = [];

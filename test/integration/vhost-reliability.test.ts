@@ -7,11 +7,14 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import { Feature } from "../../assembly/abi.js";
 import { featureMask } from "../../host/device/features.js";
 import * as libc from "../../host/runtime/libc.js";
 import { encodeMessage, FLAG_NEED_REPLY, FLAG_VERSION, Req, singleRegionPayload, u64Payload } from "../../host/vhost-user/protocol.js";
+import { GuestDriver, rng } from "../../host/testing/driver-model.js";
+import { GuestStack } from "./guest-stack.js";
 import { Session } from "./session.js";
 import { VhostFrontend } from "./vhost-frontend.js";
 
@@ -66,6 +69,33 @@ describe.skipIf(process.platform !== "linux" || !existsSync(cli))("vhost-user ba
       await s.end();
     }
   }, 30_000);
+
+  it("comes up in any order a front-end sets it up in, also after a reset of any kind, with traffic between", async () => {
+    const be = await startBackend();
+    await fc.assert(fc.asyncProperty(fc.integer({ min: 1, max: 1 << 30 }), fc.boolean(), fc.integer({ min: 0, max: 2 }), async (seed, memSlots, resets) => {
+      const random = rng(seed);
+      const s = new Session(FEATURES, { ramSize: 16 << 20, memSlots, seed, ip4: [198, 51, 100, 22] });
+      const orders: string[][] = [];
+      try {
+        await s.fe.connect(be.socket);
+        await s.fe.handshake();
+        for (let k = 0; k <= resets; k++) {
+          // Each time a driver that lays out fresh rings, then the set-up in a random order.
+          s.drv = new GuestDriver({ memory: s.fe.memory, regions: s.fe.regions }, s.fe, seed + k);
+          s.stack = new GuestStack(s.drv, FEATURES, (q) => libc.eventfdSignal(s.fe.kickFds[q]), 32, s.stack.mac, s.stack.ip4);
+          if (!s.drv.negotiate(FEATURES)) throw new Error("refused");
+          s.drv.setupQueues(64);
+          s.drv.start();
+          orders.push(await s.fe.startShuffled(random, k > 0));
+          s.startPolling();
+          s.stack.start();
+          await reachesGateway(s).catch((e: Error) => { throw new Error(`${e.message} after ${JSON.stringify(orders)}`); });
+        }
+      } finally {
+        await s.end();
+      }
+    }), { numRuns: 12 });
+  }, 120_000);
 
   it("refuses what would fault or block it, closes every fd it was handed, and serves the next session", async () => {
     const be = await startBackend();
