@@ -157,28 +157,43 @@ export class VhostFrontend implements DriverTransport {
     return offered;
   }
 
-  /** After the driver model laid out its rings: features, memory, rings, status (QEMU's start). */
-  async start(): Promise<void> {
-    await this.request(Req.SET_FEATURES, u64Payload(this.features | (1n << F_PROTOCOL_FEATURES)));
+  /** The guest's memory: one SET_MEM_TABLE, or an ADD_MEM_REG per region (CONFIGURE_MEM_SLOTS). */
+  private async sendMemory(): Promise<void> {
     if (this.opts.memSlots) {
-      await this.request(Req.GET_MAX_MEM_SLOTS, undefined, [], true);
       for (const r of this.memRegions) await this.request(Req.ADD_MEM_REG, singleRegionPayload(r), [this.memfd]);
     } else {
       await this.request(Req.SET_MEM_TABLE, memTablePayload(this.memRegions), this.memRegions.map(() => this.memfd));
     }
-    for (const q of [0, 1]) {
-      const r = this.rings[q];
-      const qva = (gpa: bigint) => this.base + BigInt(this.guestBase) + gpa;
-      await this.request(Req.SET_VRING_NUM, vringStatePayload(q, r.size));
-      await this.request(Req.SET_VRING_BASE, vringStatePayload(q, 0));
-      await this.request(Req.SET_VRING_ADDR, vringAddrPayload({ index: q, flags: 0, desc: qva(r.desc), used: qva(r.used), avail: qva(r.avail), log: 0n }));
-      await this.request(Req.SET_VRING_KICK, u64Payload(BigInt(q)), [this.kickFds[q]]);
-      await this.request(Req.SET_VRING_CALL, u64Payload(BigInt(q)), [this.callFds[q]]);
-    }
+  }
+
+  /** SET_VRING_ADDR for ring `q` (addresses in this front-end's address space, as QEMU gives them). */
+  private sendRingAddr(q: number): Promise<unknown> {
+    const r = this.rings[q];
+    const qva = (gpa: bigint) => this.base + BigInt(this.guestBase) + gpa;
+    return this.request(Req.SET_VRING_ADDR, vringAddrPayload({ index: q, flags: 0, desc: qva(r.desc), used: qva(r.used), avail: qva(r.avail), log: 0n }));
+  }
+
+  /** Ring `q`'s size, base, address, kick fd and then call fd, in QEMU's order. */
+  private async setUpRing(q: number): Promise<void> {
+    await this.request(Req.SET_VRING_NUM, vringStatePayload(q, this.rings[q].size));
+    await this.request(Req.SET_VRING_BASE, vringStatePayload(q, 0));
+    await this.sendRingAddr(q);
+    await this.request(Req.SET_VRING_KICK, u64Payload(BigInt(q)), [this.kickFds[q]]);
+    await this.request(Req.SET_VRING_CALL, u64Payload(BigInt(q)), [this.callFds[q]]);
+  }
+
+  private driverOk(): Promise<unknown> {
+    return this.request(Req.SET_STATUS, u64Payload(BigInt(Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK | Status.DRIVER_OK)));
+  }
+
+  /** After the driver model laid out its rings: features, memory, rings, status (QEMU's start). */
+  async start(): Promise<void> {
+    await this.request(Req.SET_FEATURES, u64Payload(this.features | (1n << F_PROTOCOL_FEATURES)));
+    if (this.opts.memSlots) await this.request(Req.GET_MAX_MEM_SLOTS, undefined, [], true);
+    await this.sendMemory();
+    for (const q of [0, 1]) await this.setUpRing(q);
     for (const q of [0, 1]) await this.request(Req.SET_VRING_ENABLE, vringStatePayload(q, 1));
-    if (this.opts.memSlots) {
-      await this.request(Req.SET_STATUS, u64Payload(BigInt(Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK | Status.DRIVER_OK)));
-    }
+    if (this.opts.memSlots) await this.driverOk();
   }
 
   /**
@@ -191,16 +206,8 @@ export class VhostFrontend implements DriverTransport {
     layout();
     await this.request(Req.SET_FEATURES, u64Payload(this.features | (1n << F_PROTOCOL_FEATURES)));
     for (const q of [0, 1]) await this.request(Req.SET_VRING_ENABLE, vringStatePayload(q, 1));
-    for (const q of [0, 1]) {
-      const r = this.rings[q];
-      const qva = (gpa: bigint) => this.base + BigInt(this.guestBase) + gpa;
-      await this.request(Req.SET_VRING_NUM, vringStatePayload(q, r.size));
-      await this.request(Req.SET_VRING_BASE, vringStatePayload(q, 0));
-      await this.request(Req.SET_VRING_ADDR, vringAddrPayload({ index: q, flags: 0, desc: qva(r.desc), used: qva(r.used), avail: qva(r.avail), log: 0n }));
-      await this.request(Req.SET_VRING_KICK, u64Payload(BigInt(q)), [this.kickFds[q]]);
-      await this.request(Req.SET_VRING_CALL, u64Payload(BigInt(q)), [this.callFds[q]]);
-    }
-    await this.request(Req.SET_STATUS, u64Payload(BigInt(Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK | Status.DRIVER_OK)));
+    for (const q of [0, 1]) await this.setUpRing(q);
+    await this.driverOk();
   }
 
   /**
@@ -216,20 +223,12 @@ export class VhostFrontend implements DriverTransport {
       order.push(`reset ${kind}`);
       await this.request(kind, kind === Req.SET_STATUS ? u64Payload(0n) : undefined);
     }
-    const qva = (gpa: bigint) => this.base + BigInt(this.guestBase) + gpa;
     steps.push({ name: "features", run: () => this.request(Req.SET_FEATURES, u64Payload(this.features | (1n << F_PROTOCOL_FEATURES))) });
-    steps.push({
-      name: "memory",
-      run: async () => {
-        if (this.opts.memSlots) for (const r of this.memRegions) await this.request(Req.ADD_MEM_REG, singleRegionPayload(r), [this.memfd]);
-        else await this.request(Req.SET_MEM_TABLE, memTablePayload(this.memRegions), this.memRegions.map(() => this.memfd));
-      },
-    });
+    steps.push({ name: "memory", run: () => this.sendMemory() });
     for (const q of [0, 1]) {
-      const r = this.rings[q];
-      steps.push({ name: `num${q}`, run: () => this.request(Req.SET_VRING_NUM, vringStatePayload(q, r.size)) });
+      steps.push({ name: `num${q}`, run: () => this.request(Req.SET_VRING_NUM, vringStatePayload(q, this.rings[q].size)) });
       steps.push({ name: `base${q}`, run: () => this.request(Req.SET_VRING_BASE, vringStatePayload(q, 0)) });
-      steps.push({ name: `addr${q}`, after: "memory", run: () => this.request(Req.SET_VRING_ADDR, vringAddrPayload({ index: q, flags: 0, desc: qva(r.desc), used: qva(r.used), avail: qva(r.avail), log: 0n })) });
+      steps.push({ name: `addr${q}`, after: "memory", run: () => this.sendRingAddr(q) });
       steps.push({ name: `kick${q}`, run: () => this.request(Req.SET_VRING_KICK, u64Payload(BigInt(q)), [this.kickFds[q]]) });
       steps.push({ name: `call${q}`, run: () => this.request(Req.SET_VRING_CALL, u64Payload(BigInt(q)), [this.callFds[q]]) });
       steps.push({ name: `enable${q}`, run: () => this.request(Req.SET_VRING_ENABLE, vringStatePayload(q, 1)) });
@@ -243,7 +242,7 @@ export class VhostFrontend implements DriverTransport {
       done.add(next.name);
       order.push(next.name);
     }
-    if (this.opts.memSlots) await this.request(Req.SET_STATUS, u64Payload(BigInt(Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK | Status.DRIVER_OK)));
+    if (this.opts.memSlots) await this.driverOk();
     return order;
   }
 
