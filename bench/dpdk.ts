@@ -12,15 +12,15 @@
  * Contenders alternate over rounds; read the ratios.
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { LinuxTap } from "../host/backends/tap-linux.js";
 import * as libc from "../host/runtime/libc.js";
-import { Testpmd, testpmdAvailable } from "../host/testing/testpmd.js";
+import { Testpmd, testpmdAvailable, virtioUserVdev } from "../host/testing/testpmd.js";
 import { Netns, netTestsAvailable } from "../test/integration/netns.js";
-import { fmt, table } from "./harness.js";
+import { cpuSeconds, fmt, table } from "./harness.js";
 
 const cli = fileURLToPath(new URL("../cli/main.js", import.meta.url));
 const SECONDS = Number(process.env.VNW_DPDK_SECONDS ?? 5);
@@ -31,14 +31,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 let seq = 0;
 
-/** CPU seconds (user + system) a process has used so far. */
-function cpuSeconds(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
-  return (Number(f[11]) + Number(f[12])) / 100;
-}
-
 const sock = (n: string) => join(tmpdir(), `vnw-bench-${process.pid}-${seq++}-${n}.sock`);
-const virtioUser = (i: number, path: string, mac: string) => `net_virtio_user${i},path=${path},queues=1,queue_size=256,mac=${mac}`;
 
 async function waitOutput(child: ChildProcess, out: () => string, re: RegExp, ms = 15_000): Promise<void> {
   const t0 = Date.now();
@@ -82,7 +75,7 @@ async function loopRun(kind: "ours" | "vhost-pmd", extra: string[] = []): Promis
   const be = await startBackend(kind, sockets, extra);
   try {
     const pmd = await Testpmd.start({
-      vdevs: [virtioUser(0, sockets[0], MAC0), virtioUser(1, sockets[1], MAC1)],
+      vdevs: [virtioUserVdev(0, sockets[0], MAC0), virtioUserVdev(1, sockets[1], MAC1)],
       app: ["--forward-mode=mac", `--eth-peer=0,${MAC1}`, `--eth-peer=1,${MAC0}`, "--tx-first"],
       filePrefix: `bfe${process.pid}${seq++}`, cpu: 0,
     });
@@ -196,7 +189,7 @@ async function tapRows(rows: string[][]): Promise<void> {
         ns.ip(["addr", "add", "192.0.2.1/24", "dev", tapName]);
         ns.ip(["link", "set", tapName, "up"]);
         ns.ip(["neigh", "add", "192.0.2.2", "lladdr", MAC0, "dev", tapName, "nud", "permanent"]);
-        const pmd = await Testpmd.start({ vdevs: [virtioUser(0, s, MAC0)], app: [`--forward-mode=${mode}`], filePrefix: `bt${process.pid}${seq++}`, cpu: 0 });
+        const pmd = await Testpmd.start({ vdevs: [virtioUserVdev(0, s, MAC0)], app: [`--forward-mode=${mode}`], filePrefix: `bt${process.pid}${seq++}`, cpu: 0 });
         if (mode === "txonly") {
           await sleep(500);
           const c0 = counter(ns, tapName, "rx_packets");

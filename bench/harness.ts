@@ -2,6 +2,8 @@
  * Timing helpers. The machine is shared and noisy, so every comparison runs its contenders
  * interleaved (A B A B ...) in one process and reports the median of per-round ratios.
  */
+import { readFileSync } from "node:fs";
+
 export interface Rate {
   /** Operations per second (median over rounds). */
   perSecond: number;
@@ -47,6 +49,12 @@ export function compare(contenders: Record<string, (n: number) => void>, rounds 
     for (const name of names) ratios[name].push(row[name] / row[names[0]]);
   }
   return Object.fromEntries(names.map((n) => [n, { rate: median(rates[n]), ratio: median(ratios[n]) }]));
+}
+
+/** CPU seconds (user + system) a process has used so far. */
+export function cpuSeconds(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+  return (Number(f[11]) + Number(f[12])) / 100;
 }
 
 export function fmt(n: number, digits = 2): string {

@@ -6,12 +6,12 @@
  * (guest/build-guest.sh). Under TCG the guest's CPU is the bottleneck: read the ratio.
  */
 import { execFileSync, spawn } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { boot, guestAvailable } from "../host/testing/qemu.js";
 import { netTestsAvailable } from "../test/integration/netns.js";
 import { Netns } from "../test/integration/netns.js";
-import { table } from "./harness.js";
+import { cpuSeconds, table } from "./harness.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const SECONDS = Number(process.env.VNW_IPERF_SECONDS ?? 10);
@@ -29,12 +29,6 @@ function bitsPerSecond(line: string): number {
   const m = line.match(/([\d.]+) ([KMG]?)bits\/sec/);
   if (!m) throw new Error(`no iperf3 result in: ${line || "(nothing)"}`);
   return Number(m[1]) * ({ "": 1, K: 1e3, M: 1e6, G: 1e9 } as Record<string, number>)[m[2]];
-}
-
-/** CPU seconds (user + system) a process has used so far. */
-function cpuSeconds(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
-  return (Number(f[11]) + Number(f[12])) / 100;
 }
 
 /** QEMU's virtio-net restricted to what our back-end offers today (TSO and ECN yes; UFO and MRG_RXBUF no). */

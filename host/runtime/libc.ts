@@ -104,6 +104,12 @@ export function close(fd: number): void {
   check("close", c.close(fd));
 }
 
+/** close(2) for cleanup paths: an fd already closed (or never valid) is not an error there. */
+export function closeQuietly(fd: number): void {
+  if (fd < 0) return;
+  try { close(fd); } catch { /* already closed */ }
+}
+
 /** ioctl(2) with a pointer argument (a buffer the kernel reads and/or writes). */
 export function ioctl(fd: number, request: number, arg: Uint8Array, name = `ioctl(0x${request.toString(16)})`): number {
   return check(name, c.ioctlPtr(fd, request, arg));

@@ -9,6 +9,11 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
+/** A virtio-user port (`--vdev`) on the vhost-user socket `path`, one queue pair of 256, MAC `mac`. */
+export function virtioUserVdev(i: number, path: string, mac: string): string {
+  return `net_virtio_user${i},path=${path},queues=1,queue_size=256,mac=${mac}`;
+}
+
 /** Where testpmd is (Debian: dpdk-dev), or null. */
 export function testpmdPath(): string | null {
   for (const p of ["/usr/bin/dpdk-testpmd", "/usr/local/bin/dpdk-testpmd"]) if (existsSync(p)) return p;

@@ -188,7 +188,7 @@ export class VhostUserNetBackend {
       if (e instanceof ProtocolError) out = { close: `${name}: ${e.message}` };
       else this.log("error", `${name}: ${(e as Error).message}`);
     } finally {
-      for (const fd of m.fds) if (!this.taken.has(fd)) closeQuiet(fd);
+      for (const fd of m.fds) if (!this.taken.has(fd)) libc.closeQuietly(fd);
     }
     if (out.close) return out;
     if (!out.reply && (m.flags & FLAG_NEED_REPLY)) {
@@ -445,7 +445,7 @@ export class VhostUserNetBackend {
   /** Device reset (RESET_OWNER, RESET_DEVICE, status 0): rings and negotiation start over. */
   async reset(): Promise<void> {
     await this.stopDataPath();
-    for (const r of this.rings) for (const fd of [r.kickFd, r.callFd, r.errFd]) closeQuiet(fd);
+    for (const r of this.rings) for (const fd of [r.kickFd, r.callFd, r.errFd]) libc.closeQuietly(fd);
     this.rings = [newRing(), newRing()];
     this.dev.setStatus(0);
     this.status = 0;
@@ -486,12 +486,7 @@ function notAnEventfd(fd: number): string | null {
   return target === "anon_inode:[eventfd]" ? null : `fd is ${target}, not an eventfd`;
 }
 
-function closeQuiet(fd: number): void {
-  if (fd < 0) return;
-  try { libc.close(fd); } catch { /* already closed */ }
-}
-
 function replaceFd(old: number, fd: number): number {
-  closeQuiet(old);
+  libc.closeQuietly(old);
   return fd;
 }

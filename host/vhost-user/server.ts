@@ -119,7 +119,7 @@ export class VhostUserServer {
         // Until the message is whole, its fds are ours to close: a front-end that goes away
         // mid-message (or sends one we refuse) must not leave them open.
         const refuse = (why: string) => {
-          for (const x of fds) closeQuietly(x);
+          for (const x of fds) libc.closeQuietly(x);
           return why;
         };
         if (h.n < HEADER_SIZE) {
@@ -161,8 +161,4 @@ export class VhostUserServer {
     }
     return null;
   }
-}
-
-function closeQuietly(fd: number): void {
-  try { libc.close(fd); } catch { /* already closed */ }
 }

@@ -15,7 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
-import { ensureHugePages, Testpmd, testpmdAvailable } from "../../host/testing/testpmd.js";
+import { ensureHugePages, Testpmd, testpmdAvailable, virtioUserVdev } from "../../host/testing/testpmd.js";
 import { Netns, netTestsAvailable } from "../integration/netns.js";
 
 const cli = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
@@ -64,7 +64,6 @@ async function waitFor(cond: () => boolean, what: string, ms = 10_000): Promise<
 }
 
 const sock = (name: string) => join(tmpdir(), `vnw-dpdk-${process.pid}-${seq++}-${name}.sock`);
-const virtioUser = (i: number, path: string, mac: string) => `net_virtio_user${i},path=${path},queues=1,queue_size=256,mac=${mac}`;
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -94,7 +93,7 @@ describe.skipIf(!dpdk.ok || !existsSync(cli))(`DPDK testpmd as the front-end${dp
 
     it("txonly: every frame testpmd queued reaches the kernel, which keeps receiving to the end", async () => {
       const { socket, be, counter } = await tapSetup();
-      const pmd = await Testpmd.start({ vdevs: [virtioUser(0, socket, MAC0)], app: ["--forward-mode=txonly"], filePrefix: `tx${process.pid}` });
+      const pmd = await Testpmd.start({ vdevs: [virtioUserVdev(0, socket, MAC0)], app: ["--forward-mode=txonly"], filePrefix: `tx${process.pid}` });
       cleanups.push(() => pmd.kill());
       const samples: number[] = [];
       for (let i = 0; i < 8; i++) {
@@ -114,7 +113,7 @@ describe.skipIf(!dpdk.ok || !existsSync(cli))(`DPDK testpmd as the front-end${dp
       const { ns, tap, socket, be, counter } = await tapSetup(false);
       // Frames to 192.0.2.2 go out through the tap to testpmd's MAC without ARP.
       ns.ip(["neigh", "add", "192.0.2.2", "lladdr", MAC0, "dev", tap, "nud", "permanent"]);
-      const pmd = await Testpmd.start({ vdevs: [virtioUser(0, socket, MAC0)], app: ["--forward-mode=rxonly"], filePrefix: `rx${process.pid}` });
+      const pmd = await Testpmd.start({ vdevs: [virtioUserVdev(0, socket, MAC0)], app: ["--forward-mode=rxonly"], filePrefix: `rx${process.pid}` });
       cleanups.push(() => pmd.kill());
       const count = 200_000;
       const blast = [
@@ -158,7 +157,7 @@ describe.skipIf(!dpdk.ok || !existsSync(cli))(`DPDK testpmd as the front-end${dp
       side[0].ns.ip(["neigh", "add", "192.0.2.2", "lladdr", MAC0, "dev", side[0].tap, "nud", "permanent"]);
       side[1].ns.ip(["neigh", "add", "192.0.2.1", "lladdr", MAC1, "dev", side[1].tap, "nud", "permanent"]);
       const pmd = await Testpmd.start({
-        vdevs: [virtioUser(0, side[0].socket, MAC0), virtioUser(1, side[1].socket, MAC1)],
+        vdevs: [virtioUserVdev(0, side[0].socket, MAC0), virtioUserVdev(1, side[1].socket, MAC1)],
         app: [`--eth-peer=0,${side[0].mac}`, `--eth-peer=1,${side[1].mac}`],
         filePrefix: `cs${process.pid}`,
         commands: ["port stop all", ...[0, 1].flatMap((p) => [`csum set ip sw ${p}`, `csum set tcp hw ${p}`, `csum set udp hw ${p}`, `tso set 800 ${p}`]),
@@ -204,7 +203,7 @@ describe.skipIf(!dpdk.ok || !existsSync(cli))(`DPDK testpmd as the front-end${dp
       // mac forwarding: each port sends to the other's MAC, so the learning switch forwards
       // unicast (io forwarding would reflect a port's own source MAC back at it).
       const pmd = await Testpmd.start({
-        vdevs: [virtioUser(0, a, MAC0), virtioUser(1, b, MAC1)],
+        vdevs: [virtioUserVdev(0, a, MAC0), virtioUserVdev(1, b, MAC1)],
         app: ["--forward-mode=mac", `--eth-peer=0,${MAC1}`, `--eth-peer=1,${MAC0}`, "--tx-first"],
         filePrefix: `fw${process.pid}${seq++}`, hugePages,
       });
