@@ -101,7 +101,7 @@ describe.each<Mode>(["Worker", "TapLoop"])("%s with a driver that kicks only whe
       } finally {
         await env.close();
       }
-    }), { numRuns: 12, endOnFailure: true });
+    }), { numRuns: 12, endOnFailure: true, ...(process.env.LW_SEED ? { seed: Number(process.env.LW_SEED), path: "1" } : {}) });
   }, 120_000);
 
   it("a burst of a whole 1024-entry ring, then nothing: the loop drains it without another kick", async () => {
