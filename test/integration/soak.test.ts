@@ -11,6 +11,7 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { Feature } from "../../assembly/abi.js";
 import { featureMask } from "../../host/device/features.js";
+import { boot, guestAvailable } from "../../host/testing/qemu.js";
 import { Netns, netTestsAvailable } from "./netns.js";
 import { Session } from "./session.js";
 
@@ -20,6 +21,9 @@ const SESSIONS = Number(process.env.VNW_SOAK_SESSIONS ?? 40);
 const WARMUP = 10;
 const FEATURES = featureMask(Feature.VERSION_1, Feature.EVENT_IDX, Feature.CSUM, Feature.GUEST_CSUM);
 const net = netTestsAvailable();
+/** Real QEMU boots against one back-end (npm run soak: 20; the default suite: none). */
+const BOOTS = Number(process.env.VNW_SOAK_BOOTS ?? 0);
+const qemu = guestAvailable();
 
 interface Sample { fds: number; maps: number; threads: number; rssKb: number }
 function sample(pid: number): Sample {
@@ -81,6 +85,32 @@ describe.skipIf(process.platform !== "linux" || !existsSync(cli))(`soak: ${SESSI
   it("on the embedded network: fds, mappings, threads and RSS stay flat", async () => {
     expectFlat(await soak("embedded"));
   }, 60_000 + SESSIONS * 1000);
+
+  it.skipIf(BOOTS === 0 || !net.ok || !qemu.ok)(`${BOOTS} real QEMU boots against one back-end on a tap${BOOTS === 0 ? " (skipped: VNW_SOAK_BOOTS unset; npm run soak sets it)" : !net.ok ? ` (skipped: ${net.reason})` : !qemu.ok ? ` (skipped: ${qemu.reason})` : ""}: flat too`, async () => {
+    const socket = `/tmp/vnw-soak-${process.pid}-qemu.sock`;
+    const ns = Netns.create();
+    const tap = Netns.tapName();
+    const child = spawn(process.execPath, [cli, "vhost-user", "--socket", socket, "--tap", tap], { stdio: "ignore" });
+    const exited = new Promise((r) => child.on("exit", r));
+    try {
+      for (let i = 0; i < 200 && !existsSync(socket); i++) await sleep(25);
+      ns.adopt(tap);
+      ns.hostSide(tap);
+      let warm: Sample | null = null;
+      for (let i = 0; i < BOOTS; i++) {
+        const g = boot({ socket, script: `ping -c 2 -W 3 192.0.2.1 >/dev/null && echo "VNW ping ok"` });
+        await g.exited;
+        expect(g.markers().has("ping"), `boot ${i}: ${g.lines.slice(-5).join("\n")}`).toBe(true);
+        await sleep(200);
+        if (i === 1) warm = sample(child.pid!);
+      }
+      expectFlat({ warm: warm!, end: sample(child.pid!) });
+    } finally {
+      child.kill("SIGTERM");
+      await exited;
+      ns.destroy();
+    }
+  }, 120_000 + BOOTS * 30_000);
 
   it.skipIf(!net.ok)(`on a tap, the data path in its Worker${net.ok ? "" : ` (skipped: ${net.reason})`}: flat too`, async () => {
     expectFlat(await soak("tap"));
