@@ -29,6 +29,8 @@ export interface V86Virtio {
   pci_space: ArrayLike<number>;
   raise_irq(type: number): void;
   notify_config_changes?(): void;
+  /** Called by v86 when the driver writes status 0 (a device reset). */
+  reset?(): void;
 }
 
 /** What the adapter touches of a V86 instance. */
@@ -103,8 +105,8 @@ export function v86NotifyPorts(virtio: V86Virtio): number[] {
 export class V86VirtioNet {
   readonly dev: VirtioNetDevice;
   readonly port: DevicePort;
-  /** Notifications handled here, per queue, and how often the core was brought in line with v86's registers. */
-  readonly counters = { notifications: [0, 0], syncs: 0 };
+  /** Notifications handled here, per queue, how often the core was brought in line with v86's registers, and driver resets seen. */
+  readonly counters = { notifications: [0, 0], syncs: 0, resets: 0 };
   /** Device-side time spent in the adapter's notification handlers, ms. */
   deviceMs = 0;
   private readonly virtio: V86Virtio;
@@ -146,6 +148,7 @@ export class V86VirtioNet {
     this.virtio.device_feature[1] = Number(offer >> 32n);
     this.port = new DevicePort(opts.name ?? "v86", this.dev, opts.network);
     this.takeOverNotifications();
+    this.followResets();
   }
 
   /** Replaces v86's notify handlers for RX and TX (the port entries move with the BAR). */
@@ -157,6 +160,24 @@ export class V86VirtioNet {
       entry.write16 = handler;
       entry.write8 = handler;
     }
+  }
+
+  /**
+   * A driver reset (status 0) must reach the core even when the driver then lays out its rings
+   * at the very addresses it used before (a reloaded driver often gets the same memory back):
+   * the core's ring indices start over only through a sync, which the ring addresses alone
+   * would not trigger.
+   */
+  private followResets(): void {
+    const v = this.virtio;
+    const reset = v.reset;
+    if (!reset) return;
+    v.reset = () => {
+      this.counters.resets++;
+      this.synced = "";
+      this.dev.setStatus(0);
+      reset.call(v);
+    };
   }
 
   /** The guest notified queue `q` (RX: buffers posted; TX: frames queued). */

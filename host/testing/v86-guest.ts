@@ -99,6 +99,7 @@ export async function bootV86Guest(opts: { script: string; network: Switch; mode
     v86Sent: () => sent,
     builtinMs: () => builtinMs,
     stop: () => { void emulator.destroy?.(); },
+
   };
 }
 
