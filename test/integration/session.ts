@@ -22,6 +22,8 @@ export class Session {
   drv: GuestDriver;
   stack: GuestStack;
   private running = true;
+  /** While true, interrupts are not turned into polls (the guest is swapping its driver). */
+  paused = false;
   private polling = false;
   private loop: Promise<void> = Promise.resolve();
   constructor(features: bigint, opts: SessionOptions = {}) {
@@ -55,7 +57,7 @@ export class Session {
       while (this.running) {
         const n = await libc.epollWaitAsync(ep, ev, 50);
         for (let i = 0; i < n; i++) libc.eventfdDrain(this.fe.callFds[ev.token(i)]);
-        if (n > 0) this.stack.poll();
+        if (n > 0 && !this.paused) this.stack.poll();
       }
       libc.close(ep);
     })();
@@ -65,6 +67,7 @@ export class Session {
    * which resets the device and sets it up again the way QEMU does after a reboot.
    */
   async reboot(features: bigint, queueSize = 256, seed = 77): Promise<void> {
+    this.paused = true;
     this.drv = new GuestDriver({ memory: this.fe.memory, regions: this.fe.regions }, this.fe, seed);
     const old = this.stack;
     this.stack = new GuestStack(this.drv, features, (q) => libc.eventfdSignal(this.fe.kickFds[q]), 64, old.mac, old.ip4);
@@ -73,6 +76,7 @@ export class Session {
       this.drv.setupQueues(queueSize);
       this.drv.start();
     });
+    this.paused = false;
     this.stack.start();
   }
 

@@ -70,7 +70,7 @@ describe.skipIf(process.platform !== "linux" || !existsSync(cli))("vhost-user ba
     }
   }, 30_000);
 
-  it("comes up in any order a front-end sets it up in, also after a reset of any kind, with traffic between", async () => {
+  it("comes up in any order a front-end sets it up in, also after a reset of any kind with traffic in flight", async () => {
     const be = await startBackend();
     await fc.assert(fc.asyncProperty(fc.integer({ min: 1, max: 1 << 30 }), fc.boolean(), fc.integer({ min: 0, max: 2 }), async (seed, memSlots, resets) => {
       const random = rng(seed);
@@ -80,13 +80,17 @@ describe.skipIf(process.platform !== "linux" || !existsSync(cli))("vhost-user ba
         await s.fe.connect(be.socket);
         await s.fe.handshake();
         for (let k = 0; k <= resets; k++) {
+          // Reset with traffic in flight: frames on the TX ring the back-end may not have taken yet.
+          if (k > 0) for (let n = 0; n < 20; n++) s.stack.arpRequest([198, 51, 100, 1]);
           // Each time a driver that lays out fresh rings, then the set-up in a random order.
+          s.paused = true;
           s.drv = new GuestDriver({ memory: s.fe.memory, regions: s.fe.regions }, s.fe, seed + k);
           s.stack = new GuestStack(s.drv, FEATURES, (q) => libc.eventfdSignal(s.fe.kickFds[q]), 32, s.stack.mac, s.stack.ip4);
           if (!s.drv.negotiate(FEATURES)) throw new Error("refused");
           s.drv.setupQueues(64);
           s.drv.start();
           orders.push(await s.fe.startShuffled(random, k > 0));
+          s.paused = false;
           s.startPolling();
           s.stack.start();
           await reachesGateway(s).catch((e: Error) => { throw new Error(`${e.message} after ${JSON.stringify(orders)}`); });
