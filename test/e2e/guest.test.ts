@@ -8,17 +8,10 @@
  */
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Netns } from "../integration/netns.js";
 import { boot, guestAvailable, type Guest } from "../../host/testing/qemu.js";
-import { netTestsAvailable } from "../integration/netns.js";
-
-const cli = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
-const helper = fileURLToPath(new URL("../integration/host-helper.mjs", import.meta.url));
-const guestOk = guestAvailable();
-const avail = guestOk.ok ? netTestsAvailable() : guestOk;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { avail, cli, helper, sleep } from "./qemu-env.js";
 
 const SCRIPT = `
 ping -c 3 -W 3 192.0.2.1 >/dev/null && echo "VNW ping4 ok"

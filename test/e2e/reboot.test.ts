@@ -7,16 +7,10 @@
  */
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { boot, guestAvailable } from "../../host/testing/qemu.js";
-import { Netns, netTestsAvailable } from "../integration/netns.js";
-
-const cli = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
-const helper = fileURLToPath(new URL("../integration/host-helper.mjs", import.meta.url));
-const guestOk = guestAvailable();
-const avail = guestOk.ok ? netTestsAvailable() : guestOk;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { boot } from "../../host/testing/qemu.js";
+import { Netns } from "../integration/netns.js";
+import { avail, cli, helper, sleep } from "./qemu-env.js";
 
 const SCRIPT = `
 for i in $(seq 1 40); do ping -c 1 -W 1 192.0.2.1 >/dev/null 2>&1 && break; done
