@@ -25,7 +25,6 @@ export class KickLoop {
   private readonly window: PollWindow;
   private running = false;
   private polling = false;
-  private pollTimer: ReturnType<typeof setImmediate> | undefined;
   private done: Promise<void> = Promise.resolve();
 
   /** `onKick(q)` handles queue `q` and returns the frames it moved. */
@@ -62,30 +61,34 @@ export class KickLoop {
     if (this.polling || moved === 0) return;
     this.polling = true;
     this.opts.setPolling?.(true);
-    this.pollTimer = setImmediate(() => this.pollRound());
+    pollers.add(this);
   }
 
-  private pollRound(): void {
-    this.pollTimer = undefined;
-    if (!this.running) return;
-    // Neither queue notifies while polling: RX buffers the guest posted are looked for here too.
+  /**
+   * One polling round of this device (run by the thread's poller with every other polling
+   * device's): both queues, since neither notifies while polling. Returns the frames moved, or
+   * -1 once the window closed and a last look found nothing (the loop waits for kicks again).
+   */
+  pollRound(): number {
+    if (!this.running) return -1;
     this.onKick(QueueIndex.RX);
-    if ((this.onKick(QueueIndex.TX) ?? 0) > 0) this.window.progress();
+    const moved = this.onKick(QueueIndex.TX) ?? 0;
+    if (moved > 0) this.window.progress();
     // The window closed: notifications back on, and one more look before sleeping.
     if (!this.window.open()) {
-      if (this.opts.setPolling?.(false)) this.window.progress();
-      else {
+      if (!this.opts.setPolling?.(false)) {
         this.polling = false;
-        return;
+        return -1;
       }
+      this.window.progress();
       this.opts.setPolling?.(true);
     }
-    this.pollTimer = setImmediate(() => this.pollRound());
+    return moved;
   }
 
   async stop(): Promise<void> {
     this.running = false;
-    if (this.pollTimer) clearImmediate(this.pollTimer);
+    pollers.delete(this);
     if (this.polling) this.opts.setPolling?.(false);
     this.polling = false;
     this.poll.wake();
@@ -93,3 +96,46 @@ export class KickLoop {
     this.poll.close();
   }
 }
+
+/**
+ * The thread's polling devices, served together: one event-loop turn polls all of them, and
+ * while rounds keep moving frames it runs a few more before yielding (two guests forwarding to
+ * each other hand work back and forth within one turn). Sockets and timers still get a turn
+ * between batches.
+ */
+class Poller {
+  private readonly members = new Set<KickLoop>();
+  private scheduled = false;
+
+  add(k: KickLoop): void {
+    this.members.add(k);
+    this.schedule();
+  }
+
+  delete(k: KickLoop): void {
+    this.members.delete(k);
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.members.size === 0) return;
+    this.scheduled = true;
+    setImmediate(() => this.run());
+  }
+
+  private run(): void {
+    this.scheduled = false;
+    const until = performance.now() + 0.05;
+    for (let i = 0; i < 16; i++) {
+      let moved = 0;
+      for (const k of this.members) {
+        const r = k.pollRound();
+        if (r < 0) this.members.delete(k);
+        else moved += r;
+      }
+      if (moved === 0 || performance.now() > until) break;
+    }
+    this.schedule();
+  }
+}
+
+const pollers = new Poller();
