@@ -200,9 +200,8 @@ export class PoolEntry {
 @inline export const OFF_STAGING_IOV: usize = ((OFF_STAGING + STAGING_SIZE) + 15 & ~15);
 // @ts-ignore: decorator
 @inline export const OFF_SG_STAGING: usize = OFF_STAGING_IOV + IOV_SIZE;
-// @ts-ignore: decorator
-// @ts-ignore: decorator
 /** Forwarding table (net/forward.ts): a header, then Forward.TABLE_MAX entries. */
+// @ts-ignore: decorator
 @inline export const OFF_FWD: usize = ((OFF_SG_STAGING + SG_STRIDE) + 15 & ~15);
 // @ts-ignore: decorator
 @inline export const FWD_BYTES: usize = 64 + <usize>Forward.TABLE_MAX * 16;

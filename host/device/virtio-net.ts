@@ -10,7 +10,7 @@ import {
   BackendKind, Code, CsumPolicy, DeviceEvent, DeviceOption, Feature, Forward, GsoMask, Metric, NetHdr, QueueIndex, Status,
 } from "../../assembly/abi.js";
 import type { GuestRegion } from "../memory/layout.js";
-import { instantiateCore, type CoreExports } from "../wasm/core.js";
+import { coreStateSize, instantiateCore, type CoreExports } from "../wasm/core.js";
 import { readMetrics, type QueueMetrics } from "./metrics.js";
 import type { DeviceLock } from "../io/device-lock.js";
 
@@ -128,7 +128,7 @@ export function macToBigInt(mac: string | Uint8Array): bigint {
 export class VirtioNetDevice {
   /** Bytes a state block takes (what to reserve for `stateAddress`). */
   static stateSize(): number {
-    return instantiateCore(new WebAssembly.Memory({ initial: 0 })).stateSize();
+    return coreStateSize();
   }
 
   readonly core: CoreExports;

@@ -17,7 +17,6 @@ import { Feature, QueueIndex, Status } from "../../assembly/abi.js";
 import { BackendKind, VirtioNetDevice } from "../device/virtio-net.js";
 import { featureMask, FULL_OFFER } from "../device/features.js";
 import { DevicePort } from "../net/device-port.js";
-import { instantiateCore } from "../wasm/core.js";
 import type { Switch } from "../net/switch.js";
 
 /** v86's VirtIO object for the network card (src/virtio.js). */
@@ -121,8 +120,7 @@ export class V86VirtioNet {
     this.base = cpu.mem8.byteOffset;
     const size = cpu.mem8.length;
     const offer = opts.features ?? (FULL_OFFER & ~featureMask(Feature.MTU)) | featureMask(Feature.MAC, Feature.STATUS);
-    // Instantiating writes nothing (no data segments), so asking a throwaway instance is free.
-    const raw = wasm.v86_malloc(instantiateCore(wasm.memory).stateSize() + 16);
+    const raw = wasm.v86_malloc(VirtioNetDevice.stateSize() + 16);
     const state = (raw + 15) & ~15;
     const mac = net.mac ? Uint8Array.from(net.mac) : undefined;
     this.dev = new VirtioNetDevice({

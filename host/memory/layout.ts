@@ -3,7 +3,7 @@
  * state blocks follow, then guest RAM on a 64 KiB boundary (so it can later be aliased with
  * mmap). Emulators that own their memory skip this and pass their own addresses.
  */
-import { instantiateCore } from "../wasm/core.js";
+import { coreStateSize } from "../wasm/core.js";
 
 /** A guest-physical range mapped at a Wasm address. */
 export interface GuestRegion {
@@ -67,8 +67,7 @@ export function regionsWithHoles(base: number, size: number, holes: readonly Gue
 export function createGuestMemory(opts: GuestMemoryOptions): GuestMemory {
   const devices = opts.devices ?? 1;
   if (!Number.isInteger(opts.guestSize) || opts.guestSize <= 0) throw new RangeError("guestSize must be a positive integer");
-  const probe = instantiateCore(new WebAssembly.Memory({ initial: 0 }));
-  const stateSize = probe.stateSize();
+  const stateSize = coreStateSize();
   const stateAddresses: number[] = [];
   const hostAddresses: number[] = [];
   let at = PAGE;

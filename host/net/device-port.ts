@@ -52,11 +52,12 @@ export class DevicePort implements SwitchPort {
         if (r.stop === "budget") continue;
         if (r.stop !== "host") return moved;
       }
-      // The switch's own path: all of the ring without a table, else the one frame it stopped at.
-      const out = this.dev.collectTx(this.tableVersion >= 0 ? 1 : Infinity);
+      // The switch's own path: all of the ring without a fast path, else one frame at a time (the
+      // one the core stopped at; it may teach the switch an address that makes the table useful).
+      const out = this.dev.collectTx(this.fastPath ? 1 : Infinity);
       for (const o of out) this.sw.input(this, { data: o.frame, hdr: decodeVirtioHdr(o.header) });
       moved += out.length;
-      if (this.tableVersion < 0 || out.length === 0) return moved;
+      if (!this.fastPath || out.length === 0) return moved;
     }
   }
 

@@ -100,3 +100,10 @@ export function instantiateCore(memory: WebAssembly.Memory): CoreExports {
   const instance = new WebAssembly.Instance(coreModule(isSharedMemory(memory)), { env: { memory } });
   return instance.exports as unknown as CoreExports;
 }
+
+let stateBytes = 0;
+/** Bytes one device's state block takes (asked once of a throwaway instance: instantiating writes nothing). */
+export function coreStateSize(): number {
+  stateBytes ||= instantiateCore(new WebAssembly.Memory({ initial: 0 })).stateSize();
+  return stateBytes;
+}
