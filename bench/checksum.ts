@@ -6,7 +6,7 @@
 import { compare, table } from "./harness.js";
 import { frameOfSize } from "./device.js";
 import { ringBench } from "./ring-loop.js";
-import { onesSum } from "../host/testing/frames.js";
+import { onesSum } from "../host/driver/frames.js";
 
 export function checksumBench(): void {
   const { dev, u8, guestBase } = ringBench({ frame: frameOfSize(64) });

@@ -2,7 +2,7 @@
  * Null-backend throughput: frames/s through the engine's TX and RX paths at 64 and 1514
  * bytes, next to the same ring loop doing only a memcpy of each frame (the floor).
  */
-import { buildFrame, payload } from "../host/testing/frames.js";
+import { buildFrame, payload } from "../host/driver/frames.js";
 import { compare, fmt, table } from "./harness.js";
 import { ringBench, RING } from "./ring-loop.js";
 

@@ -18,8 +18,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { LinuxTap } from "../host/backends/tap-linux.js";
 import * as libc from "../host/runtime/libc.js";
-import { Testpmd, testpmdAvailable, virtioUserVdev } from "../host/testing/testpmd.js";
-import { Netns, netTestsAvailable } from "../test/integration/netns.js";
+import { Testpmd, testpmdAvailable, virtioUserVdev } from "../test/support/testpmd.js";
+import { Netns, netTestsAvailable } from "../test/support/netns.js";
 import { cpuSeconds, fmt, table } from "./harness.js";
 
 const cli = fileURLToPath(new URL("../cli/main.js", import.meta.url));

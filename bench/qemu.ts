@@ -8,9 +8,9 @@
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { boot, guestAvailable } from "../host/testing/qemu.js";
-import { netTestsAvailable } from "../test/integration/netns.js";
-import { Netns } from "../test/integration/netns.js";
+import { boot, guestAvailable } from "../host/guests/qemu.js";
+import { netTestsAvailable } from "../test/support/netns.js";
+import { Netns } from "../test/support/netns.js";
 import { cpuSeconds, table } from "./harness.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -7,7 +7,7 @@
  */
 import { BackendKind, Feature, NetHdr } from "../assembly/abi.js";
 import { featureMask } from "../host/device/features.js";
-import { buildFrame, payload } from "../host/testing/frames.js";
+import { buildFrame, payload } from "../host/driver/frames.js";
 import { compare, fmt, table } from "./harness.js";
 import { ringBench } from "./ring-loop.js";
 

@@ -12,8 +12,8 @@ import { LinuxTap } from "../host/backends/tap-linux.js";
 import { featureMask } from "../host/device/features.js";
 import { TapPort } from "../host/io/tap-port.js";
 import * as libc from "../host/runtime/libc.js";
-import { buildFrame, payload } from "../host/testing/frames.js";
-import { Netns, netTestsAvailable } from "../test/integration/netns.js";
+import { buildFrame, payload } from "../host/driver/frames.js";
+import { Netns, netTestsAvailable } from "../test/support/netns.js";
 import { table } from "./harness.js";
 import { ringBench, RING } from "./ring-loop.js";
 

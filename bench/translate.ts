@@ -6,7 +6,7 @@
 import { BackendKind, Feature, NetHdr, TunHdr } from "../assembly/abi.js";
 import { encodeTunHdr, encodeVirtioHdr } from "../host/device/header.js";
 import { featureMask } from "../host/device/features.js";
-import { buildFrame, payload } from "../host/testing/frames.js";
+import { buildFrame, payload } from "../host/driver/frames.js";
 import { compare, table } from "./harness.js";
 import { ringBench, RING } from "./ring-loop.js";
 

@@ -5,7 +5,7 @@
  * (host time inside the notification handlers, which includes the switch and the gateway's
  * reply in both modes). Rounds alternate between the two devices.
  */
-import { bootV86Guest, v86GuestAvailable } from "../host/testing/v86-guest.js";
+import { bootV86Guest, v86GuestAvailable } from "../host/guests/v86.js";
 import { embeddedNetwork } from "../host/vhost-user/backend.js";
 import { table } from "./harness.js";
 

@@ -2,10 +2,12 @@
 // public type declarations with tsc. Run by `npm run build` (and so by `npm install`).
 import { build } from "esbuild";
 import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 
 const entries = {
   index: "host/index.ts",
+  testing: "host/driver/index.ts",
   "bench/main": "bench/main.ts",
   "bench/tap": "bench/tap.ts",
   "bench/qemu": "bench/qemu.ts",
@@ -30,3 +32,21 @@ await build({
 });
 
 execFileSync(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "tsconfig.build.json"], { stdio: "inherit" });
+publishEnumsAsRuntimeEnums("dist/types");
+
+/**
+ * The enums are `const enum` in the source because assembly/abi.ts is shared with the
+ * AssemblyScript core, where only const enums fold to immediates. A consumer compiling with
+ * `isolatedModules` (esbuild, Vite, Deno, ts-node) cannot use an ambient const enum (TS2748),
+ * so the published declarations say `enum`; that is true, because the bundle exports each enum
+ * as an object (esbuild emits const enums like regular ones).
+ */
+function publishEnumsAsRuntimeEnums(dir) {
+  for (const entry of readdirSync(dir, { recursive: true })) {
+    const file = join(dir, String(entry));
+    if (!file.endsWith(".d.ts")) continue;
+    const text = readFileSync(file, "utf8");
+    const published = text.replace(/\bdeclare const enum\b/g, "declare enum");
+    if (published !== text) writeFileSync(file, published);
+  }
+}

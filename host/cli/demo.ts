@@ -8,8 +8,8 @@ import { BackendKind, Feature, NetHdr, QueueIndex } from "../../assembly/abi.js"
 import { featureList, featureMask } from "../device/features.js";
 import { VirtioNetDevice } from "../device/virtio-net.js";
 import { createGuestMemory } from "../memory/layout.js";
-import { GuestDriver } from "../testing/driver-model.js";
-import { buildFrame, completePartial, l4ChecksumValid, payload } from "../testing/frames.js";
+import { GuestDriver } from "../driver/guest-driver.js";
+import { buildFrame, completePartial, l4ChecksumValid, payload } from "../driver/frames.js";
 
 export interface DemoOptions {
   frames: number;

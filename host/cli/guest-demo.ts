@@ -8,7 +8,7 @@
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { boot, GUEST_DIR, guestAvailable, PACKAGE_ROOT, type Guest } from "../testing/qemu.js";
+import { boot, GUEST_DIR, guestAvailable, PACKAGE_ROOT, type Guest } from "../guests/qemu.js";
 import { embeddedNetwork, VhostUserNetBackend } from "../vhost-user/backend.js";
 import { QueueIndex } from "../../assembly/abi.js";
 import { VhostUserServer } from "../vhost-user/server.js";

@@ -119,7 +119,7 @@ export class V86VirtioNet {
     this.virtio = net.virtio;
     this.base = cpu.mem8.byteOffset;
     const size = cpu.mem8.length;
-    const offer = opts.features ?? (FULL_OFFER & ~featureMask(Feature.MTU)) | featureMask(Feature.MAC, Feature.STATUS);
+    const offer = opts.features ?? FULL_OFFER & ~featureMask(Feature.MTU);
     const raw = wasm.v86_malloc(VirtioNetDevice.stateSize() + 16);
     const state = (raw + 15) & ~15;
     const mac = net.mac ? Uint8Array.from(net.mac) : undefined;

@@ -13,7 +13,7 @@ import {
 } from "../../host/backends/tap-openbsd.js";
 import { decodeTunHdr, encodeTunHdr } from "../../host/device/header.js";
 import { featureMask } from "../../host/device/features.js";
-import { buildFrame, l4ChecksumValid, payload, completePartial } from "../../host/testing/frames.js";
+import { buildFrame, l4ChecksumValid, payload, completePartial } from "../../host/driver/frames.js";
 import { fixture } from "../helpers/setup.js";
 
 class FakeTapFd implements TapSyscalls {

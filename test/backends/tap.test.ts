@@ -8,7 +8,7 @@ import { TapLoop } from "../../host/io/tap-loop.js";
 import { TapPort } from "../../host/io/tap-port.js";
 import { createGuestMemory } from "../../host/memory/layout.js";
 import { memoryAddress } from "../../host/runtime/libc.js";
-import { Netns, netTestsAvailable } from "../integration/netns.js";
+import { Netns, netTestsAvailable } from "../support/netns.js";
 
 describe("guest features → TUN_F_* (TUNSETOFFLOAD follows the guest's GUEST_* features)", () => {
   const F = (...f: Feature[]) => featureMask(...f);

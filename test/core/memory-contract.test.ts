@@ -7,8 +7,8 @@ import { describe, expect, it } from "vitest";
 import { BackendKind, Feature, NetHdr, QueueIndex, Status } from "../../assembly/abi.js";
 import { encodeVirtioHdr } from "../../host/device/header.js";
 import { featureMask } from "../../host/device/features.js";
-import { rng } from "../../host/testing/driver-model.js";
-import { buildFrame, payload } from "../../host/testing/frames.js";
+import { rng } from "../../host/driver/guest-driver.js";
+import { buildFrame, payload } from "../../host/driver/frames.js";
 import { fixture, type Fixture } from "../helpers/setup.js";
 
 const ALL = featureMask(Feature.VERSION_1, Feature.MAC, Feature.CSUM, Feature.GUEST_CSUM, Feature.EVENT_IDX,

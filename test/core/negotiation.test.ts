@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { Feature, Status } from "../../assembly/abi.js";
-import { featureBit, featureMask } from "../../host/device/features.js";
+import { readFileSync } from "node:fs";
+import { featureBit, featureList, featureMask, FULL_OFFER, parseFeatureList } from "../../host/device/features.js";
 import { fixture } from "../helpers/setup.js";
 
 const DEFAULT = featureMask(Feature.VERSION_1, Feature.MAC, Feature.STATUS, Feature.MTU, Feature.CSUM,
@@ -102,6 +103,33 @@ describe("negotiation", () => {
   it("rejects a bad MTU and a bad MAC with clear errors", () => {
     expect(() => fixture({ mtu: 20 })).toThrow(/invalid mtu/);
     expect(() => fixture({ mac: "zz:00:00:00:00:00" })).toThrow(/bad MAC/);
+  });
+});
+
+describe("FULL_OFFER (what the back-end, the CLI and the v86 adapter offer)", () => {
+  const EXTRAS = featureMask(Feature.MRG_RXBUF, Feature.HOST_TSO4, Feature.HOST_TSO6, Feature.HOST_ECN, Feature.HOST_USO,
+    Feature.GUEST_TSO4, Feature.GUEST_TSO6, Feature.GUEST_ECN, Feature.GUEST_USO4, Feature.GUEST_USO6);
+
+  it("is the core's default offer plus the segmentation offloads and MRG_RXBUF", () => {
+    expect(FULL_OFFER).toBe(DEFAULT | EXTRAS);
+  });
+
+  it("is accepted by the core, and a driver asking for MAC and STATUS under it gets FEATURES_OK", () => {
+    const f = fixture({ features: FULL_OFFER });
+    expect(f.dev.offeredFeatures).toBe(FULL_OFFER);
+    expect(f.drv.negotiate(featureMask(Feature.VERSION_1, Feature.MAC, Feature.STATUS))).toBe(true);
+    expect(f.drv.negotiate(FULL_OFFER)).toBe(true);
+    expect(f.dev.negotiatedFeatures).toBe(FULL_OFFER);
+  });
+
+  it("is what the README says it is", () => {
+    const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8").replace(/\s+/g, " ");
+    const m = readme.match(/The core's default offer is `([^`]+)`; the vhost-user back-end and CLI offer everything the core implements \(`FULL_OFFER`\): that plus (.*?), whatever the backend/);
+    expect(m, "README paragraph on the default offer and FULL_OFFER").not.toBeNull();
+    const names = (text: string) => parseFeatureList(text.replace(/`/g, "").replace(/\band\b/g, ",")
+      .replace(/(\w+?)(\d)\/(\d)/g, "$1$2,$1$3").replace(/\s+/g, ","));
+    expect(featureList(names(m![1]))).toEqual(featureList(DEFAULT));
+    expect(featureList(names(m![1]) | names(m![2]))).toEqual(featureList(FULL_OFFER));
   });
 });
 

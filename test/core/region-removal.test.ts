@@ -7,7 +7,7 @@
 import { describe, expect, it } from "vitest";
 import { BackendKind, Code, Feature, NetHdr, QueueIndex } from "../../assembly/abi.js";
 import { featureMask } from "../../host/device/features.js";
-import { buildFrame, payload } from "../../host/testing/frames.js";
+import { buildFrame, payload } from "../../host/driver/frames.js";
 import { fixture } from "../helpers/setup.js";
 
 const PAINT = 0xa5;

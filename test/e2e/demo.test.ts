@@ -1,7 +1,7 @@
 /** `npm start`'s demo with real guests: its own checks must pass, and its counters say something. */
 import { describe, expect, it } from "vitest";
 import { main } from "../../host/cli/main.js";
-import { guestAvailable } from "../../host/testing/qemu.js";
+import { guestAvailable } from "../../host/guests/qemu.js";
 
 const avail = guestAvailable();
 

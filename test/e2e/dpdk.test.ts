@@ -15,8 +15,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
-import { ensureHugePages, Testpmd, testpmdAvailable, virtioUserVdev } from "../../host/testing/testpmd.js";
-import { Netns, netTestsAvailable } from "../integration/netns.js";
+import { ensureHugePages, Testpmd, testpmdAvailable, virtioUserVdev } from "../support/testpmd.js";
+import { Netns, netTestsAvailable } from "../support/netns.js";
 
 const cli = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
 const dpdk = testpmdAvailable();

@@ -9,8 +9,8 @@
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Netns } from "../integration/netns.js";
-import { boot, guestAvailable, type Guest } from "../../host/testing/qemu.js";
+import { Netns } from "../support/netns.js";
+import { boot, guestAvailable, type Guest } from "../../host/guests/qemu.js";
 import { avail, cli, helper, sleep } from "./qemu-env.js";
 
 const SCRIPT = `

@@ -1,7 +1,7 @@
 /** What the real-guest tests under QEMU share: the built CLI, the host-side helper, and whether they can run here. */
 import { fileURLToPath } from "node:url";
-import { guestAvailable } from "../../host/testing/qemu.js";
-import { netTestsAvailable } from "../integration/netns.js";
+import { guestAvailable } from "../../host/guests/qemu.js";
+import { netTestsAvailable } from "../support/netns.js";
 
 export const cli = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
 export const helper = fileURLToPath(new URL("../integration/host-helper.mjs", import.meta.url));

@@ -8,8 +8,8 @@
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { boot } from "../../host/testing/qemu.js";
-import { Netns } from "../integration/netns.js";
+import { boot } from "../../host/guests/qemu.js";
+import { Netns } from "../support/netns.js";
 import { avail, cli, helper, sleep } from "./qemu-env.js";
 
 const SCRIPT = `

@@ -9,7 +9,7 @@
 import { existsSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { QueueIndex } from "../../assembly/abi.js";
-import { boot, guestAvailable, type Guest } from "../../host/testing/qemu.js";
+import { boot, guestAvailable, type Guest } from "../../host/guests/qemu.js";
 import { embeddedNetwork, VhostUserNetBackend } from "../../host/vhost-user/backend.js";
 import { VhostUserServer } from "../../host/vhost-user/server.js";
 

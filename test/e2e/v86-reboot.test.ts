@@ -6,7 +6,7 @@
  * "RuntimeError: unreachable" inside v86's Wasm, with or without this engine.)
  */
 import { afterAll, describe, expect, it } from "vitest";
-import { bootV86Guest, v86GuestAvailable, type V86Guest } from "../../host/testing/v86-guest.js";
+import { bootV86Guest, v86GuestAvailable, type V86Guest } from "../../host/guests/v86.js";
 import { embeddedNetwork } from "../../host/net/embedded-network.js";
 
 const avail = v86GuestAvailable();

@@ -7,12 +7,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { QueueIndex } from "../../assembly/abi.js";
 import { featureList } from "../../host/device/features.js";
-import { bootV86Guest, v86GuestAvailable, type V86Guest } from "../../host/testing/v86-guest.js";
+import { bootV86Guest, v86GuestAvailable, type V86Guest } from "../../host/guests/v86.js";
 import { embeddedNetwork } from "../../host/vhost-user/backend.js";
 import { fileURLToPath } from "node:url";
 import { LinuxTap } from "../../host/backends/tap-linux.js";
 import { TapSwitchPort } from "../../host/net/tap-switch-port.js";
-import { Netns, netTestsAvailable } from "../integration/netns.js";
+import { Netns, netTestsAvailable } from "../support/netns.js";
 
 const helper = fileURLToPath(new URL("../integration/host-helper.mjs", import.meta.url));
 

@@ -19,8 +19,8 @@ import { featureMask } from "../../host/device/features.js";
 import { VirtioNetDevice } from "../../host/device/virtio-net.js";
 import { createGuestMemory } from "../../host/memory/layout.js";
 import { instantiateCore } from "../../host/wasm/core.js";
-import { GuestDriver, rng } from "../../host/testing/driver-model.js";
-import { buildFrame, type Ext, type L4 } from "../../host/testing/frames.js";
+import { GuestDriver, rng } from "../../host/driver/guest-driver.js";
+import { buildFrame, type Ext, type L4 } from "../../host/driver/frames.js";
 
 /** For the features' dependency rules (virtio 1.2, 5.1.3.1), so most offers are accepted. */
 const rules = instantiateCore(new WebAssembly.Memory({ initial: 0 }));

@@ -12,8 +12,8 @@ import { Feature, QueueIndex } from "../../assembly/abi.js";
 import { featureMask } from "../../host/device/features.js";
 import { V86VirtioNet, type V86Like, type V86Virtio, type V86WasmExports } from "../../host/emulators/v86.js";
 import { embeddedNetwork } from "../../host/net/embedded-network.js";
-import { GuestDriver, rng, type DriverTransport } from "../../host/testing/driver-model.js";
-import { buildFrame, type L4 } from "../../host/testing/frames.js";
+import { GuestDriver, rng, type DriverTransport } from "../../host/driver/guest-driver.js";
+import { buildFrame, type L4 } from "../../host/driver/frames.js";
 
 const CASES = Math.max(20, Math.floor(Number(process.env.VNW_FUZZ_CASES ?? 2000) / 20));
 const SEED = Number(process.env.VNW_FUZZ_SEED ?? 1);

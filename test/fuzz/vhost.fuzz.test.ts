@@ -16,7 +16,7 @@ import { describe, expect, it } from "vitest";
 import { Feature } from "../../assembly/abi.js";
 import { featureMask } from "../../host/device/features.js";
 import * as libc from "../../host/runtime/libc.js";
-import { rng } from "../../host/testing/driver-model.js";
+import { rng } from "../../host/driver/guest-driver.js";
 import {
   encodeMessage, FLAG_NEED_REPLY, FLAG_VERSION, memTablePayload, Req, singleRegionPayload, u64Payload, vringAddrPayload,
   vringStatePayload, type MemRegion,

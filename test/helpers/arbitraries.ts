@@ -1,6 +1,6 @@
 /** fast-check generators for frames, shared by the parser and offload property tests. */
 import fc from "fast-check";
-import type { Ext, FrameSpec, L4 } from "../../host/testing/frames.js";
+import type { Ext, FrameSpec, L4 } from "../../host/driver/frames.js";
 
 export const frameSpec: fc.Arbitrary<FrameSpec> = fc.record({
   ip: fc.constantFrom<4 | 6>(4, 6),

@@ -1,5 +1,5 @@
 /** DHCP client messages built by hand from RFC 2131/2132 (independent of the gateway). */
-import { buildFrame } from "../../host/testing/frames.js";
+import { buildFrame } from "../../host/driver/frames.js";
 
 export const BROADCAST = Uint8Array.of(255, 255, 255, 255, 255, 255);
 

@@ -5,7 +5,7 @@
  * arithmetic is plain byte-array code. The device's one convention is applied too: a checksum
  * that computes to 0 is sent as 0xffff (the same value in ones' complement; RFC 768 for UDP).
  */
-import { internetChecksum, pseudoHeaderSum, type BuiltFrame } from "../../host/testing/frames.js";
+import { internetChecksum, pseudoHeaderSum, type BuiltFrame } from "../../host/driver/frames.js";
 
 const FIN = 0x01;
 const PSH = 0x08;

@@ -2,7 +2,7 @@
 import { QueueIndex } from "../../assembly/abi.js";
 import { createGuestMemory, type GuestHole, type GuestMemory } from "../../host/memory/layout.js";
 import { VirtioNetDevice, type DeviceOptions } from "../../host/device/virtio-net.js";
-import { GuestDriver } from "../../host/testing/driver-model.js";
+import { GuestDriver } from "../../host/driver/guest-driver.js";
 
 export interface Fixture {
   mem: GuestMemory;

@@ -11,7 +11,7 @@
  * owed, or a loop asleep with work pending), and the run fails with the counts.
  */
 import { QueueIndex } from "../../assembly/abi.js";
-import type { GuestDriver } from "../../host/testing/driver-model.js";
+import type { GuestDriver } from "../../host/driver/guest-driver.js";
 import * as libc from "../../host/runtime/libc.js";
 
 /** The loop under test, as the driver and the network see it. */

@@ -4,7 +4,7 @@
  * the device up through the PCI or MMIO register model instead of calling it directly.
  */
 import type { QueueIndex } from "../../assembly/abi.js";
-import type { DriverTransport } from "../../host/testing/driver-model.js";
+import type { DriverTransport } from "../../host/driver/guest-driver.js";
 import { Common, COMMON_OFF, type VirtioPciTransport } from "../../host/transports/virtio-pci.js";
 import { Mmio, type VirtioMmioTransport } from "../../host/transports/virtio-mmio.js";
 

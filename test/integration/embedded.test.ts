@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { Feature } from "../../assembly/abi.js";
 import { featureMask } from "../../host/device/features.js";
-import { decodeFrame, payload } from "../../host/testing/frames.js";
+import { decodeFrame, payload } from "../../host/driver/frames.js";
 import { dhcpOption, dhcpRequest } from "../helpers/dhcp.js";
 import { GUEST_MAC } from "./guest-stack.js";
 import { Session } from "./session.js";

@@ -6,10 +6,10 @@
  * then verify it with the independent reference.
  */
 import { Feature, NetHdr, QueueIndex } from "../../assembly/abi.js";
-import type { GuestDriver } from "../../host/testing/driver-model.js";
+import type { GuestDriver } from "../../host/driver/guest-driver.js";
 import {
   buildFrame, completePartial, decodeFrame, ipv4HeaderValid, l4ChecksumValid, type DecodedFrame, type FrameSpec,
-} from "../../host/testing/frames.js";
+} from "../../host/driver/frames.js";
 
 export const GUEST_MAC = Uint8Array.of(0x52, 0x54, 0x00, 0x12, 0x34, 0x56);
 export const HOST4 = [192, 0, 2, 1];

@@ -3,7 +3,7 @@
  * stack, and the loop that turns the back-end's call eventfds into the stack's polls.
  */
 import * as libc from "../../host/runtime/libc.js";
-import { GuestDriver } from "../../host/testing/driver-model.js";
+import { GuestDriver } from "../../host/driver/guest-driver.js";
 import { GuestStack } from "./guest-stack.js";
 import { VhostFrontend } from "./vhost-frontend.js";
 

@@ -11,8 +11,8 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { Feature } from "../../assembly/abi.js";
 import { featureMask } from "../../host/device/features.js";
-import { boot, guestAvailable } from "../../host/testing/qemu.js";
-import { Netns, netTestsAvailable } from "./netns.js";
+import { boot, guestAvailable } from "../../host/guests/qemu.js";
+import { Netns, netTestsAvailable } from "../support/netns.js";
 import { Session } from "./session.js";
 
 const cli = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));

@@ -14,10 +14,10 @@ import { DevicePort } from "../../host/net/device-port.js";
 import { Gateway } from "../../host/net/gateway.js";
 import { Switch } from "../../host/net/switch.js";
 import { TapSwitchPort } from "../../host/net/tap-switch-port.js";
-import { GuestDriver } from "../../host/testing/driver-model.js";
-import { payload } from "../../host/testing/frames.js";
+import { GuestDriver } from "../../host/driver/guest-driver.js";
+import { payload } from "../../host/driver/frames.js";
 import { GuestStack, GUEST4, GUEST_MAC, HOST4 } from "./guest-stack.js";
-import { Netns, netTestsAvailable } from "./netns.js";
+import { Netns, netTestsAvailable } from "../support/netns.js";
 
 const helper = fileURLToPath(new URL("./host-helper.mjs", import.meta.url));
 const avail = netTestsAvailable();

@@ -17,10 +17,10 @@ import { TapWorker } from "../../host/io/tap-worker.js";
 import { TapPort } from "../../host/io/tap-port.js";
 import { createGuestMemory } from "../../host/memory/layout.js";
 import { memoryAddress } from "../../host/runtime/libc.js";
-import { GuestDriver } from "../../host/testing/driver-model.js";
-import { payload } from "../../host/testing/frames.js";
+import { GuestDriver } from "../../host/driver/guest-driver.js";
+import { payload } from "../../host/driver/frames.js";
 import { GuestStack, GUEST4, GUEST6, GUEST_MAC, HOST4, HOST6, VLAN_GUEST4, VLAN_HOST4, type Received } from "./guest-stack.js";
-import { Netns, netTestsAvailable, vlanSupport } from "./netns.js";
+import { Netns, netTestsAvailable, vlanSupport } from "../support/netns.js";
 
 const helper = fileURLToPath(new URL("./host-helper.mjs", import.meta.url));
 const avail = netTestsAvailable();

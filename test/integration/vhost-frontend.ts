@@ -7,7 +7,7 @@
 import { Feature, QueueIndex, Status } from "../../assembly/abi.js";
 import { featureBit } from "../../host/device/features.js";
 import * as libc from "../../host/runtime/libc.js";
-import type { DriverTransport } from "../../host/testing/driver-model.js";
+import type { DriverTransport } from "../../host/driver/guest-driver.js";
 import type { GuestRegion } from "../../host/memory/layout.js";
 import {
   decodeHeader, encodeMessage, F_PROTOCOL_FEATURES, FLAG_NEED_REPLY, FLAG_REPLY, FLAG_VERSION, HEADER_SIZE,

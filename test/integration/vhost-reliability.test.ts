@@ -13,7 +13,7 @@ import { Feature } from "../../assembly/abi.js";
 import { featureMask } from "../../host/device/features.js";
 import * as libc from "../../host/runtime/libc.js";
 import { encodeMessage, FLAG_NEED_REPLY, FLAG_VERSION, Req, singleRegionPayload, u64Payload } from "../../host/vhost-user/protocol.js";
-import { GuestDriver, rng } from "../../host/testing/driver-model.js";
+import { GuestDriver, rng } from "../../host/driver/guest-driver.js";
 import { GuestStack } from "./guest-stack.js";
 import { Session } from "./session.js";
 import { VhostFrontend } from "./vhost-frontend.js";

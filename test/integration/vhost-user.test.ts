@@ -12,10 +12,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Feature, QueueIndex } from "../../assembly/abi.js";
 import { featureMask } from "../../host/device/features.js";
 import * as libc from "../../host/runtime/libc.js";
-import { payload } from "../../host/testing/frames.js";
+import { payload } from "../../host/driver/frames.js";
 import { HEADER_SIZE } from "../../host/vhost-user/protocol.js";
 import { GUEST4, GUEST6, HOST4, HOST6, type Received } from "./guest-stack.js";
-import { Netns, netTestsAvailable } from "./netns.js";
+import { Netns, netTestsAvailable } from "../support/netns.js";
 import { VhostFrontend } from "./vhost-frontend.js";
 import { Session } from "./session.js";
 

@@ -15,7 +15,7 @@ import { DevicePort } from "../../host/net/device-port.js";
 import { KickLoop } from "../../host/net/kick-loop.js";
 import { Switch } from "../../host/net/switch.js";
 import * as libc from "../../host/runtime/libc.js";
-import { GuestDriver } from "../../host/testing/driver-model.js";
+import { GuestDriver } from "../../host/driver/guest-driver.js";
 import { numberedFrame } from "../helpers/strict-traffic.js";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

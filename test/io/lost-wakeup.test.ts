@@ -19,7 +19,7 @@ import { TapPort } from "../../host/io/tap-port.js";
 import { TapWorker } from "../../host/io/tap-worker.js";
 import { createGuestMemory } from "../../host/memory/layout.js";
 import * as libc from "../../host/runtime/libc.js";
-import { GuestDriver } from "../../host/testing/driver-model.js";
+import { GuestDriver } from "../../host/driver/guest-driver.js";
 import { runStrictTraffic, type LoopUnderTest } from "../helpers/strict-traffic.js";
 
 const OFFER = featureMask(Feature.VERSION_1, Feature.EVENT_IDX, Feature.MRG_RXBUF, Feature.INDIRECT_DESC);

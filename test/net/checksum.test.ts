@@ -2,7 +2,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { Feature } from "../../assembly/abi.js";
 import { featureMask } from "../../host/device/features.js";
-import { onesSum } from "../../host/testing/frames.js";
+import { onesSum } from "../../host/driver/frames.js";
 import { fixture, type Fixture } from "../helpers/setup.js";
 
 /** The core sums in little-endian word order; the reference in network order. */

@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import { BackendKind, Feature, Metric, QueueIndex } from "../../assembly/abi.js";
 import { encodeVirtioHdr } from "../../host/device/header.js";
 import { featureMask } from "../../host/device/features.js";
-import { buildFrame, payload } from "../../host/testing/frames.js";
+import { buildFrame, payload } from "../../host/driver/frames.js";
 import { fixture } from "../helpers/setup.js";
 
 const OFFER = featureMask(Feature.VERSION_1, Feature.MAC, Feature.CSUM, Feature.GUEST_CSUM, Feature.MRG_RXBUF, Feature.GUEST_TSO4);

@@ -12,7 +12,7 @@ import { decodeTunHdr, decodeVirtioHdr, encodeTunHdr, encodeVirtioHdr } from "..
 import { featureMask } from "../../host/device/features.js";
 import { cuts, frameSpec } from "../helpers/arbitraries.js";
 import { diffOutside } from "../helpers/complete.js";
-import { buildFrame, ipv4HeaderValid, l4ChecksumValid, completePartial } from "../../host/testing/frames.js";
+import { buildFrame, ipv4HeaderValid, l4ChecksumValid, completePartial } from "../../host/driver/frames.js";
 import { fixture, type Fixture } from "../helpers/setup.js";
 
 const BASE = featureMask(Feature.VERSION_1, Feature.MAC, Feature.INDIRECT_DESC, Feature.EVENT_IDX);

@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { BackendKind, CsumPolicy, Feature, Metric, NetHdr, QueueIndex, TunHdr } from "../../assembly/abi.js";
 import { decodeTunHdr, decodeVirtioHdr, encodeTunHdr, encodeVirtioHdr } from "../../host/device/header.js";
 import { featureMask } from "../../host/device/features.js";
-import { buildFrame, DEVICE_MAC, ipv4HeaderValid, l4ChecksumValid, payload, PEER_MAC, type BuiltFrame, completePartial, decodeFrame } from "../../host/testing/frames.js";
+import { buildFrame, DEVICE_MAC, ipv4HeaderValid, l4ChecksumValid, payload, PEER_MAC, type BuiltFrame, completePartial, decodeFrame } from "../../host/driver/frames.js";
 import { fixture, type Fixture, type FixtureOptions } from "../helpers/setup.js";
 
 const BASE = featureMask(Feature.VERSION_1, Feature.MAC);

@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { Feature, ParseField } from "../../assembly/abi.js";
 import { featureMask } from "../../host/device/features.js";
 import { cuts, frameSpec } from "../helpers/arbitraries.js";
-import { buildFrame, payload, type BuiltFrame } from "../../host/testing/frames.js";
+import { buildFrame, payload, type BuiltFrame } from "../../host/driver/frames.js";
 import { fixture } from "../helpers/setup.js";
 
 const f = fixture({ guestSize: 16 << 20 });

@@ -17,8 +17,8 @@ import { DevicePort } from "../../host/net/device-port.js";
 import { Gateway } from "../../host/net/gateway.js";
 import { PcapPort } from "../../host/net/pcap-port.js";
 import { Switch } from "../../host/net/switch.js";
-import { GuestDriver } from "../../host/testing/driver-model.js";
-import { buildFrame, payload } from "../../host/testing/frames.js";
+import { GuestDriver } from "../../host/driver/guest-driver.js";
+import { buildFrame, payload } from "../../host/driver/frames.js";
 import { dhcpRequest } from "../helpers/dhcp.js";
 
 function tsharkAvailable(): boolean {

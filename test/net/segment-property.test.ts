@@ -10,7 +10,7 @@ import { describe, expect, it } from "vitest";
 import { BackendKind, Feature, GsoMask, NetHdr, QueueIndex } from "../../assembly/abi.js";
 import { decodeVirtioHdr, encodeVirtioHdr } from "../../host/device/header.js";
 import { featureMask } from "../../host/device/features.js";
-import { buildFrame, completePartial, onesSum, pseudoHeaderSum, type BuiltFrame, type Ext } from "../../host/testing/frames.js";
+import { buildFrame, completePartial, onesSum, pseudoHeaderSum, type BuiltFrame, type Ext } from "../../host/driver/frames.js";
 import { fixture } from "../helpers/setup.js";
 import { cuts } from "../helpers/arbitraries.js";
 import { referenceSegment } from "../helpers/segment-ref.js";

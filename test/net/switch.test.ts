@@ -7,8 +7,8 @@ import { DevicePort } from "../../host/net/device-port.js";
 import { Gateway } from "../../host/net/gateway.js";
 import { Switch, type NetFrame, type SwitchPort } from "../../host/net/switch.js";
 import { dhcpOption, dhcpRequest } from "../helpers/dhcp.js";
-import { GuestDriver } from "../../host/testing/driver-model.js";
-import { buildFrame, decodeFrame, ipv4HeaderValid, l4ChecksumValid, payload } from "../../host/testing/frames.js";
+import { GuestDriver } from "../../host/driver/guest-driver.js";
+import { buildFrame, decodeFrame, ipv4HeaderValid, l4ChecksumValid, payload } from "../../host/driver/frames.js";
 
 class Recorder implements SwitchPort {
   got: NetFrame[] = [];

@@ -2,8 +2,8 @@
 import { describe, expect, it } from "vitest";
 import { BackendKind, Feature, QueueIndex, Status } from "../../assembly/abi.js";
 import { featureMask } from "../../host/device/features.js";
-import { GuestDriver } from "../../host/testing/driver-model.js";
-import { buildFrame, payload } from "../../host/testing/frames.js";
+import { GuestDriver } from "../../host/driver/guest-driver.js";
+import { buildFrame, payload } from "../../host/driver/frames.js";
 import { INT_CONFIG, INT_VRING, Mmio, MMIO_MAGIC, VirtioMmioTransport } from "../../host/transports/virtio-mmio.js";
 import { fixture } from "../helpers/setup.js";
 import { mmioDriverTransport } from "../helpers/transport-drivers.js";

@@ -2,8 +2,8 @@
 import { describe, expect, it } from "vitest";
 import { BackendKind, Feature, QueueIndex, Status } from "../../assembly/abi.js";
 import { featureMask } from "../../host/device/features.js";
-import { GuestDriver } from "../../host/testing/driver-model.js";
-import { buildFrame, payload } from "../../host/testing/frames.js";
+import { GuestDriver } from "../../host/driver/guest-driver.js";
+import { buildFrame, payload } from "../../host/driver/frames.js";
 import {
   CAP_PCI_CFG, Common, COMMON_OFF, DEVICE_OFF, ISR_OFF, MSIX_PBA_OFF, NO_VECTOR, NOTIFY_OFF, PciCap, VirtioPciTransport,
 } from "../../host/transports/virtio-pci.js";

@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { Code, Feature, Metric, QueueIndex, Status } from "../../assembly/abi.js";
 import { featureMask } from "../../host/device/features.js";
-import { DESC_F_INDIRECT, DESC_F_NEXT, DESC_F_WRITE } from "../../host/testing/driver-model.js";
-import { buildFrame, payload } from "../../host/testing/frames.js";
+import { DESC_F_INDIRECT, DESC_F_NEXT, DESC_F_WRITE } from "../../host/driver/guest-driver.js";
+import { buildFrame, payload } from "../../host/driver/frames.js";
 import { fixture, type Fixture } from "../helpers/setup.js";
 
 const BASE = featureMask(Feature.VERSION_1, Feature.MAC, Feature.INDIRECT_DESC);

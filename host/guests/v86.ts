@@ -10,7 +10,8 @@ import { dirname, join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { captureV86Exports, v86NotifyPorts, V86VirtioNet, type V86Like } from "../emulators/v86.js";
 import type { NetFrame, Switch, SwitchPort } from "../net/switch.js";
-import { cpioWithFile, PACKAGE_ROOT, SerialLog } from "./qemu.js";
+import { cpioWithFile, PACKAGE_ROOT } from "./image.js";
+import { SerialLog } from "./serial-log.js";
 
 export const I386_GUEST_DIR = process.env.VNW_GUEST_I386_DIR ?? join(PACKAGE_ROOT, ".guest", "i386");
 export const SEABIOS = "/usr/share/seabios/bios.bin";

@@ -7,20 +7,11 @@ import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
+import { cpioWithFile, GUEST_DIR } from "./image.js";
+import { SerialLog } from "./serial-log.js";
 
-/** The package root (from source: host/testing/; from the bundle: dist/). */
-function packageRoot(): string {
-  for (const rel of ["../../", "../"]) {
-    const p = fileURLToPath(new URL(rel, import.meta.url));
-    if (existsSync(join(p, "guest", "build-guest.sh"))) return p;
-  }
-  return fileURLToPath(new URL("../../", import.meta.url));
-}
-
-export const PACKAGE_ROOT = packageRoot();
-export const GUEST_DIR = process.env.VNW_GUEST_DIR ?? join(PACKAGE_ROOT, ".guest");
+export { GUEST_DIR, PACKAGE_ROOT } from "./image.js";
 
 /** Whether a real guest can be booted here (QEMU and a built guest image), and if not why. */
 export function guestAvailable(): { ok: boolean; reason: string } {
@@ -35,18 +26,6 @@ export function guestAvailable(): { ok: boolean; reason: string } {
   return { ok: true, reason: "" };
 }
 
-/** A newc cpio archive holding one executable file (enough for /test.sh). */
-export function cpioWithFile(name: string, content: string): Buffer {
-  const entry = (n: string, body: Buffer, mode: number) => {
-    const hdr = "070701" + [0, mode, 0, 0, 1, 0, body.length, 0, 0, 0, 0, n.length + 1, 0].map((v) => v.toString(16).padStart(8, "0")).join("");
-    const head = Buffer.from(hdr + n + "\0");
-    const pad1 = Buffer.alloc((4 - (head.length % 4)) % 4);
-    const pad2 = Buffer.alloc((4 - (body.length % 4)) % 4);
-    return Buffer.concat([head, pad1, body, pad2]);
-  };
-  const out = Buffer.concat([entry(name, Buffer.from(content), 0o100755), entry("TRAILER!!!", Buffer.alloc(0), 0)]);
-  return Buffer.concat([out, Buffer.alloc((512 - (out.length % 512)) % 512)]);
-}
 
 export interface BootOptions {
   socket: string;
@@ -63,54 +42,6 @@ export interface BootOptions {
   memMiB?: number;
   /** Let the guest reboot inside the same QEMU process (default: a reboot ends QEMU). */
   allowReboot?: boolean;
-}
-
-/**
- * A guest's console as lines: waits for a line matching a pattern, and reads "VNW key value"
- * lines as markers. Shared by the QEMU and v86 guests.
- */
-export class SerialLog {
-  readonly lines: string[] = [];
-  private waiters: { re: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
-  private buf = "";
-
-  /** Appends console output (any chunking). */
-  feed(text: string): void {
-    this.buf += text;
-    let i: number;
-    while ((i = this.buf.indexOf("\n")) >= 0) {
-      const line = this.buf.slice(0, i).replace(/\r$/, "");
-      this.buf = this.buf.slice(i + 1);
-      this.lines.push(line);
-      this.waiters = this.waiters.filter((w) => {
-        const m = line.match(w.re);
-        if (m) w.resolve(m);
-        return !m;
-      });
-    }
-  }
-
-  /** Resolves with the first output line (past or future) matching `re`. */
-  waitFor(re: RegExp, timeoutMs = 60_000): Promise<RegExpMatchArray> {
-    for (const l of this.lines) {
-      const m = l.match(re);
-      if (m) return Promise.resolve(m);
-    }
-    return new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`guest did not print ${re} within ${timeoutMs} ms; last lines:\n${this.lines.slice(-15).join("\n")}`)), timeoutMs);
-      this.waiters.push({ re, resolve: (m) => { clearTimeout(t); resolve(m); } });
-    });
-  }
-
-  /** All "VNW key value" lines as a map. */
-  markers(): Map<string, string> {
-    const m = new Map<string, string>();
-    for (const l of this.lines) {
-      const x = l.match(/VNW (\S+)\s*(.*)$/);
-      if (x) m.set(x[1], x[2]);
-    }
-    return m;
-  }
 }
 
 /** A QEMU guest: its process and its console. */

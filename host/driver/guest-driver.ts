@@ -1,8 +1,11 @@
 /**
- * A model of a virtio-net guest driver, working on guest RAM in a Wasm memory the way Linux's
+ * A virtio-net guest driver in TypeScript, working on guest RAM in a Wasm memory the way Linux's
  * virtio_net / virtio_ring do: split rings at driver-chosen addresses, headers in their own
  * descriptor or inline, indirect tables, buffers placed with random gaps (so nothing works by
- * reading contiguous memory by accident). Every later test drives the device through it.
+ * reading contiguous memory by accident), notification suppression honoured both ways.
+ *
+ * It is the guest side of the in-process demo, the driver every test here drives the device
+ * through, and what an embedder tests an integration with (`virtio-net-wasm/testing`).
  */
 import { Feature, QueueIndex, Status } from "../../assembly/abi.js";
 import { decodeVirtioHdr, encodeVirtioHdr, type VirtioNetHdr } from "../device/header.js";
