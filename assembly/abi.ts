@@ -245,12 +245,17 @@ export const enum ParseField {
   VLAN_TAGS = 5,
   /** End of the IP datagram within the frame (excludes Ethernet padding). */
   L3_END = 6,
-  COUNT = 7,
+  /**
+   * Where the pseudo-header's destination address is: the IP header's, or a source route's
+   * final destination (IPv4 LSRR/SSRR not yet exhausted; IPv6 routing header with segments left).
+   */
+  PSEUDO_DST_OFF = 7,
+  COUNT = 8,
 }
 
 /** Layout version of the state block; bump when any offset moves. */
 export const enum Layout {
-  VERSION = 3,
+  VERSION = 4,
   /** Maximum number of guest memory regions. */
   MAX_REGIONS = 32,
   /** Maximum iovecs per frame, as Linux IOV_MAX. */

@@ -99,6 +99,8 @@ export class SegPlan {
   ipId: u32;
   /** Bytes of the segment last handed out (for counters). */
   segLen: u32;
+  /** Offset of the pseudo-header's destination address in the headers (Parsed.pseudoDstOff). */
+  pseudoDstOff: u32;
 }
 
 /** One pooled RX chain: its head, number of iovecs and bytes. */

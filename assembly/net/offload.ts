@@ -61,15 +61,16 @@ function backendTakesGso(d: Device, gsoType: u32): bool {
 /**
  * Folded little-endian-order pseudo-header sum for the L4 datagram described by `p`
  * (RFC 793/768 for IPv4, RFC 8200 8.1 for IPv6), over `frame` starting at logical `base`.
+ * The destination is the final one when a source route is under way (Parsed.pseudoDstOff).
  */
 export function pseudoSum(frame: Sg, base: u32, p: Parsed, proto: u32): u32 {
   const l4len = p.l3End - p.l4Off;
   let s: u32;
   if (p.l3Kind == L3_IPV4) {
-    s = sgSum(frame, base + p.l3Off + 12, 8);
+    s = add16(sgSum(frame, base + p.l3Off + 12, 4), sgSum(frame, base + p.pseudoDstOff, 4));
     s = add16(s, beWord(l4len));
   } else {
-    s = sgSum(frame, base + p.l3Off + 8, 32);
+    s = add16(sgSum(frame, base + p.l3Off + 8, 16), sgSum(frame, base + p.pseudoDstOff, 16));
     s = add16(s, beWord(l4len >> 16));
     s = add16(s, beWord(l4len));
   }

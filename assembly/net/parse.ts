@@ -45,6 +45,8 @@ export class Parsed {
   fragment: u32;
   vlanTags: u32;
   l3End: u32;
+  /** Offset of the pseudo-header's destination address (4 or 16 bytes); see finalDestination. */
+  pseudoDstOff: u32;
 }
 
 // @ts-ignore: decorator
@@ -70,6 +72,63 @@ function reset(out: Parsed): void {
   out.fragment = 0;
   out.vlanTags = 0;
   out.l3End = 0;
+  out.pseudoDstOff = 0;
+}
+
+// @ts-ignore: decorator
+@inline const IPOPT_EOL: u32 = 0;
+// @ts-ignore: decorator
+@inline const IPOPT_NOP: u32 = 1;
+// @ts-ignore: decorator
+@inline const IPOPT_LSRR: u32 = 131;
+// @ts-ignore: decorator
+@inline const IPOPT_SSRR: u32 = 137;
+
+/**
+ * Where an IPv4 header's options (at `p + l3`, `ihl` bytes in view) put the final destination:
+ * a loose or strict source route that still has addresses to visit ends in it, and transport
+ * checksums are computed with it (RFC 791 3.1; RFC 9293 3.1). Otherwise the header's
+ * destination. Malformed options end the walk (the kernel that built the frame checked them).
+ */
+function ipv4FinalDestination(p: usize, l3: u32, ihl: u32): u32 {
+  let off = l3 + 20;
+  const end = l3 + ihl;
+  while (off < end) {
+    const kind = <u32>load<u8>(p + off);
+    if (kind == IPOPT_EOL) break;
+    if (kind == IPOPT_NOP) { off++; continue; }
+    if (off + 2 > end) break;
+    const len = <u32>load<u8>(p + off + 1);
+    if (len < 2 || off + len > end) break;
+    if ((kind == IPOPT_LSRR || kind == IPOPT_SSRR) && len >= 7) {
+      // The pointer (1-based, from the option's start) names the next address; route data
+      // is exhausted once it passes the last whole address.
+      const pointer = <u32>load<u8>(p + off + 2);
+      const last = off + 3 + ((len - 3) & ~3) - 4;
+      if (pointer >= 4 && off + pointer - 1 <= last) return last;
+    }
+    off += len;
+  }
+  return l3 + 16;
+}
+
+// @ts-ignore: decorator
+@inline const IPV6_ROUTING: u32 = 43;
+
+/**
+ * Where an IPv6 routing header at `p + off` (`len` bytes in view) with segments left puts the
+ * final destination the transport checksum covers (RFC 8200 8.1): the last address of a type 0
+ * or type 2 header, segment list[0] of a segment routing header (type 4, RFC 8754 4.1).
+ * 0 for a routing type whose addresses are compressed (RPL, type 3) or none left.
+ */
+function ipv6FinalDestination(p: usize, off: u32, len: u32): u32 {
+  if (load<u8>(p + off + 3) == 0) return 0;
+  const kind = <u32>load<u8>(p + off + 2);
+  const addresses = (len - 8) >> 4;
+  if (addresses == 0) return 0;
+  if (kind == 0 || kind == 2) return off + 8 + ((addresses - 1) << 4);
+  if (kind == 4) return off + 8;
+  return 0;
 }
 
 /**
@@ -104,6 +163,7 @@ function parseView(p: usize, avail: u32, frameLen: u32, out: Parsed): i32 {
     out.l3Kind = L3_IPV4;
     out.l3Off = l3;
     out.l3End = l3 + total;
+    out.pseudoDstOff = ihl > 20 ? ipv4FinalDestination(p, l3, ihl) : l3 + 16;
     // More-fragments flag or a fragment offset: no complete L4 datagram in this frame.
     if ((be16(p, l3 + 6) & 0x3fff) != 0) out.fragment = 1;
     out.l4Proto = <u32>load<u8>(p + l3 + 9);
@@ -121,6 +181,7 @@ function parseView(p: usize, avail: u32, frameLen: u32, out: Parsed): i32 {
     out.l3Kind = L3_IPV6;
     out.l3Off = l3;
     out.l3End = end;
+    out.pseudoDstOff = l3 + 24;
     let next = <u32>load<u8>(p + l3 + 6);
     let off = l3 + 40;
     // (Written as a conditional loop: asc 0.28 drops code after a for (;;) left by `break`.)
@@ -140,6 +201,13 @@ function parseView(p: usize, avail: u32, frameLen: u32, out: Parsed): i32 {
         len = (<u32>load<u8>(p + off + 1) + 2) << 2; // AH counts 4-byte units (RFC 4302)
       } else {
         len = (<u32>load<u8>(p + off + 1) + 1) << 3;
+        if (next == IPV6_ROUTING && load<u8>(p + off + 3) != 0) {
+          // Segments left: the final destination is in the header's address list.
+          if (off + len > end) return 0;
+          if (off + len > avail) return NEED_MORE;
+          const final = ipv6FinalDestination(p, off, len);
+          if (final != 0) out.pseudoDstOff = final;
+        }
       }
       next = nh;
       off += len;

@@ -86,6 +86,7 @@ export function segmentPlan(st: usize, area: usize, src: Sg, base: u32, frameLen
   s.l3Off = p.l3Off;
   s.l4Off = p.l4Off;
   s.l3Kind = p.l3Kind;
+  s.pseudoDstOff = p.pseudoDstOff;
   s.proto = proto;
   s.mss = gsoSize;
   s.payload = frameLen - hdrLen;
@@ -145,8 +146,11 @@ export function segmentBuild(area: usize, src: Sg, i: u32): u32 {
     wr16(l4 + 4, l4Bytes);
     field = l4 + 6;
   }
-  // Pseudo-header (RFC 793 / RFC 8200, 8.1): addresses, upper-layer length, protocol.
-  let ps = s.l3Kind == L3_IPV4 ? sumAt(l3 + 12, 8) : sumAt(l3 + 8, 32);
+  // Pseudo-header (RFC 793 / RFC 8200, 8.1): addresses (a source route's final destination),
+  // upper-layer length, protocol.
+  const v4 = s.l3Kind == L3_IPV4;
+  const addr: u32 = v4 ? 4 : 16;
+  let ps = add16(sumAt(l3 + (v4 ? 12 : 8), addr), sumAt(h + s.pseudoDstOff, addr));
   ps = add16(ps, beWord(l4Bytes >> 16));
   ps = add16(ps, beWord(l4Bytes));
   ps = add16(ps, beWord(s.proto));

@@ -43,6 +43,13 @@ export interface FrameSpec {
   vlans?: number[];
   /** IPv4 options bytes (multiple of 4, at most 40). */
   ipv4OptionBytes?: number;
+  /**
+   * A source route: addresses still to visit after `dst`, the last one the final destination
+   * (IPv4: a loose source route option, RFC 791 3.1, after `ipv4OptionBytes` of NOPs; IPv6: a
+   * segment routing header, RFC 8754, with segments left = its length, after `ext`). L4
+   * checksums use the final destination (RFC 791 3.1 via RFC 9293 3.1, RFC 8200 8.1).
+   */
+  sourceRoute?: ArrayLike<number>[];
   /** IPv6 extension headers in order (each 8 bytes; a "frag" header with offset 0 and M=0, an atomic fragment). */
   ext?: Ext[];
   /** How to fill the L4 checksum: complete, partial (pseudo-header sum, as with NEEDS_CSUM) or zero. */
@@ -80,6 +87,8 @@ export interface BuiltFrame {
   /** Offset of the checksum field from l4Off. */
   csumField: number;
   ip: 4 | 6;
+  /** Where the pseudo-header's destination address is when it is not the IP header's (a source route's final destination). */
+  finalDstOff?: number;
 }
 
 export const DEVICE_MAC = Uint8Array.of(0x52, 0x54, 0x00, 0x12, 0x34, 0x56);
@@ -95,20 +104,24 @@ function protoOf(l4: L4, ip: 4 | 6): number {
   return l4 === "tcp" ? 6 : l4 === "udp" ? 17 : ip === 4 ? 1 : 58;
 }
 
-/** Pseudo-header sum (folded) for the datagram in `b` as built. */
+/** Pseudo-header sum (folded) for the datagram in `b` as built (with a source route's final destination). */
 export function pseudoHeaderSum(b: BuiltFrame): number {
   const f = b.frame;
   const len = b.l3End - b.l4Off;
   if (b.ip === 4) {
     const ph = new Uint8Array(12);
-    ph.set(f.subarray(b.l3Off + 12, b.l3Off + 20), 0);
+    ph.set(f.subarray(b.l3Off + 12, b.l3Off + 16), 0);
+    const dst = b.finalDstOff ?? b.l3Off + 16;
+    ph.set(f.subarray(dst, dst + 4), 4);
     ph[9] = b.proto;
     ph[10] = len >> 8;
     ph[11] = len & 0xff;
     return onesSum(ph);
   }
   const ph = new Uint8Array(40);
-  ph.set(f.subarray(b.l3Off + 8, b.l3Off + 40), 0);
+  ph.set(f.subarray(b.l3Off + 8, b.l3Off + 24), 0);
+  const dst = b.finalDstOff ?? b.l3Off + 24;
+  ph.set(f.subarray(dst, dst + 16), 16);
   ph[32] = (len >>> 24) & 0xff;
   ph[33] = (len >> 16) & 0xff;
   ph[34] = (len >> 8) & 0xff;
@@ -135,14 +148,22 @@ export function buildFrame(spec: FrameSpec): BuiltFrame {
   const proto = protoOf(spec.l4, spec.ip);
   const l4HeaderLen = spec.l4 === "tcp" ? 20 + (spec.tcpOptionBytes ?? 0) : 8;
   const l4Len = l4HeaderLen + spec.payload.length;
-  const optBytes = spec.ip === 4 ? spec.ipv4OptionBytes ?? 0 : 0;
+  const route = spec.sourceRoute ?? [];
+  const nopBytes = spec.ip === 4 ? spec.ipv4OptionBytes ?? 0 : 0;
+  // LSRR: type, length, pointer (4: nothing visited yet), the addresses; padded with End of Options.
+  const lsrrLen = spec.ip === 4 && route.length ? 3 + 4 * route.length : 0;
+  const optBytes = nopBytes + ((lsrrLen + 3) & ~3);
+  if (optBytes > 40) throw new RangeError(`IPv4 options of ${optBytes} bytes`);
   const exts = spec.ip === 6 ? spec.ext ?? [] : [];
-  const l3HeaderLen = spec.ip === 4 ? 20 + optBytes : 40 + 8 * exts.length;
+  // Segment routing header: 8 bytes and the segment list (final destination first, dst last).
+  const srhLen = spec.ip === 6 && route.length ? 8 + 16 * (route.length + 1) : 0;
+  const l3HeaderLen = spec.ip === 4 ? 20 + optBytes : 40 + 8 * exts.length + srhLen;
   const l3Off = 14 + 4 * vlans.length;
   const l4Off = l3Off + l3HeaderLen;
   const l3End = l4Off + l4Len;
   const frame = new Uint8Array(l3End + (spec.padding ?? 0));
   const dv = new DataView(frame.buffer);
+  let finalDstOff: number | undefined;
 
   frame.set(spec.dstMac ?? PEER_MAC, 0);
   frame.set(spec.srcMac ?? DEVICE_MAC, 6);
@@ -163,19 +184,26 @@ export function buildFrame(spec: FrameSpec): BuiltFrame {
     frame[l3Off + 9] = proto;
     frame.set(spec.src ?? SRC4, l3Off + 12);
     frame.set(spec.dst ?? DST4, l3Off + 16);
-    // Options: NOPs ending in End-of-Options.
-    for (let i = 0; i < optBytes; i++) frame[l3Off + 20 + i] = i + 1 === optBytes ? 0 : 1;
+    // Options: NOPs ending in End-of-Options, or NOPs, then the source route, then End of Options.
+    for (let i = 0; i < nopBytes; i++) frame[l3Off + 20 + i] = i + 1 === nopBytes && !lsrrLen ? 0 : 1;
+    if (lsrrLen) {
+      const o = l3Off + 20 + nopBytes;
+      frame.set([131, lsrrLen, 4], o);
+      route.forEach((a, i) => frame.set(a, o + 3 + 4 * i));
+      finalDstOff = o + lsrrLen - 4;
+    }
     dv.setUint16(l3Off + 10, internetChecksum(frame.subarray(l3Off, l4Off)));
   } else {
     dv.setUint32(l3Off, 0x60000000);
-    dv.setUint16(l3Off + 4, 8 * exts.length + l4Len);
-    frame[l3Off + 6] = exts.length ? EXT_NUMBER[exts[0]] : proto;
+    dv.setUint16(l3Off + 4, l3HeaderLen - 40 + l4Len);
+    const chain = [...exts.map((e) => EXT_NUMBER[e]), ...(srhLen ? [43] : [])];
+    frame[l3Off + 6] = chain.length ? chain[0] : proto;
     frame[l3Off + 7] = 64;
     frame.set(spec.src ?? SRC6, l3Off + 8);
     frame.set(spec.dst ?? DST6, l3Off + 24);
     exts.forEach((e, i) => {
       const o = l3Off + 40 + 8 * i;
-      frame[o] = i + 1 < exts.length ? EXT_NUMBER[exts[i + 1]] : proto;
+      frame[o] = i + 1 < chain.length ? chain[i + 1] : proto;
       if (e === "frag") {
         frame[o + 1] = 0; // reserved; offset 0, M 0 (atomic fragment, RFC 6946)
         dv.setUint32(o + 4, 0xabcd);
@@ -189,6 +217,13 @@ export function buildFrame(spec: FrameSpec): BuiltFrame {
         frame[o + 3] = 4;
       }
     });
+    if (srhLen) {
+      const o = l3Off + 40 + 8 * exts.length;
+      const list = [...route].reverse().concat([spec.dst ?? DST6]);
+      frame.set([proto, srhLen / 8 - 1, 4, route.length, list.length - 1], o);
+      list.forEach((a, i) => frame.set(a, o + 8 + 16 * i));
+      finalDstOff = o + 8;
+    }
   }
 
   const csumField = spec.l4 === "tcp" ? 16 : spec.l4 === "udp" ? 6 : 2;
@@ -212,7 +247,7 @@ export function buildFrame(spec: FrameSpec): BuiltFrame {
   }
   frame.set(spec.payload, l4Off + l4HeaderLen);
 
-  const built: BuiltFrame = { frame, l3Off, l4Off, l3End, proto, csumField, ip: spec.ip };
+  const built: BuiltFrame = { frame, l3Off, l4Off, l3End, proto, csumField, ip: spec.ip, ...(finalDstOff !== undefined ? { finalDstOff } : {}) };
   const mode = spec.csum ?? "full";
   if (mode !== "zero") {
     const pseudo = proto === 1 ? 0 : pseudoHeaderSum(built);

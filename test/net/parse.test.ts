@@ -9,7 +9,7 @@ import { fixture } from "../helpers/setup.js";
 const f = fixture({ guestSize: 16 << 20 });
 f.drv.negotiate(featureMask(Feature.VERSION_1));
 
-interface Parsed { l3Kind: number; l3Off: number; l4Proto: number; l4Off: number; fragment: number; vlanTags: number; l3End: number }
+interface Parsed { l3Kind: number; l3Off: number; l4Proto: number; l4Off: number; fragment: number; vlanTags: number; l3End: number; pseudoDstOff: number }
 
 /** Parses `frame` split at `at` through the core's tool export. */
 function parse(frame: Uint8Array, at: number[] = []): Parsed {
@@ -33,14 +33,17 @@ function parse(frame: Uint8Array, at: number[] = []): Parsed {
   return {
     l3Kind: g(ParseField.L3_KIND), l3Off: g(ParseField.L3_OFF), l4Proto: g(ParseField.L4_PROTO),
     l4Off: g(ParseField.L4_OFF), fragment: g(ParseField.FRAGMENT), vlanTags: g(ParseField.VLAN_TAGS),
-    l3End: g(ParseField.L3_END),
+    l3End: g(ParseField.L3_END), pseudoDstOff: g(ParseField.PSEUDO_DST_OFF),
   };
 }
 
-const UNKNOWN = { l3Kind: 0, l3Off: 0, l4Proto: 255, l4Off: 0, fragment: 0, l3End: 0 };
+const UNKNOWN = { l3Kind: 0, l3Off: 0, l4Proto: 255, l4Off: 0, fragment: 0, l3End: 0, pseudoDstOff: 0 };
 
 function expected(b: BuiltFrame, vlans: number): Parsed {
-  return { l3Kind: b.ip, l3Off: b.l3Off, l4Proto: b.proto, l4Off: b.l4Off, fragment: 0, vlanTags: vlans, l3End: b.l3End };
+  return {
+    l3Kind: b.ip, l3Off: b.l3Off, l4Proto: b.proto, l4Off: b.l4Off, fragment: 0, vlanTags: vlans, l3End: b.l3End,
+    pseudoDstOff: b.finalDstOff ?? b.l3Off + (b.ip === 4 ? 16 : 24),
+  };
 }
 
 describe("frame parser", () => {
@@ -120,6 +123,61 @@ describe("frame parser", () => {
     const frame = b.frame.slice();
     frame[b.l3Off + 40 + 3] = 1; // M flag
     expect(parse(frame)).toMatchObject({ fragment: 1 });
+  });
+
+  describe("the pseudo-header's destination under a source route (RFC 791 3.1, RFC 8200 8.1)", () => {
+    const hops = [Uint8Array.of(192, 0, 2, 9), Uint8Array.of(198, 51, 100, 20)];
+    const hops6 = [2, 3].map((k) => Uint8Array.of(0x20, 0x01, 0x0d, 0xb8, ...new Array(11).fill(0), k));
+
+    it("an IPv4 loose source route under way: its last address", () => {
+      const b = buildFrame({ ip: 4, l4: "tcp", payload: payload(20), sourceRoute: hops, ipv4OptionBytes: 4 });
+      expect(parse(b.frame).pseudoDstOff).toBe(b.finalDstOff);
+      expect(b.finalDstOff).toBe(b.l3Off + 20 + 4 + 3 + 4);
+    });
+
+    it("a strict source route (SSRR) likewise", () => {
+      const b = buildFrame({ ip: 4, l4: "udp", payload: payload(20), sourceRoute: hops });
+      const frame = b.frame.slice();
+      frame[b.l3Off + 20] = 137;
+      expect(parse(frame).pseudoDstOff).toBe(b.finalDstOff);
+    });
+
+    it("an exhausted route (pointer past the last address): the header's destination", () => {
+      const b = buildFrame({ ip: 4, l4: "tcp", payload: payload(20), sourceRoute: hops });
+      const frame = b.frame.slice();
+      frame[b.l3Off + 22] = 4 + 4 * hops.length;
+      expect(parse(frame).pseudoDstOff).toBe(b.l3Off + 16);
+    });
+
+    it("malformed options (a length running past the header) end the walk at the header's destination", () => {
+      const b = buildFrame({ ip: 4, l4: "tcp", payload: payload(20), sourceRoute: hops });
+      const frame = b.frame.slice();
+      frame[b.l3Off + 21] = 40;
+      expect(parse(frame)).toMatchObject({ l4Proto: 6, pseudoDstOff: b.l3Off + 16 });
+    });
+
+    it("an IPv6 segment routing header with segments left: segment list[0]", () => {
+      const b = buildFrame({ ip: 6, l4: "tcp", payload: payload(20), sourceRoute: hops6, ext: ["hop"] });
+      expect(parse(b.frame).pseudoDstOff).toBe(b.l3Off + 40 + 8 + 8);
+    });
+
+    it("type 0 and type 2 routing headers: the last address; none left or RPL (type 3): the header's", () => {
+      const b = buildFrame({ ip: 6, l4: "udp", payload: payload(20), sourceRoute: hops6 });
+      const srh = b.l3Off + 40;
+      for (const [type, left, want] of [[0, 2, srh + 8 + 32], [2, 1, srh + 8 + 32], [4, 0, b.l3Off + 24], [3, 2, b.l3Off + 24]]) {
+        const frame = b.frame.slice();
+        frame[srh + 2] = type;
+        frame[srh + 3] = left;
+        expect(parse(frame).pseudoDstOff, `routing type ${type}, segments left ${left}`).toBe(want);
+      }
+    });
+
+    it("a routing header with segments left that runs past the datagram is refused", () => {
+      const b = buildFrame({ ip: 6, l4: "udp", payload: payload(4), sourceRoute: hops6 });
+      const frame = b.frame.slice();
+      frame[b.l3Off + 41] = 30;
+      expect(parse(frame)).toMatchObject({ l4Proto: 255, l4Off: 0 });
+    });
   });
 
   it("reports unknown for non-IP ethertypes (ARP)", () => {

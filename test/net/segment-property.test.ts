@@ -12,7 +12,7 @@ import { decodeVirtioHdr, encodeVirtioHdr } from "../../host/device/header.js";
 import { featureMask } from "../../host/device/features.js";
 import { buildFrame, completePartial, onesSum, pseudoHeaderSum, type BuiltFrame, type Ext } from "../../host/driver/frames.js";
 import { fixture } from "../helpers/setup.js";
-import { cuts } from "../helpers/arbitraries.js";
+import { cuts, fitRoute, sourceRoute } from "../helpers/arbitraries.js";
 import { referenceSegment } from "../helpers/segment-ref.js";
 
 const BASE = featureMask(Feature.VERSION_1, Feature.MAC, Feature.CSUM, Feature.GUEST_CSUM);
@@ -35,7 +35,8 @@ const gsoCase: fc.Arbitrary<Case> = fc.record({
   mss: fc.oneof(fc.integer({ min: 1, max: 64 }), fc.integer({ min: 500, max: 2000 })),
   ecn: fc.boolean(),
   splits: cuts(400),
-}).map((r) => {
+  sourceRoute,
+}).map(fitRoute).map((r) => {
   const b = buildFrame({ ...r, payload: r.payload, csum: "partial" });
   const gsoType = r.l4 === "udp" ? NetHdr.GSO_UDP_L4 : (r.ip === 4 ? NetHdr.GSO_TCPV4 : NetHdr.GSO_TCPV6) | (r.ecn ? NetHdr.GSO_ECN : 0);
   return { b, mss: r.mss, gsoType, splits: r.splits };
