@@ -3,6 +3,7 @@
  * the guest's negotiated features to the tap's offload flags.
  */
 import { Feature } from "../../assembly/abi.js";
+import { hasFeature } from "../device/features.js";
 
 export const TUNSETIFF = 0x400454ca;
 export const TUNGETFEATURES = 0x800454cf;
@@ -28,23 +29,22 @@ export const TUN_F_USO6 = 0x40;
 export const IFREQ_SIZE = 40;
 export const IFNAMSIZ = 16;
 
-const has = (f: bigint, b: Feature) => ((f >> BigInt(b)) & 1n) === 1n;
 
 /**
  * TUN_F_* flags for TUNSETOFFLOAD. They say what the reader (this device) accepts from the
  * kernel, so they follow the guest's GUEST_* features: the device passes partial checksums
  * and GSO frames from the tap to the guest only where the guest can take them (as Firecracker's
- * build_tap_offload_features and crosvm do). TSO/USO are not offered by this core yet, so only
- * TUN_F_CSUM can result today.
+ * build_tap_offload_features and crosvm do). Large segments the guest cannot take are never
+ * asked for, so the device never has to split what the kernel could have split itself.
  */
 export function tapOffloadFlags(negotiated: bigint): number {
-  if (!has(negotiated, Feature.GUEST_CSUM)) return 0;
+  if (!hasFeature(negotiated, Feature.GUEST_CSUM)) return 0;
   let f = TUN_F_CSUM;
-  if (has(negotiated, Feature.GUEST_TSO4)) f |= TUN_F_TSO4;
-  if (has(negotiated, Feature.GUEST_TSO6)) f |= TUN_F_TSO6;
-  if (has(negotiated, Feature.GUEST_ECN) && (f & (TUN_F_TSO4 | TUN_F_TSO6))) f |= TUN_F_TSO_ECN;
-  if (has(negotiated, Feature.GUEST_UFO)) f |= TUN_F_UFO;
-  if (has(negotiated, Feature.GUEST_USO4)) f |= TUN_F_USO4;
-  if (has(negotiated, Feature.GUEST_USO6)) f |= TUN_F_USO6;
+  if (hasFeature(negotiated, Feature.GUEST_TSO4)) f |= TUN_F_TSO4;
+  if (hasFeature(negotiated, Feature.GUEST_TSO6)) f |= TUN_F_TSO6;
+  if (hasFeature(negotiated, Feature.GUEST_ECN) && (f & (TUN_F_TSO4 | TUN_F_TSO6))) f |= TUN_F_TSO_ECN;
+  if (hasFeature(negotiated, Feature.GUEST_UFO)) f |= TUN_F_UFO;
+  if (hasFeature(negotiated, Feature.GUEST_USO4)) f |= TUN_F_USO4;
+  if (hasFeature(negotiated, Feature.GUEST_USO6)) f |= TUN_F_USO6;
   return f;
 }

@@ -8,6 +8,7 @@
  * opening /dev/tapN, and the kernel's handling of the headers this writes (see README).
  */
 import { Feature } from "../../assembly/abi.js";
+import { hasFeature } from "../device/features.js";
 
 /** _IOW('t', 196, struct tun_capabilities) and friends (sys/net/if_tun.h, OpenBSD _IOC). */
 export const TUNSCAP = 0x800474c4;
@@ -25,20 +26,20 @@ export const IFCAP_TSOv6 = 0x00002000;
 /** Capabilities TUNSCAP accepts (if_tun.c TUN_IF_CAPS); anything else is EINVAL. */
 export const TUN_IF_CAPS = 0x71f7;
 
-const has = (f: bigint, b: Feature) => ((f >> BigInt(b)) & 1n) === 1n;
 
 /**
  * IFCAP_* for TUNSCAP from the guest's negotiated features, as vmd's vionet_update_offload:
  * the interface may hand us TCP/UDP packets with unfinished checksums only if the guest can
  * finish them (GUEST_CSUM). IFCAP_CSUM_IPv4 is never set: virtio cannot carry "IPv4 header
  * checksum pending" to a guest (the engine would compute it, but asking for it buys nothing).
- * TSO caps follow GUEST_TSO4/6 (segmentation offload is not offered by this core yet).
+ * TSO caps follow GUEST_TSO4/6 (IFCAP_TSOv4/v6: the kernel may then hand over large TCP
+ * segments, which only a guest that negotiated them can take).
  */
 export function tunCapabilities(negotiated: bigint): number {
   let caps = 0;
-  if (has(negotiated, Feature.GUEST_CSUM)) caps |= IFCAP_CSUM_TCPv4 | IFCAP_CSUM_UDPv4 | IFCAP_CSUM_TCPv6 | IFCAP_CSUM_UDPv6;
-  if (has(negotiated, Feature.GUEST_CSUM) && has(negotiated, Feature.GUEST_TSO4)) caps |= IFCAP_TSOv4;
-  if (has(negotiated, Feature.GUEST_CSUM) && has(negotiated, Feature.GUEST_TSO6)) caps |= IFCAP_TSOv6;
+  if (hasFeature(negotiated, Feature.GUEST_CSUM)) caps |= IFCAP_CSUM_TCPv4 | IFCAP_CSUM_UDPv4 | IFCAP_CSUM_TCPv6 | IFCAP_CSUM_UDPv6;
+  if (hasFeature(negotiated, Feature.GUEST_CSUM) && hasFeature(negotiated, Feature.GUEST_TSO4)) caps |= IFCAP_TSOv4;
+  if (hasFeature(negotiated, Feature.GUEST_CSUM) && hasFeature(negotiated, Feature.GUEST_TSO6)) caps |= IFCAP_TSOv6;
   return caps;
 }
 

@@ -47,6 +47,11 @@ export function featureBit(f: Feature): bigint {
   return 1n << BigInt(f);
 }
 
+/** Whether feature `f` is in the set `mask`. */
+export function hasFeature(mask: bigint, f: Feature): boolean {
+  return (mask & featureBit(f)) !== 0n;
+}
+
 /** A set of features as a bit mask. */
 export function featureMask(...fs: Feature[]): bigint {
   return fs.reduce((m, f) => m | featureBit(f), 0n);

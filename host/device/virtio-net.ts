@@ -12,6 +12,7 @@ import {
 import type { GuestRegion } from "../memory/layout.js";
 import { coreStateSize, instantiateCore, type CoreExports } from "../wasm/core.js";
 import { readMetrics, type QueueMetrics } from "./metrics.js";
+import { hasFeature } from "./features.js";
 import type { DeviceLock } from "../io/device-lock.js";
 
 export { BackendKind, CsumPolicy, GsoMask, QueueIndex, Status };
@@ -483,7 +484,7 @@ export class VirtioNetDevice {
   /** Whether the guest negotiated taking GSO frames of this virtio_net_hdr gso_type whole. */
   private guestTakesGso(gsoType: number): boolean {
     const f = this.core.negotiatedFeatures(this.state);
-    const has = (b: Feature) => ((f >> BigInt(b)) & 1n) === 1n;
+    const has = (b: Feature) => hasFeature(f, b);
     if (!has(Feature.GUEST_CSUM)) return false;
     if ((gsoType & NetHdr.GSO_ECN) !== 0 && !has(Feature.GUEST_ECN)) return false;
     switch (gsoType & ~NetHdr.GSO_ECN) {

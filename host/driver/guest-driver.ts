@@ -17,7 +17,7 @@ export interface DriverTransport {
   enableQueue(q: QueueIndex, on: boolean): number;
 }
 import type { GuestMemory } from "../memory/layout.js";
-import { featureMask } from "../device/features.js";
+import { featureMask, hasFeature } from "../device/features.js";
 
 export const DESC_F_NEXT = 1;
 export const DESC_F_WRITE = 2;
@@ -271,7 +271,7 @@ export class GuestDriver {
 
   // ─────────────── notification suppression, as a driver honours it ───────────────
 
-  private get eventIdx(): boolean { return (this.features & featureMask(Feature.EVENT_IDX)) !== 0n; }
+  private get eventIdx(): boolean { return hasFeature(this.features, Feature.EVENT_IDX); }
 
   /**
    * After making buffers available (avail idx moved from `oldAvail` to now): whether the device

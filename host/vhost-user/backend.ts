@@ -8,7 +8,7 @@
 import { readlinkSync } from "node:fs";
 import { BackendKind, Code, CsumPolicy, Feature, GsoMask, QueueIndex, Status } from "../../assembly/abi.js";
 import { LinuxTap } from "../backends/tap-linux.js";
-import { featureBit, featureList, FULL_OFFER } from "../device/features.js";
+import { featureList, FULL_OFFER, hasFeature } from "../device/features.js";
 import { VirtioNetDevice } from "../device/virtio-net.js";
 import { DeviceLock } from "../io/device-lock.js";
 import { TapPort } from "../io/tap-port.js";
@@ -472,7 +472,7 @@ export class VhostUserNetBackend {
 
   /** Negotiated guest features (after SET_FEATURES). */
   get features(): bigint { return this.dev.negotiatedFeatures; }
-  hasFeature(f: Feature): boolean { return (this.dev.negotiatedFeatures & featureBit(f)) !== 0n; }
+  hasFeature(f: Feature): boolean { return hasFeature(this.dev.negotiatedFeatures, f); }
 }
 
 /** Why `fd` is not an eventfd, or null if it is one (read through /proc/self/fd). */

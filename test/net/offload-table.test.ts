@@ -112,7 +112,7 @@ describe("TX translation with CSUM negotiated", () => {
     expect(f.dev.metrics(QueueIndex.TX).dropBadCsumOffsets).toBe(1);
   });
 
-  it("drops GSO frames (segmentation offload is not offered) and counts them", () => {
+  it("drops GSO frames from a guest that did not negotiate HOST_TSO4 and counts them", () => {
     const f = up(CSUM, { backend: BackendKind.VNET_HDR });
     const b = tcp4();
     expect(tx(f, b, { hdr: { ...needsCsum(b), gsoType: NetHdr.GSO_TCPV4, gsoSize: 1448 } })).toEqual([]);
