@@ -4,7 +4,8 @@ export {
   Status, TunHdr,
 } from "../assembly/abi.js";
 export {
-  VirtioNetDevice, DeviceError, macToBigInt, type DeviceHooks, type DeviceOptions, type ReceiveResult,
+  VirtioNetDevice, DeviceError, macToBigInt, type AdoptedQueue, type AdoptedState, type DeviceHooks, type DeviceOptions,
+  type ReceiveResult,
 } from "./device/virtio-net.js";
 export {
   FEATURE_NAMES, featureBit, featureList, featureMask, FULL_OFFER, FULL_OFFER_LIST, parseFeatureList,
@@ -20,5 +21,6 @@ export { coreModule, corePath, instantiateCore, isSharedMemory, type CoreExports
 export { VirtioPciTransport, PciCap, Common, type PciHooks } from "./transports/virtio-pci.js";
 export { VirtioMmioTransport, Mmio, MMIO_MAGIC, MMIO_SIZE, type MmioHooks } from "./transports/virtio-mmio.js";
 export {
-  V86VirtioNet, captureV86Exports, v86NotifyPorts, type V86Like, type V86NetOptions, type V86Virtio, type V86WasmExports,
+  V86VirtioNet, captureV86Exports, v86NotifyPorts, type V86Like, type V86NetOptions, type V86Queue, type V86Virtio,
+  type V86WasmExports,
 } from "./emulators/v86.js";

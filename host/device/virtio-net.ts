@@ -111,10 +111,26 @@ export interface ForwardEntry {
 
 /** Errors of this module. */
 export class DeviceError extends Error {
-  constructor(readonly kind: "invalid-option" | "region-refused" | "not-initialised", message: string) {
+  constructor(readonly kind: "invalid-option" | "region-refused" | "not-initialised" | "features-refused" | "queue-refused", message: string) {
     super(message);
     this.name = "DeviceError";
   }
+}
+
+/** A queue as a front-end set it up with the guest: size, guest-physical ring addresses, where to resume. */
+export interface AdoptedQueue {
+  size: number;
+  desc: bigint;
+  avail: bigint;
+  used: bigint;
+  /** The next available index to read (vhost-user SET_VRING_BASE); default 0, a fresh ring. */
+  nextAvail?: number;
+}
+
+/** What `adopt()` takes over: the negotiated features and, to start the device, both queues (RX, TX). */
+export interface AdoptedState {
+  features: bigint;
+  queues?: readonly [rx: AdoptedQueue, tx: AdoptedQueue];
 }
 
 /** Parses "aa:bb:cc:dd:ee:ff" (or 6 bytes) into the core's 48-bit form (byte 0 lowest). */
@@ -259,6 +275,37 @@ export class VirtioNetDevice {
       this.dispatchEvents();
       return r;
     });
+  }
+
+  /**
+   * Takes over a negotiation a front-end already finished with the guest (vhost-user's
+   * SET_FEATURES and SET_VRING_*, an emulator's own registers): resets the device, then
+   * replays status ACKNOWLEDGE|DRIVER, the features, FEATURES_OK and, if `queues` are given,
+   * each queue's size, addresses and resume index, and DRIVER_OK (virtio 1.2, 3.1.1).
+   * Throws a DeviceError naming what was refused; the device is then left reset. The data path
+   * must be stopped meanwhile (each step takes the device lock on its own).
+   */
+  adopt(state: AdoptedState): void {
+    this.setStatus(0);
+    this.setStatus(Status.ACKNOWLEDGE | Status.DRIVER);
+    this.setDriverFeatures(state.features);
+    if ((this.setStatus(Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK) & Status.FEATURES_OK) === 0) {
+      this.setStatus(0);
+      throw new DeviceError("features-refused",
+        `features 0x${state.features.toString(16)} refused (offered 0x${this.offeredFeatures.toString(16)})`);
+    }
+    if (!state.queues) return;
+    for (const q of [QueueIndex.RX, QueueIndex.TX]) {
+      const r = state.queues[q];
+      const why = this.configureQueue(q, r.size, r.desc, r.avail, r.used) !== Code.OK ? `bad size ${r.size}`
+        : this.setNextAvail(q, r.nextAvail ?? 0) !== Code.OK ? "resume index refused"
+        : this.enableQueue(q, true) !== Code.OK ? "rings are not in guest memory" : "";
+      if (why) {
+        this.setStatus(0);
+        throw new DeviceError("queue-refused", `queue ${q}: ${why}`);
+      }
+    }
+    this.setStatus(Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK | Status.DRIVER_OK);
   }
 
   /** Next available index the device will consume (vhost-user GET/SET_VRING_BASE). */

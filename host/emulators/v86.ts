@@ -14,17 +14,20 @@
  * The internals used here are not in v86.d.ts; the shapes below are those of v86 0.5.462.
  */
 import { Feature, QueueIndex, Status } from "../../assembly/abi.js";
-import { BackendKind, VirtioNetDevice } from "../device/virtio-net.js";
+import { BackendKind, DeviceError, VirtioNetDevice } from "../device/virtio-net.js";
 import { featureMask, FULL_OFFER } from "../device/features.js";
 import { DevicePort } from "../net/device-port.js";
 import type { Switch } from "../net/switch.js";
 
 /** v86's VirtIO object for the network card (src/virtio.js). */
+/** One of v86's virtqueues as its driver programmed it. */
+export interface V86Queue { size: number; enabled: boolean; desc_addr: number; avail_addr: number; used_addr: number }
+
 export interface V86Virtio {
   device_feature: Uint32Array;
   driver_feature: Uint32Array;
   device_status: number;
-  queues: { size: number; enabled: boolean; desc_addr: number; avail_addr: number; used_addr: number }[];
+  queues: V86Queue[];
   pci_space: ArrayLike<number>;
   raise_irq(type: number): void;
   notify_config_changes?(): void;
@@ -200,16 +203,13 @@ export class V86VirtioNet {
     const [rx, tx] = v.queues;
     const key = [f, rx.desc_addr, rx.avail_addr, rx.used_addr, rx.size, tx.desc_addr, tx.avail_addr, tx.used_addr, tx.size].join(":");
     if (key === this.synced) return true;
-    const d = this.dev;
-    d.setStatus(0);
-    d.setStatus(Status.ACKNOWLEDGE | Status.DRIVER);
-    d.setDriverFeatures(f);
-    if ((d.setStatus(Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK) & Status.FEATURES_OK) === 0) return false;
-    for (const [qi, q] of [[QueueIndex.RX, rx], [QueueIndex.TX, tx]] as const) {
-      if (d.configureQueue(qi, q.size, BigInt(q.desc_addr), BigInt(q.avail_addr), BigInt(q.used_addr)) !== 0) return false;
-      if (d.enableQueue(qi, true) !== 0) return false;
+    const queue = (q: V86Queue) => ({ size: q.size, desc: BigInt(q.desc_addr), avail: BigInt(q.avail_addr), used: BigInt(q.used_addr) });
+    try {
+      this.dev.adopt({ features: f, queues: [queue(rx), queue(tx)] });
+    } catch (e) {
+      if (e instanceof DeviceError) return false;
+      throw e;
     }
-    d.setStatus(Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK | Status.DRIVER_OK);
     this.synced = key;
     this.counters.syncs++;
     return true;

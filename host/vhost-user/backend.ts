@@ -6,7 +6,7 @@
  * fds directly. This object is the control side: it alone issues ioctls (TUNSETOFFLOAD).
  */
 import { readlinkSync } from "node:fs";
-import { BackendKind, Code, CsumPolicy, Feature, GsoMask, QueueIndex, Status } from "../../assembly/abi.js";
+import { BackendKind, CsumPolicy, Feature, GsoMask, QueueIndex } from "../../assembly/abi.js";
 import { LinuxTap } from "../backends/tap-linux.js";
 import { featureList, FULL_OFFER, hasFeature } from "../device/features.js";
 import { VirtioNetDevice } from "../device/virtio-net.js";
@@ -117,6 +117,9 @@ export class VhostUserNetBackend {
   /** The front-end acked VHOST_USER_F_PROTOCOL_FEATURES in SET_FEATURES. */
   private protocolAcked = false;
   private status = 0;
+  /** Features the front-end set (SET_FEATURES), adopted by the device at every start; null until then. */
+  private acked: bigint | null = null;
+  private loggedFeatures = -1n;
   private worker: TapWorker | null = null;
   private workerRunning = false;
   private kicks: KickLoop | null = null;
@@ -139,7 +142,11 @@ export class VhostUserNetBackend {
         hooks: {
           negotiated: (f) => {
             const flags = this.port ? this.port.applyNegotiated(f) : 0;
-            this.log("info", `negotiated ${featureList(f).join(" ")}${this.port ? `; tap offload 0x${flags.toString(16)}` : ""}`);
+            // adopt() replays the negotiation at every (re)start: say it once per change.
+            if (f !== this.loggedFeatures) {
+              this.log("info", `negotiated ${featureList(f).join(" ")}${this.port ? `; tap offload 0x${flags.toString(16)}` : ""}`);
+            }
+            this.loggedFeatures = f;
           },
           // With a tap the Worker signals the call fds itself; on the embedded network we do.
           interrupt: (q) => { if (this.rings[q].callFd >= 0) libc.eventfdSignal(this.rings[q].callFd); },
@@ -369,29 +376,18 @@ export class VhostUserNetBackend {
     if (f !== acked) {
       this.log("warn", `front-end acked ${featureList(acked & ~f).join(" ")} without their prerequisites; treating them as off`);
     }
-    dev.setStatus(0);
-    dev.setStatus(Status.ACKNOWLEDGE | Status.DRIVER);
-    dev.setDriverFeatures(f);
-    const s = dev.setStatus(Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK);
-    if (!(s & Status.FEATURES_OK)) {
-      throw new Error(`features 0x${f.toString(16)} refused (offered 0x${dev.offeredFeatures.toString(16)})`);
-    }
+    this.acked = null;
+    dev.adopt({ features: f });
+    this.acked = f;
   }
 
   /** Starts the data path once both rings are fully described, started and enabled. */
   private async maybeStart(): Promise<void> {
-    if (this.running) return;
-    if (!(this.dev.status & Status.FEATURES_OK)) return;
+    if (this.running || this.acked === null) return;
     const ready = this.rings.every((r) => r.size && r.desc !== null && r.kickFd >= 0 && r.callFd >= 0 && r.enabled);
     if (!ready) return;
-    for (const q of [QueueIndex.RX, QueueIndex.TX]) {
-      const r = this.rings[q];
-      this.dev.enableQueue(q, false);
-      if (this.dev.configureQueue(q, r.size, r.desc!, r.avail!, r.used!) !== Code.OK) throw new Error(`ring ${q}: bad size ${r.size}`);
-      this.dev.setNextAvail(q, r.base);
-      if (this.dev.enableQueue(q, true) !== Code.OK) throw new Error(`ring ${q}: rings are not in guest memory`);
-    }
-    this.dev.setStatus(Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK | Status.DRIVER_OK);
+    const queue = (r: Ring) => ({ size: r.size, desc: r.desc!, avail: r.avail!, used: r.used!, nextAvail: r.base });
+    this.dev.adopt({ features: this.acked, queues: [queue(this.rings[QueueIndex.RX]), queue(this.rings[QueueIndex.TX])] });
     const kickFds: [number, number] = [this.rings[0].kickFd, this.rings[1].kickFd];
     if (this.tap) {
       // One data-path thread per back-end, kept across sessions and guest reboots.
@@ -448,6 +444,7 @@ export class VhostUserNetBackend {
     for (const r of this.rings) for (const fd of [r.kickFd, r.callFd, r.errFd]) libc.closeQuietly(fd);
     this.rings = [newRing(), newRing()];
     this.dev.setStatus(0);
+    this.acked = null;
     this.status = 0;
   }
 

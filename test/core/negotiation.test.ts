@@ -1,5 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { Feature, Status } from "../../assembly/abi.js";
+import { Feature, QueueIndex, Status } from "../../assembly/abi.js";
+import type { AdoptedQueue } from "../../host/device/virtio-net.js";
+import { buildFrame, payload } from "../../host/driver/frames.js";
 import { readFileSync } from "node:fs";
 import { featureBit, featureList, featureMask, FULL_OFFER, parseFeatureList } from "../../host/device/features.js";
 import { fixture } from "../helpers/setup.js";
@@ -148,5 +150,55 @@ describe("features without their prerequisites (what QEMU passes to vhost-user b
     const fixed = dev.core.featureWithoutUnmet(qemu);
     expect(fixed).toBe(featureMask(Feature.INDIRECT_DESC, Feature.EVENT_IDX, Feature.VERSION_1));
     expect(dev.core.featureDependenciesMet(fixed)).toBe(1);
+  });
+});
+
+describe("adopt(): taking over a negotiation a front-end already did", () => {
+  const FEATURES = featureMask(Feature.VERSION_1, Feature.MAC, Feature.CSUM, Feature.EVENT_IDX);
+  const frame = (n: number) => buildFrame({ ip: 4, l4: "udp", payload: payload(32 + n) }).frame;
+  const queuesOf = (f: ReturnType<typeof fixture>) => [QueueIndex.RX, QueueIndex.TX].map((q) => {
+    const r = f.drv.queues[q];
+    return { size: r.size, desc: r.desc, avail: r.avail, used: r.used, nextAvail: f.dev.nextAvail(q) };
+  }) as [AdoptedQueue, AdoptedQueue];
+
+  it("replays features, queues and DRIVER_OK, resuming each ring where it stopped", () => {
+    const f = fixture();
+    f.drv.bringUp(FEATURES, 64);
+    for (let i = 0; i < 3; i++) f.drv.send(frame(i));
+    expect(f.dev.collectTx()).toHaveLength(3);
+    const queues = queuesOf(f);
+    expect(queues[QueueIndex.TX].nextAvail).toBe(3);
+    f.dev.adopt({ features: FEATURES, queues });
+    expect(f.dev.status).toBe(Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK | Status.DRIVER_OK);
+    expect(f.dev.negotiatedFeatures).toBe(FEATURES);
+    f.drv.send(frame(7));
+    const after = f.dev.collectTx();
+    // Only the new frame: nothing before the resume index is read again.
+    expect(after.map((o) => o.frame.length)).toEqual([frame(7).length]);
+    f.drv.postRx(1);
+    expect(f.dev.receive(frame(1)).kind).toBe("delivered");
+  });
+
+  it("without queues stops at FEATURES_OK (vhost-user's SET_FEATURES before the rings)", () => {
+    const f = fixture();
+    f.dev.adopt({ features: FEATURES });
+    expect(f.dev.status).toBe(Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK);
+    expect(f.negotiated).toEqual([FEATURES]);
+  });
+
+  it("refuses features that were not offered with a DeviceError, leaving the device reset", () => {
+    const f = fixture();
+    expect(() => f.dev.adopt({ features: FEATURES | featureBit(Feature.MRG_RXBUF) }))
+      .toThrow(expect.objectContaining({ kind: "features-refused" }) as Error);
+    expect(f.dev.status).toBe(0);
+  });
+
+  it("refuses a queue outside guest RAM with a DeviceError naming the queue", () => {
+    const f = fixture();
+    f.drv.bringUp(FEATURES, 64);
+    const queues = queuesOf(f);
+    queues[QueueIndex.TX] = { ...queues[QueueIndex.TX], desc: 1n << 40n };
+    expect(() => f.dev.adopt({ features: FEATURES, queues })).toThrow(/queue 1: rings are not in guest memory/);
+    expect(f.dev.status).toBe(0);
   });
 });
