@@ -61,7 +61,7 @@ async function gsoRows(ns: Netns, rows: string[][]): Promise<void> {
     ns.adopt(tap.name);
     ns.ip(["link", "set", tap.name, "up", "txqueuelen", "20000"]);
     const port = new TapPort(x.dev, tap, libc.memoryAddress(x.dev.memory));
-    port.applyNegotiated(x.dev.negotiatedFeatures);
+    port.tap.applyNegotiated(x.dev.negotiatedFeatures);
     return { tap, port };
   });
   const nb = libc.memoryAddress(whole.dev.memory);
@@ -102,7 +102,7 @@ export async function tapBench(): Promise<void> {
       ns.ip(["link", "set", tap.name, "up", "txqueuelen", "20000"]);
       ns.ip(["neigh", "add", "192.0.2.2", "lladdr", "52:54:00:12:34:56", "dev", tap.name, "nud", "permanent"]);
       const port = new TapPort(b.dev, tap, nativeBase);
-      port.applyNegotiated(b.dev.negotiatedFeatures);
+      port.tap.applyNegotiated(b.dev.negotiatedFeatures);
       const u8 = b.u8;
       const hdrAt = b.guestBase + 0x0f00;
       u8.fill(0, hdrAt, hdrAt + 12);

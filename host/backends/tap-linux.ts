@@ -4,10 +4,12 @@
  * Control (open, TUNSETOFFLOAD) and data (readv/writev of iovec arrays) are separate methods
  * so a host can keep the control side apart from the data path.
  */
+import { Feature } from "../../assembly/abi.js";
+import { hasFeature } from "../device/features.js";
 import * as libc from "../runtime/libc.js";
 import {
   IFF_MULTI_QUEUE, IFF_NO_PI, IFF_TAP, IFF_VNET_HDR, IFNAMSIZ, IFREQ_SIZE, TUNGETFEATURES, TUNSETIFF,
-  TUNSETOFFLOAD, TUNSETVNETHDRSZ, TUN_F_CSUM, TUN_F_USO4, TUN_F_USO6,
+  TUNSETOFFLOAD, TUNSETVNETHDRSZ, TUN_F_CSUM, TUN_F_USO4, TUN_F_USO6, tapOffloadFlags,
 } from "./tap-ioctl.js";
 
 export type TapErrorKind = "no-tun" | "permission" | "busy" | "bad-name" | "unsupported" | "io";
@@ -101,6 +103,20 @@ export class LinuxTap {
    */
   setOffload(tunFlags: number): void {
     libc.ioctlValue(this.fd, TUNSETOFFLOAD, tunFlags, "TUNSETOFFLOAD");
+  }
+
+  /**
+   * Control side, after FEATURES_OK (as OpenBsdTap's TUNSCAP): the kernel's header size follows
+   * the guest's (12 with VERSION_1 or MRG_RXBUF, else 10) and its offloads the guest's GUEST_*
+   * features. Returns the TUN_F_* flags set (0 without IFF_VNET_HDR, which has no offloads).
+   */
+  applyNegotiated(features: bigint): number {
+    if (!this.vnetHdr) return 0;
+    const modern = hasFeature(features, Feature.VERSION_1) || hasFeature(features, Feature.MRG_RXBUF);
+    const flags = tapOffloadFlags(features);
+    this.setVnetHdrSize(modern ? 12 : 10);
+    this.setOffload(flags);
+    return flags;
   }
 
   /**

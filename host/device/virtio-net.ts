@@ -13,7 +13,7 @@ import type { GuestRegion } from "../memory/layout.js";
 import { coreStateSize, instantiateCore, type CoreExports } from "../wasm/core.js";
 import { readMetrics, type QueueMetrics } from "./metrics.js";
 import { hasFeature } from "./features.js";
-import type { DeviceLock } from "../io/device-lock.js";
+import type { DeviceLock } from "./device-lock.js";
 
 export { BackendKind, CsumPolicy, GsoMask, QueueIndex, Status };
 

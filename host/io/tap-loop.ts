@@ -30,7 +30,7 @@ export class TapLoop {
   private tapDown = false;
   private readonly log: (line: string) => void;
 
-  constructor(readonly port: TapPort, private readonly opts: TapLoopOptions = {}) {
+  constructor(readonly port: TapPort<LinuxTap>, private readonly opts: TapLoopOptions = {}) {
     this.log = opts.log ?? (() => {});
     this.poll.add(port.tap.fd, libc.EPOLLIN | libc.EPOLLONESHOT, TOKEN_TAP);
   }
@@ -121,7 +121,7 @@ export class TapLoop {
     try {
       const tap = LinuxTap.open(this.port.tap.name, { vnetHdr: this.port.tap.vnetHdr });
       this.port.tap = tap;
-      if (this.port.dev.negotiatedFeatures !== 0n) this.port.applyNegotiated(this.port.dev.negotiatedFeatures);
+      if (this.port.dev.negotiatedFeatures !== 0n) this.port.tap.applyNegotiated(this.port.dev.negotiatedFeatures);
       this.poll.add(tap.fd, libc.EPOLLIN | libc.EPOLLONESHOT, TOKEN_TAP);
       this.tapDown = false;
       this.port.dev.setLinkUp(true);

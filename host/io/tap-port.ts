@@ -4,14 +4,25 @@
  * buffers, the tap's virtio_net_hdr landing where the guest's header goes. The only bytes the
  * host touches are the counters.
  *
- * The port is the data path. `applyNegotiated()` is the control side (TUNSETVNETHDRSZ and
- * TUNSETOFFLOAD after feature negotiation); a host that separates privileges runs it elsewhere.
+ * The port is the data path only: it reads and writes, nothing more. The control side (the
+ * tap's header size and offloads after negotiation) is the backend's `applyNegotiated()`; a
+ * host that separates privileges runs it elsewhere.
  */
 import { BackendKind, Code, QueueIndex } from "../../assembly/abi.js";
 import type { VirtioNetDevice } from "../device/virtio-net.js";
-import { tapOffloadFlags } from "../backends/tap-ioctl.js";
-import type { LinuxTap } from "../backends/tap-linux.js";
 import { EAGAIN, ENOBUFS, EPOLLIN, EPOLLOUT, errnoName } from "../runtime/libc.js";
+
+/**
+ * What the data path needs of a tap: scatter-gather I/O on native iovec arrays, returning bytes
+ * or -errno (-EAGAIN when it would block). `LinuxTap` is one; tests pass stand-ins.
+ */
+export interface TapIo {
+  readonly name: string;
+  /** Frames carry a virtio_net_hdr (IFF_VNET_HDR). */
+  readonly vnetHdr: boolean;
+  writev(iov: bigint, n: number): number;
+  readv(iov: bigint, n: number): number;
+}
 
 /** Why an RX pump stopped. */
 export type RxStop =
@@ -36,7 +47,7 @@ export interface PortStats {
   lastError: string | null;
 }
 
-export class TapPort {
+export class TapPort<Tap extends TapIo = TapIo> {
   readonly stats: PortStats = { tapWriteErrors: 0, tapReadErrors: 0, tapFull: 0, lastError: null };
   private txState: TxStop = "empty";
   private rxState: RxStop = "drained";
@@ -56,22 +67,10 @@ export class TapPort {
    * @param nativeBase native address of Wasm address 0 (the device must have been created
    *   with the same `nativeBase`, so the core's iovecs carry native addresses).
    */
-  constructor(readonly dev: VirtioNetDevice, public tap: LinuxTap, readonly nativeBase: bigint) {
+  constructor(readonly dev: VirtioNetDevice, public tap: Tap, readonly nativeBase: bigint) {
     if (dev.backendKind !== (tap.vnetHdr ? BackendKind.VNET_HDR : BackendKind.PLAIN)) {
       throw new Error(`device backend kind must be ${tap.vnetHdr ? "VNET_HDR" : "PLAIN"} for tap ${tap.name}`);
     }
-  }
-
-  /**
-   * Control side, after FEATURES_OK: the tap's header size follows the guest's (10 or 12) and
-   * its offloads follow the guest's GUEST_* features.
-   */
-  applyNegotiated(features: bigint): number {
-    if (!this.tap.vnetHdr) return 0;
-    const flags = tapOffloadFlags(features);
-    this.tap.setVnetHdrSize(this.dev.headerLength);
-    this.tap.setOffload(flags);
-    return flags;
   }
 
   /** Sends what the guest queued. */

@@ -17,7 +17,7 @@ import { QueueIndex } from "../../assembly/abi.js";
 import { LinuxTap } from "../backends/tap-linux.js";
 import { VirtioNetDevice } from "../device/virtio-net.js";
 import * as libc from "../runtime/libc.js";
-import { DeviceLock } from "./device-lock.js";
+import { DeviceLock } from "../device/device-lock.js";
 import { PollWindow } from "./poll-window.js";
 import { TapPort } from "./tap-port.js";
 import type { TapWorkerData, TapWorkerMessage, TapWorkerRun } from "./tap-worker.js";

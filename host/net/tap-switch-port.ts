@@ -6,9 +6,10 @@
  * Reads wait in epoll_wait on a thread-pool thread; this is a control-plane-speed bridge
  * (one copy each way), not the zero-copy tap path of a single guest (TapPort).
  */
-import { NetHdr } from "../../assembly/abi.js";
-import { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN, TUN_F_USO4, TUN_F_USO6 } from "../backends/tap-ioctl.js";
+import { Feature, NetHdr } from "../../assembly/abi.js";
+import { tapOffloadFlags } from "../backends/tap-ioctl.js";
 import type { LinuxTap } from "../backends/tap-linux.js";
+import { featureMask } from "../device/features.js";
 import { decodeVirtioHdr, encodeVirtioHdr } from "../device/header.js";
 import { AsyncEpoll } from "../runtime/async-epoll.js";
 import * as libc from "../runtime/libc.js";
@@ -35,14 +36,11 @@ export class TapSwitchPort implements SwitchPort {
     this.acceptsGso = tap.vnetHdr;
     if (tap.vnetHdr) {
       tap.setVnetHdrSize(HDR);
-      // The kernel may then hand us GSO frames too; every device port takes them (its core
-      // segments for a guest without GUEST_TSO). USO needs Linux 6.2: fall back without it.
-      const tso = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
-      try {
-        tap.setOffload(tso | TUN_F_USO4 | TUN_F_USO6);
-      } catch {
-        tap.setOffload(tso);
-      }
+      // The switch takes what a guest with every GUEST_* offload would: the kernel may hand
+      // us partial checksums and GSO frames, which every device port takes (its core segments
+      // for a guest without GUEST_TSO). USO needs Linux 6.2: without it, TSO only.
+      const uso = tap.supportsUso() ? [Feature.GUEST_USO4, Feature.GUEST_USO6] : [];
+      tap.setOffload(tapOffloadFlags(featureMask(Feature.GUEST_CSUM, Feature.GUEST_TSO4, Feature.GUEST_TSO6, Feature.GUEST_ECN, ...uso)));
     }
     this.poll.add(tap.fd, libc.EPOLLIN, TOKEN_TAP);
     sw.attach(this);

@@ -10,13 +10,12 @@ import { BackendKind, CsumPolicy, Feature, GsoMask, QueueIndex } from "../../ass
 import { LinuxTap } from "../backends/tap-linux.js";
 import { featureList, FULL_OFFER, hasFeature } from "../device/features.js";
 import { VirtioNetDevice } from "../device/virtio-net.js";
-import { DeviceLock } from "../io/device-lock.js";
-import { TapPort } from "../io/tap-port.js";
+import { DeviceLock } from "../device/device-lock.js";
 import { TapWorker } from "../io/tap-worker.js";
 import { DevicePort } from "../net/device-port.js";
 import type { GatewayOptions } from "../net/gateway.js";
 import { embeddedNetwork, type EmbeddedNetwork } from "../net/embedded-network.js";
-import { KickLoop } from "../net/kick-loop.js";
+import { KickLoop } from "../io/kick-loop.js";
 import { WasmSpace } from "../memory/wasm-space.js";
 import * as libc from "../runtime/libc.js";
 import { MappedGuestMemory } from "./guest-map.js";
@@ -107,7 +106,6 @@ export class VhostUserNetBackend {
   readonly tap: LinuxTap | null;
   /** The embedded network (switch and gateway) when there is no tap. */
   readonly network: (EmbeddedNetwork & { port: DevicePort }) | null = null;
-  private readonly port: TapPort | null = null;
   private readonly mapped: MappedGuestMemory;
   private readonly nativeBase: bigint;
   private readonly log: Logger;
@@ -141,10 +139,10 @@ export class VhostUserNetBackend {
         lock: new DeviceLock(this.space.memory, this.lockAddress),
         hooks: {
           negotiated: (f) => {
-            const flags = this.port ? this.port.applyNegotiated(f) : 0;
+            const flags = this.tap ? this.tap.applyNegotiated(f) : 0;
             // adopt() replays the negotiation at every (re)start: say it once per change.
             if (f !== this.loggedFeatures) {
-              this.log("info", `negotiated ${featureList(f).join(" ")}${this.port ? `; tap offload 0x${flags.toString(16)}` : ""}`);
+              this.log("info", `negotiated ${featureList(f).join(" ")}${this.tap ? `; tap offload 0x${flags.toString(16)}` : ""}`);
             }
             this.loggedFeatures = f;
           },
@@ -153,7 +151,6 @@ export class VhostUserNetBackend {
         },
       });
       if (this.tap) {
-        this.port = new TapPort(this.dev, this.tap, this.nativeBase);
         // The kernel takes TSO on write from any tap, USO only from Linux 6.2 on; whatever
         // it cannot take, the core segments before writing.
         if (this.tap.vnetHdr) this.dev.setBackendGso(this.tap.supportsUso() ? GsoMask.ALL : GsoMask.TAP_DEFAULT);

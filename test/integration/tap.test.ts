@@ -11,7 +11,7 @@ import { BackendKind, Feature, QueueIndex } from "../../assembly/abi.js";
 import { LinuxTap } from "../../host/backends/tap-linux.js";
 import { featureMask } from "../../host/device/features.js";
 import { VirtioNetDevice } from "../../host/device/virtio-net.js";
-import { DeviceLock } from "../../host/io/device-lock.js";
+import { DeviceLock } from "../../host/device/device-lock.js";
 import { TapLoop } from "../../host/io/tap-loop.js";
 import { TapWorker } from "../../host/io/tap-worker.js";
 import { TapPort } from "../../host/io/tap-port.js";
@@ -37,7 +37,7 @@ interface Env {
   ns: Netns;
   tap: LinuxTap;
   dev: VirtioNetDevice;
-  port: TapPort;
+  port: TapPort<LinuxTap>;
   loop?: TapLoop;
   worker?: TapWorker;
   stack: GuestStack;
@@ -58,7 +58,7 @@ async function setup(features: bigint, mode: Mode): Promise<Env> {
     lock: shared ? new DeviceLock(mem.memory, mem.hostAddresses[0]) : undefined,
     hooks: {
       // Control side: the tap's offloads follow what the guest negotiated.
-      negotiated: (f) => env.port.applyNegotiated(f),
+      negotiated: (f) => env.port.tap.applyNegotiated(f),
       interrupt: (q) => { if (q === QueueIndex.RX) onRxInterrupt(); },
     },
   });

@@ -12,7 +12,7 @@ import { featureMask } from "../../host/device/features.js";
 import { VirtioNetDevice } from "../../host/device/virtio-net.js";
 import { createGuestMemory } from "../../host/memory/layout.js";
 import { DevicePort } from "../../host/net/device-port.js";
-import { KickLoop } from "../../host/net/kick-loop.js";
+import { KickLoop } from "../../host/io/kick-loop.js";
 import { Switch } from "../../host/net/switch.js";
 import * as libc from "../../host/runtime/libc.js";
 import { GuestDriver } from "../../host/driver/guest-driver.js";

@@ -13,7 +13,7 @@ import { BackendKind, Feature } from "../../assembly/abi.js";
 import { LinuxTap } from "../../host/backends/tap-linux.js";
 import { featureMask } from "../../host/device/features.js";
 import { VirtioNetDevice } from "../../host/device/virtio-net.js";
-import { DeviceLock } from "../../host/io/device-lock.js";
+import { DeviceLock } from "../../host/device/device-lock.js";
 import { TapLoop } from "../../host/io/tap-loop.js";
 import { TapPort } from "../../host/io/tap-port.js";
 import { TapWorker } from "../../host/io/tap-worker.js";

@@ -9,7 +9,7 @@
  * looking at the ring once more before it goes back to waiting for kicks.
  */
 import { QueueIndex } from "../../assembly/abi.js";
-import { PollWindow } from "../io/poll-window.js";
+import { PollWindow } from "./poll-window.js";
 import { AsyncEpoll } from "../runtime/async-epoll.js";
 import * as libc from "../runtime/libc.js";
 
