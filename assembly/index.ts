@@ -6,6 +6,9 @@ import { Code, Layout } from "./abi";
 import { memAdd, memClear, memRemove, translate } from "./mem/guest";
 import { sumScalar, sumSimd, fold } from "./net/checksum";
 import * as dev from "./net/device";
+import { flush } from "./net/datapath";
+import * as rx from "./net/rx";
+import * as tx from "./net/tx";
 import { dependenciesMet, withoutUnmet } from "./net/features";
 import { parseSg } from "./net/parse";
 import { sgSum } from "./net/sg";
@@ -89,30 +92,30 @@ export function queueNextAvail(st: usize, q: u32): u32 {
 }
 export function queueBroken(st: usize, q: u32): bool { return q > 1 ? false : queueAt(st, q).broken != 0; }
 
-export function txNext(st: usize): i32 { return dev.txNext(st); }
+export function txNext(st: usize): i32 { return tx.txNext(st); }
 /** Address of the first iovec of the frame txNext() returned. */
 export function txIov(st: usize): usize { return st + device(st).txIovStart; }
-export function txDone(st: usize, sent: i32): i32 { return dev.txDone(st, sent); }
+export function txDone(st: usize, sent: i32): i32 { return tx.txDone(st, sent); }
 /** Publishes completed TX buffers; 1 if the guest wants an interrupt now. */
-export function txFlush(st: usize): i32 { return dev.flush(st, 1); }
+export function txFlush(st: usize): i32 { return flush(st, 1); }
 
-export function rxNext(st: usize): i32 { return dev.rxNext(st, 0); }
+export function rxNext(st: usize): i32 { return rx.rxNext(st, 0); }
 /** rxNext() for a frame of known size: `bytes` with the guest header (in-process backends). */
-export function rxNextFor(st: usize, bytes: u32): i32 { return dev.rxNext(st, bytes); }
+export function rxNextFor(st: usize, bytes: u32): i32 { return rx.rxNext(st, bytes); }
 /** Address of the first iovec for the backend's readv after rxNext(). */
 export function rxIov(st: usize): usize { return st + device(st).rxIovStart; }
 /** Bytes the pending RX chain holds (guest header included). */
 export function rxCapacity(st: usize): u32 { return device(st).rxCap; }
-export function rxCommit(st: usize, nread: u32): i32 { return dev.rxCommit(st, nread); }
-export function rxAbort(st: usize): i32 { return dev.rxAbort(st); }
+export function rxCommit(st: usize, nread: u32): i32 { return rx.rxCommit(st, nread); }
+export function rxAbort(st: usize): i32 { return rx.rxAbort(st); }
 /** Wasm address of the staging area: a virtio_net_hdr (12 bytes) then a GSO frame. */
-export function rxStagingAddr(st: usize): usize { return dev.stagingAddr(st); }
+export function rxStagingAddr(st: usize): usize { return rx.stagingAddr(st); }
 /** Bytes the staging area holds. */
-export function rxStagingSize(): u32 { return dev.stagingSize(); }
+export function rxStagingSize(): u32 { return rx.stagingSize(); }
 /** Segments the GSO frame in the staging area into the guest's buffers; frames delivered or -(Metric). */
-export function rxSegmentStaged(st: usize, frameLen: u32): i32 { return dev.rxSegmentStaged(st, frameLen); }
+export function rxSegmentStaged(st: usize, frameLen: u32): i32 { return rx.rxSegmentStaged(st, frameLen); }
 /** Publishes completed RX buffers; 1 if the guest wants an interrupt now. */
-export function rxFlush(st: usize): i32 { return dev.flush(st, 0); }
+export function rxFlush(st: usize): i32 { return flush(st, 0); }
 
 /** Host polling of queue `q` on/off (off: 1 if work is already there, look before sleeping). */
 export function queueSetPolling(st: usize, q: u32, on: bool): i32 { return dev.queueSetPolling(st, q, on); }

@@ -15,7 +15,8 @@
 import { BackendKind, Code, Feature, Forward, Layout, NetHdr } from "../abi";
 import { IOV_SIZE } from "../virtq/layout";
 import { device, OFF_FWD, MAGIC, STATE_SIZE } from "../state";
-import { rxCommit, rxNext, txDone, txNext } from "./device";
+import { rxCommit, rxNext } from "./rx";
+import { txDone, txNext } from "./tx";
 import { gsoAllowed, has } from "./features";
 import { iovBase, iovLen, Sg, sgRead, sgWrite } from "./sg";
 

@@ -2,7 +2,8 @@
 
 import { BackendKind, Code, CsumPolicy, DeviceOption, GsoMask, Status } from "../abi";
 import { device } from "../state";
-import { rxPoolRelease, setLink } from "./device";
+import { setLink } from "./device";
+import { rxPoolRelease } from "./rx";
 
 /** Sets an option; INVALID for an unknown option or value, SEQUENCE where it can no longer change. */
 export function setOption(st: usize, option: u32, value: u32): i32 {
