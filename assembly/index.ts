@@ -16,7 +16,7 @@ import {
   device, guestMem, parsed, queueAt, sgAt, OFF_PARSE_SCRATCH, OFF_SG_TOOL, OFF_TOOL_IOV, STATE_SIZE,
   TOOL_IOV_MAX, MAGIC,
 } from "./state";
-import { IOV_SIZE } from "./virtq/layout";
+import { iovecSet, IOV_SIZE } from "./virtq/layout";
 import { setOption as applyOption, getOption as readOption } from "./net/options";
 
 /** Layout version of the state block. */
@@ -147,8 +147,7 @@ function toolSg(st: usize, listGpa: u64, n: u32): bool {
     const len = load<u64>(list + <usize>i * 16, 8);
     const p = translate(mem, gpa, len);
     if (p == 0 || len > 0xffffffff) return false;
-    store<u64>(<usize>sg.iov + <usize>i * IOV_SIZE, <u64>p, 0);
-    store<u64>(<usize>sg.iov + <usize>i * IOV_SIZE, len, 8);
+    iovecSet(sg.iov, i, <u64>p, len);
   }
   return true;
 }

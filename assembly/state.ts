@@ -112,6 +112,9 @@ export class PoolEntry {
   pad: u32;
 }
 
+// Offsets of the areas. `(x) + 15 & ~15` rounds an area up to a v128 boundary; it is written
+// out rather than called because an @inline constant must be a constant expression (asc 0.28
+// refuses a call there with AS212, and a plain global would cost a start function).
 // @ts-ignore: decorator
 @inline export const OFF_DEVICE: usize = 0;
 // @ts-ignore: decorator

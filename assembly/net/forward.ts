@@ -13,7 +13,7 @@
 // buffers, exactly as the receiver's own rxNext()/rxCommit() would.
 
 import { BackendKind, Code, Feature, Forward, Layout, NetHdr } from "../abi";
-import { IOV_SIZE } from "../virtq/layout";
+import { iovecAt, iovecSet, IOV_SIZE } from "../virtq/layout";
 import { device, OFF_FWD, MAGIC, STATE_SIZE } from "../state";
 import { rxCommit, rxNext } from "./rx";
 import { txDone, txNext } from "./tx";
@@ -127,10 +127,10 @@ function takesWhole(peer: usize, gsoType: u32): bool {
 function deliver(st: usize, peer: usize, idx: u32): bool {
   const d = device(st);
   const t = table(st);
-  const hdr = <usize>(load<u64>(st + d.txIovStart) - d.nativeBase);
+  const hdr = <usize>(iovecAt(st + d.txIovStart).base - d.nativeBase);
   const src = srcSg(st);
   let frameLen: u32 = 0;
-  for (let i: u32 = 0; i < src.n; i++) frameLen += <u32>load<u64>(<usize>src.iov + <usize>i * IOV_SIZE, 8);
+  for (let i: u32 = 0; i < src.n; i++) frameLen += <u32>iovecAt(src.iov, i).len;
   const gsoType = <u32>load<u8>(hdr, 1);
   if (gsoType != NetHdr.GSO_NONE && !takesWhole(peer, gsoType)) return false;
   const pd = device(peer);
@@ -150,9 +150,9 @@ function deliver(st: usize, peer: usize, idx: u32): bool {
     }
     let off = pd.hdrLen;
     for (let i: u32 = 0; i < src.n; i++) {
-      const e = <usize>src.iov + <usize>i * IOV_SIZE;
-      const len = <u32>load<u64>(e, 8);
-      sgWrite(dst, off, <usize>(load<u64>(e) - src.nb), len);
+      const v = iovecAt(src.iov, i);
+      const len = <u32>v.len;
+      sgWrite(dst, off, <usize>(v.base - src.nb), len);
       off += len;
     }
   }

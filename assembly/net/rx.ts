@@ -5,7 +5,7 @@
 
 import { BackendKind, Code, Feature, Metric, NetHdr, QueueIndex, TunHdr } from "../abi";
 import { walkChain, WALK_TOO_MANY } from "../virtq/chain";
-import { IOV_SIZE } from "../virtq/layout";
+import { iovecSet, IOV_SIZE } from "../virtq/layout";
 import { availIdx, queueAddUsed, queueDisableNotify, queueEnableNotify, queueUnpop, POP_EMPTY } from "../virtq/queue";
 import {
   count, countAdd, device, guestMem, poolAt, queueAt, sgAt, walkState, Device, OFF_RX_BACKEND_HDR, OFF_RX_CHAIN_IOV,
@@ -184,8 +184,7 @@ export function rxNext(st: usize, bytes: u32 = 0): i32 {
   const rxIov = st + OFF_RX_IOV;
   let first: usize = rxIov;
   if (d.backend == BackendKind.TUN_HDR) {
-    store<u64>(rxIov, d.nativeBase + <u64>(st + OFF_RX_BACKEND_HDR), 0);
-    store<u64>(rxIov, <u64>TunHdr.SIZE, 8);
+    iovecSet(rxIov, 0, d.nativeBase + <u64>(st + OFF_RX_BACKEND_HDR), TunHdr.SIZE);
     first += IOV_SIZE;
   }
   memory.copy(first, <usize>chain.iov, <usize>chain.n * IOV_SIZE);
@@ -314,8 +313,7 @@ function rxSegment(st: usize, frameLen: u32, wait: bool): i32 {
   src.iov = <u32>(st + OFF_STAGING_IOV);
   src.n = 1;
   src.nb = 0;
-  store<u64>(st + OFF_STAGING_IOV, <u64>frame, 0);
-  store<u64>(st + OFF_STAGING_IOV, <u64>frameLen, 8);
+  iovecSet(st + OFF_STAGING_IOV, 0, frame, frameLen);
   const area = st + OFF_SEG_RX;
   const guestCsum = has(d.negotiated, Feature.GUEST_CSUM);
   const flags = <u32>load<u8>(hdr, 0);

@@ -3,7 +3,7 @@
 // readv/writev. Every helper takes the list as (iov, n, nb) and works on logical offsets of
 // the frame, so headers split anywhere, even mid-field, read the same as contiguous ones.
 
-import { IOV_SIZE } from "../virtq/layout";
+import { iovecAt, iovecSet, IOV_SIZE } from "../virtq/layout";
 import { sumBlock, add16 } from "./checksum";
 
 /** A frame described by iovecs. */
@@ -19,19 +19,17 @@ export class Sg {
 
 // @ts-ignore: decorator
 @inline export function iovBase(sg: Sg, i: u32): usize {
-  return <usize>(load<u64>(<usize>sg.iov + <usize>i * IOV_SIZE) - sg.nb);
+  return <usize>(iovecAt(sg.iov, i).base - sg.nb);
 }
 
 // @ts-ignore: decorator
 @inline export function iovLen(sg: Sg, i: u32): u32 {
-  return <u32>load<u64>(<usize>sg.iov + <usize>i * IOV_SIZE, 8);
+  return <u32>iovecAt(sg.iov, i).len;
 }
 
 // @ts-ignore: decorator
 @inline function setIov(sg: Sg, i: u32, wasm: usize, len: u64): void {
-  const e = <usize>sg.iov + <usize>i * IOV_SIZE;
-  store<u64>(e, <u64>wasm + sg.nb, 0);
-  store<u64>(e, len, 8);
+  iovecSet(sg.iov, i, <u64>wasm + sg.nb, len);
 }
 
 /** Total bytes of the list. */
@@ -237,9 +235,7 @@ export function sgSliceIov(sg: Sg, off: u32, len: u32, out: usize, cap: u32): u3
     if (off >= l) { off -= l; continue; }
     let take = l - off;
     if (take > len - done) take = len - done;
-    const e = out + <usize>n * IOV_SIZE;
-    store<u64>(e, load<u64>(<usize>sg.iov + <usize>i * IOV_SIZE) + <u64>off, 0);
-    store<u64>(e, <u64>take, 8);
+    iovecSet(out, n, iovecAt(sg.iov, i).base + <u64>off, take);
     n++;
     done += take;
     off = 0;

@@ -4,7 +4,7 @@
 
 import { BackendKind, Code, Feature, Layout, Metric, NetHdr, QueueIndex } from "../abi";
 import { walkChain, WALK_TOO_MANY } from "../virtq/chain";
-import { IOV_SIZE } from "../virtq/layout";
+import { iovecSet, IOV_SIZE } from "../virtq/layout";
 import { queueAddUsed, queueDisableNotify, queueUnpop, SplitQueue, POP_EMPTY } from "../virtq/queue";
 import {
   count, countAdd, device, guestMem, queueAt, sgAt, walkState, OFF_SEG_BACKEND_HDR, OFF_SEG_IOV, OFF_SEG_TX,
@@ -82,8 +82,7 @@ export function txNext(st: usize): i32 {
 
     const bhl = backendHdrLen(d);
     if (bhl != 0) {
-      store<u64>(iov, d.nativeBase + <u64>(st + OFF_TX_BACKEND_HDR), 0);
-      store<u64>(iov, <u64>bhl, 8);
+      iovecSet(iov, 0, d.nativeBase + <u64>(st + OFF_TX_BACKEND_HDR), bhl);
       d.txIovStart = <u32>OFF_TX_IOV;
     } else {
       d.txIovStart = <u32>(OFF_TX_IOV + IOV_SIZE);
@@ -115,12 +114,10 @@ function txSegmentNext(st: usize): i32 {
     } else {
       memory.fill(bh, 0, bhl);
     }
-    store<u64>(iov, d.nativeBase + <u64>bh, 0);
-    store<u64>(iov, <u64>bhl, 8);
+    iovecSet(iov, 0, d.nativeBase + <u64>bh, bhl);
     n = 1;
   }
-  store<u64>(iov + <usize>n * IOV_SIZE, d.nativeBase + <u64>segHeaders(st + OFF_SEG_TX), 0);
-  store<u64>(iov + <usize>n * IOV_SIZE, <u64>s.hdrLen, 8);
+  iovecSet(iov, n, d.nativeBase + <u64>segHeaders(st + OFF_SEG_TX), s.hdrLen);
   n++;
   if (pl != 0) {
     const m = sgSliceIov(sg, segmentPayloadOffset(s, s.next), pl, iov + <usize>n * IOV_SIZE, <u32>Layout.MAX_IOV);

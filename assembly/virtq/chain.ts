@@ -7,7 +7,7 @@ import { Layout, Metric } from "../abi";
 import { regionAddr, regionFind, regionRemaining, translate } from "../mem/guest";
 import {
   DESC_ADDR, DESC_F_INDIRECT, DESC_F_NEXT, DESC_F_WRITE, DESC_FLAGS, DESC_LEN, DESC_NEXT,
-  DESC_SIZE, IOV_SIZE,
+  DESC_SIZE, iovecSet, IOV_SIZE,
 } from "./layout";
 import { SplitQueue } from "./queue";
 
@@ -46,9 +46,7 @@ function appendBuffer(mem: usize, w: ChainWalk, n: u32, addr: u64, len: u64): i3
     let piece = regionRemaining(rp, addr);
     if (piece > len) piece = len;
     if (n >= w.cap) return WALK_TOO_MANY;
-    const e = <usize>w.iov + <usize>n * IOV_SIZE;
-    store<u64>(e, w.nativeBase + <u64>regionAddr(rp, addr), 0);
-    store<u64>(e, piece, 8);
+    iovecSet(w.iov, n, w.nativeBase + <u64>regionAddr(rp, addr), piece);
     n++;
     addr += piece;
     len -= piece;

@@ -64,6 +64,26 @@
   return ((newIdx - eventIdx - 1) & 0xffff) < ((newIdx - old) & 0xffff);
 }
 
-/** An iovec as the host's readv/writev take it: { u64 base; u64 len }. */
+/** An iovec as the host's readv/writev take it: { u64 base; u64 len } (native addresses). */
+@unmanaged
+export class Iovec {
+  base: u64;
+  len: u64;
+}
+
 // @ts-ignore: decorator
 @inline export const IOV_SIZE: u32 = 16;
+
+/** Entry `i` of the iovec array at `array`. */
+// @ts-ignore: decorator
+@inline export function iovecAt(array: usize, i: u32 = 0): Iovec {
+  return changetype<Iovec>(array + <usize>i * IOV_SIZE);
+}
+
+/** Sets entry `i` of the iovec array at `array`. */
+// @ts-ignore: decorator
+@inline export function iovecSet(array: usize, i: u32, base: u64, len: u64): void {
+  const v = iovecAt(array, i);
+  v.base = base;
+  v.len = len;
+}
