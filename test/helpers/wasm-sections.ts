@@ -93,3 +93,54 @@ export function summarizeWasm(bytes: Uint8Array): WasmSummary {
   }
   return out;
 }
+
+/** A function's signature as value types: "i32", "i64", "f32", "f64", "v128". */
+export interface WasmSignature { params: string[]; results: string[] }
+
+const VALUE_TYPES: Record<number, string> = { 0x7f: "i32", 0x7e: "i64", 0x7d: "f32", 0x7c: "f64", 0x7b: "v128" };
+
+/** Every exported function's signature, by export name (type, import, function and export sections). */
+export function exportedFunctions(bytes: Uint8Array): Map<string, WasmSignature> {
+  const r = new Reader(bytes, 8);
+  const types: WasmSignature[] = [];
+  const funcTypes: number[] = [];
+  const out = new Map<string, WasmSignature>();
+  const valueTypes = () => Array.from({ length: r.u32() }, () => VALUE_TYPES[r.byte()] ?? "?");
+  while (r.at < bytes.length) {
+    const id = r.byte();
+    const size = r.u32();
+    const end = r.at + size;
+    if (id === 1) {
+      const n = r.u32();
+      for (let i = 0; i < n; i++) {
+        if (r.byte() !== 0x60) throw new Error("unsupported type form");
+        const params = valueTypes();
+        types.push({ params, results: valueTypes() });
+      }
+    } else if (id === 2) {
+      const n = r.u32();
+      for (let i = 0; i < n; i++) {
+        r.name();
+        r.name();
+        const kind = r.byte();
+        if (kind === 0) funcTypes.push(r.u32());
+        else if (kind === 1) { r.byte(); r.limits(); }
+        else if (kind === 2) r.limits();
+        else if (kind === 3) { r.byte(); r.byte(); }
+      }
+    } else if (id === 3) {
+      const n = r.u32();
+      for (let i = 0; i < n; i++) funcTypes.push(r.u32());
+    } else if (id === 7) {
+      const n = r.u32();
+      for (let i = 0; i < n; i++) {
+        const name = r.name();
+        const kind = r.byte();
+        const index = r.u32();
+        if (kind === 0) out.set(name, types[funcTypes[index]]);
+      }
+    }
+    r.at = end;
+  }
+  return out;
+}
