@@ -10,7 +10,8 @@
  */
 import { QueueIndex } from "../../assembly/abi.js";
 import { PollWindow } from "./poll-window.js";
-import { AsyncEpoll } from "../runtime/async-epoll.js";
+import type { Ready } from "../runtime/async-epoll.js";
+import { EpollLoop } from "../runtime/epoll-loop.js";
 import * as libc from "../runtime/libc.js";
 
 export interface KickLoopOptions {
@@ -21,37 +22,34 @@ export interface KickLoopOptions {
 }
 
 export class KickLoop {
-  private readonly poll = new AsyncEpoll(2);
+  private readonly loop = new EpollLoop((ready) => this.onReady(ready));
   private readonly window: PollWindow;
-  private running = false;
   private polling = false;
-  private done: Promise<void> = Promise.resolve();
 
   /** `onKick(q)` handles queue `q` and returns the frames it moved. */
   constructor(private readonly kickFds: [number, number], private readonly onKick: (q: QueueIndex) => number | void, private readonly opts: KickLoopOptions = {}) {
     this.window = new PollWindow(opts.pollUs ?? 0);
-    this.poll.add(kickFds[QueueIndex.RX], libc.EPOLLIN, QueueIndex.RX);
-    this.poll.add(kickFds[QueueIndex.TX], libc.EPOLLIN, QueueIndex.TX);
+    this.loop.poll.add(kickFds[QueueIndex.RX], libc.EPOLLIN, QueueIndex.RX);
+    this.loop.poll.add(kickFds[QueueIndex.TX], libc.EPOLLIN, QueueIndex.TX);
   }
 
   start(): void {
-    this.running = true;
-    this.done = (async () => {
-      while (this.running) {
-        const ready = await this.poll.wait();
-        if (!this.running) break;
-        let rx = false;
-        let tx = false;
-        for (const { token: t } of ready) {
-          libc.eventfdDrain(this.kickFds[t]);
-          if (t === QueueIndex.RX) rx = true;
-          else tx = true;
-        }
-        // Buffers first, so frames the TX side produces for this guest find them.
-        if (rx) this.onKick(QueueIndex.RX);
-        if (tx) this.txWork();
-      }
-    })();
+    this.loop.start();
+  }
+
+  private get running(): boolean { return this.loop.active; }
+
+  private onReady(ready: Ready[]): void {
+    let rx = false;
+    let tx = false;
+    for (const { token: t } of ready) {
+      libc.eventfdDrain(this.kickFds[t]);
+      if (t === QueueIndex.RX) rx = true;
+      else tx = true;
+    }
+    // Buffers first, so frames the TX side produces for this guest find them.
+    if (rx) this.onKick(QueueIndex.RX);
+    if (tx) this.txWork();
   }
 
   private txWork(): void {
@@ -87,13 +85,10 @@ export class KickLoop {
   }
 
   async stop(): Promise<void> {
-    this.running = false;
     pollers.delete(this);
     if (this.polling) this.opts.setPolling?.(false);
     this.polling = false;
-    this.poll.wake();
-    await this.done;
-    this.poll.close();
+    await this.loop.stop();
   }
 }
 

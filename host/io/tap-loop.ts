@@ -7,7 +7,8 @@
  * make the loop spin (the kernel queues, then drops, as it would for a real NIC).
  */
 import { QueueIndex } from "../../assembly/abi.js";
-import { AsyncEpoll } from "../runtime/async-epoll.js";
+import type { Ready } from "../runtime/async-epoll.js";
+import { EpollLoop } from "../runtime/epoll-loop.js";
 import * as libc from "../runtime/libc.js";
 import { LinuxTap } from "../backends/tap-linux.js";
 import type { TapPort } from "./tap-port.js";
@@ -22,9 +23,8 @@ export interface TapLoopOptions {
 }
 
 export class TapLoop {
-  private readonly poll = new AsyncEpoll(1);
-  private running = false;
-  private done: Promise<void> = Promise.resolve();
+  private readonly loop = new EpollLoop((ready) => this.onReady(ready), () => (this.tapDown ? this.opts.reopenIntervalMs ?? 1000 : -1));
+  private readonly poll = this.loop.poll;
   /** A pump round scheduled because the last one stopped at its budget. */
   private again: ReturnType<typeof setImmediate> | undefined;
   private tapDown = false;
@@ -37,10 +37,10 @@ export class TapLoop {
 
   /** Starts waiting for the tap. */
   start(): void {
-    if (this.running) return;
-    this.running = true;
-    this.done = this.run();
+    this.loop.start();
   }
+
+  private get running(): boolean { return this.loop.active; }
 
   /** A guest notification on queue `q` (TX: frames to send; RX: buffers posted). */
   kick(q: QueueIndex): void {
@@ -67,13 +67,9 @@ export class TapLoop {
 
   /** Stops the loop; resolves once the waiting thread has returned. */
   async stop(): Promise<void> {
-    if (!this.running) return;
-    this.running = false;
     if (this.again) clearImmediate(this.again);
     this.again = undefined;
-    this.poll.wake();
-    await this.done;
-    this.poll.close();
+    await this.loop.stop();
   }
 
   private afterPump(rx: string): void {
@@ -85,26 +81,21 @@ export class TapLoop {
     this.poll.mod(this.port.tap.fd, this.port.tapEvents() | libc.EPOLLONESHOT, TOKEN_TAP);
   }
 
-  private async run(): Promise<void> {
-    while (this.running) {
-      const timeout = this.tapDown ? this.opts.reopenIntervalMs ?? 1000 : -1;
-      const ready = await this.poll.wait(timeout);
-      if (!this.running) break;
-      if (this.tapDown) {
-        this.tryReopen();
-        continue;
-      }
-      let tx = false;
-      let rx = false;
-      for (const { token, events: e } of ready) {
-        if (token !== TOKEN_TAP) continue;
-        if (e & (libc.EPOLLERR | libc.EPOLLHUP)) this.tapFailed();
-        if (e & libc.EPOLLOUT) tx = true;
-        if (e & libc.EPOLLIN) rx = true;
-      }
-      if ((tx || rx) && !this.tapDown) this.service(tx);
-      else this.arm();
+  private onReady(ready: Ready[]): void {
+    if (this.tapDown) {
+      this.tryReopen();
+      return;
     }
+    let tx = false;
+    let rx = false;
+    for (const { token, events: e } of ready) {
+      if (token !== TOKEN_TAP) continue;
+      if (e & (libc.EPOLLERR | libc.EPOLLHUP)) this.tapFailed();
+      if (e & libc.EPOLLOUT) tx = true;
+      if (e & libc.EPOLLIN) rx = true;
+    }
+    if ((tx || rx) && !this.tapDown) this.service(tx);
+    else this.arm();
   }
 
   /** The tap went away: report link down and retry opening it by name. */

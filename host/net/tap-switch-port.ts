@@ -11,7 +11,7 @@ import { tapOffloadFlags } from "../backends/tap-ioctl.js";
 import type { LinuxTap } from "../backends/tap-linux.js";
 import { featureMask } from "../device/features.js";
 import { decodeVirtioHdr, encodeVirtioHdr } from "../device/header.js";
-import { AsyncEpoll } from "../runtime/async-epoll.js";
+import { EpollLoop } from "../runtime/epoll-loop.js";
 import * as libc from "../runtime/libc.js";
 import type { NetFrame, Switch, SwitchPort } from "./switch.js";
 
@@ -26,9 +26,7 @@ export class TapSwitchPort implements SwitchPort {
   /** Frames the kernel would not take (write failed) or that could not be read whole. */
   errors = 0;
   private readonly buf = new Uint8Array(HDR + 65536 + 64);
-  private readonly poll = new AsyncEpoll(1);
-  private running = false;
-  private done: Promise<void> = Promise.resolve();
+  private readonly loop = new EpollLoop(() => this.readAll());
 
   constructor(private readonly sw: Switch, readonly tap: LinuxTap) {
     this.name = `tap:${tap.name}`;
@@ -42,7 +40,7 @@ export class TapSwitchPort implements SwitchPort {
       const uso = tap.supportsUso() ? [Feature.GUEST_USO4, Feature.GUEST_USO6] : [];
       tap.setOffload(tapOffloadFlags(featureMask(Feature.GUEST_CSUM, Feature.GUEST_TSO4, Feature.GUEST_TSO6, Feature.GUEST_ECN, ...uso)));
     }
-    this.poll.add(tap.fd, libc.EPOLLIN, TOKEN_TAP);
+    this.loop.poll.add(tap.fd, libc.EPOLLIN, TOKEN_TAP);
     sw.attach(this);
   }
 
@@ -55,29 +53,24 @@ export class TapSwitchPort implements SwitchPort {
 
   /** Starts reading the tap into the switch. */
   start(): void {
-    this.running = true;
-    this.done = (async () => {
-      while (this.running) {
-        await this.poll.wait();
-        if (!this.running) break;
-        for (;;) {
-          const n = libc.read(this.tap.fd, this.buf);
-          if (n < 0) break;
-          const off = this.tap.vnetHdr ? HDR : 0;
-          if (n < off + 14) { this.errors++; continue; }
-          const h = this.tap.vnetHdr ? decodeVirtioHdr(this.buf.subarray(0, HDR)) : { flags: 0, gsoType: 0, csumStart: 0, csumOffset: 0 };
-          const gso = "gsoSize" in h ? { gsoType: h.gsoType, gsoSize: h.gsoSize } : {};
-          this.sw.input(this, { data: this.buf.slice(off, n), hdr: { flags: h.flags & NetHdr.F_NEEDS_CSUM, csumStart: h.csumStart, csumOffset: h.csumOffset, ...gso } });
-        }
-      }
-    })();
+    this.loop.start();
+  }
+
+  /** Reads the tap dry into the switch. */
+  private readAll(): void {
+    for (;;) {
+      const n = libc.read(this.tap.fd, this.buf);
+      if (n < 0) break;
+      const off = this.tap.vnetHdr ? HDR : 0;
+      if (n < off + 14) { this.errors++; continue; }
+      const h = this.tap.vnetHdr ? decodeVirtioHdr(this.buf.subarray(0, HDR)) : { flags: 0, gsoType: 0, csumStart: 0, csumOffset: 0 };
+      const gso = "gsoSize" in h ? { gsoType: h.gsoType, gsoSize: h.gsoSize } : {};
+      this.sw.input(this, { data: this.buf.slice(off, n), hdr: { flags: h.flags & NetHdr.F_NEEDS_CSUM, csumStart: h.csumStart, csumOffset: h.csumOffset, ...gso } });
+    }
   }
 
   async stop(): Promise<void> {
-    this.running = false;
-    this.poll.wake();
-    await this.done;
+    await this.loop.stop();
     this.sw.detach(this);
-    this.poll.close();
   }
 }
