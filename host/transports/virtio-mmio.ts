@@ -11,7 +11,7 @@ import type { VirtioNetDevice } from "../device/virtio-net.js";
 import { high32, low32, QueueRegisters, QUEUE_SIZE_MAX, withHigh32, withLow32 } from "./queue-registers.js";
 
 /** Register offsets (virtio 1.2, 4.2.2, table "MMIO Device Register Layout"). */
-export const enum Mmio {
+export enum Mmio {
   MAGIC = 0x000,
   VERSION = 0x004,
   DEVICE_ID = 0x008,

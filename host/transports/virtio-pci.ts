@@ -6,12 +6,15 @@
  * driver enabled MSI-X, else as INTx with the ISR status register.
  *
  * The emulator's PCI bus forwards configuration cycles to `configRead`/`configWrite` and BAR
- * accesses (after decoding the address with `barAt`) to `barRead`/`barWrite`.
+ * accesses (after decoding the address with `barAt`) to `barRead`/`barWrite`. The generic PCI
+ * function (pci-function.ts) and MSI-X (msix.ts) are apart; this file is what virtio adds.
  *
  *   BAR 0 (memory, 16 KiB): 0x0000 common cfg | 0x1000 ISR | 0x2000 device cfg | 0x3000 notify
  *   BAR 1 (memory, 4 KiB):  0x000 MSI-X table (3 vectors) | 0x800 PBA
  */
 import type { VirtioNetDevice } from "../device/virtio-net.js";
+import { Msix } from "./msix.js";
+import { PciFunction } from "./pci-function.js";
 import { high32, low32, NUM_QUEUES, QueueRegisters, withHigh32, withLow32 } from "./queue-registers.js";
 
 export const PCI_VENDOR_REDHAT_QUMRANET = 0x1af4;
@@ -19,7 +22,7 @@ export const PCI_VENDOR_REDHAT_QUMRANET = 0x1af4;
 export const PCI_DEVICE_VIRTIO_NET = 0x1041;
 
 /** virtio_pci_cap cfg_type values (4.1.4). */
-export const enum PciCap {
+export enum PciCap {
   COMMON = 1,
   NOTIFY = 2,
   ISR = 3,
@@ -28,7 +31,7 @@ export const enum PciCap {
 }
 
 /** Offsets in the common configuration structure (4.1.4.3). */
-export const enum Common {
+export enum Common {
   DEVICE_FEATURE_SELECT = 0x00,
   DEVICE_FEATURE = 0x04,
   DRIVER_FEATURE_SELECT = 0x08,
@@ -80,14 +83,26 @@ export interface PciHooks {
   notify?(q: number): void;
 }
 
-const BAR_SIZES = [BAR0_SIZE, BAR1_SIZE, 0, 0, 0, 0];
+const PCI_CAP_ID_VNDR = 0x09;
+/** Network controller, Ethernet (PCI class 02, subclass 00). */
+const CLASS_ETHERNET = 0x020000;
+const VIRTIO_ID_NET = 1;
+/** ISR status bits (4.1.4.5). */
+const ISR_QUEUE = 1;
+const ISR_CONFIG = 2;
+/** The PCI_CFG capability's window: bar (+4), offset (+8), length (+12), data (+16). */
+const PCI_CFG_BAR = CAP_PCI_CFG + 4;
+const PCI_CFG_OFFSET = CAP_PCI_CFG + 8;
+const PCI_CFG_LENGTH = CAP_PCI_CFG + 12;
+const PCI_CFG_DATA = CAP_PCI_CFG + 16;
 
 export class VirtioPciTransport {
   private readonly regs: QueueRegisters;
-  private readonly cfg = new Uint8Array(256);
-  private readonly cfgView = new DataView(this.cfg.buffer);
-  private readonly msixTable = new Uint8Array(16 * MSIX_VECTORS);
-  private msixPending = 0;
+  private readonly fn = new PciFunction({
+    vendor: PCI_VENDOR_REDHAT_QUMRANET, device: PCI_DEVICE_VIRTIO_NET, revision: 1, // modern device (4.1.2.1)
+    classCode: CLASS_ETHERNET, subsystemVendor: PCI_VENDOR_REDHAT_QUMRANET, subsystemId: VIRTIO_ID_NET, interruptPin: 1,
+  }, [BAR0_SIZE, BAR1_SIZE, 0, 0, 0, 0]);
+  private readonly msix: Msix;
   private configVector = NO_VECTOR;
   private isr = 0;
   private intx = false;
@@ -95,110 +110,70 @@ export class VirtioPciTransport {
 
   constructor(readonly dev: VirtioNetDevice, private readonly hooks: PciHooks) {
     this.regs = new QueueRegisters(dev);
-    const c = this.cfgView;
-    c.setUint16(0x00, PCI_VENDOR_REDHAT_QUMRANET, true);
-    c.setUint16(0x02, PCI_DEVICE_VIRTIO_NET, true);
-    c.setUint16(0x06, 0x0010, true); // status: capabilities list
-    this.cfg[0x08] = 1; // revision 1: modern device (4.1.2.1)
-    this.cfg[0x0b] = 0x02; // class: network controller, subclass 0 (Ethernet)
-    c.setUint16(0x2c, PCI_VENDOR_REDHAT_QUMRANET, true);
-    c.setUint16(0x2e, 1, true); // subsystem id: virtio device id
-    this.cfg[0x34] = CAP_COMMON;
-    this.cfg[0x3d] = 1; // INTA#
+    this.fn.firstCapability = CAP_COMMON;
     this.vendorCap(CAP_COMMON, CAP_NOTIFY, 16, PciCap.COMMON, 0, COMMON_OFF, Common.SIZE);
     this.vendorCap(CAP_NOTIFY, CAP_ISR, 20, PciCap.NOTIFY, 0, NOTIFY_OFF, NOTIFY_MULTIPLIER * NUM_QUEUES);
-    c.setUint32(CAP_NOTIFY + 16, NOTIFY_MULTIPLIER, true);
+    this.fn.view.setUint32(CAP_NOTIFY + 16, NOTIFY_MULTIPLIER, true);
     this.vendorCap(CAP_ISR, CAP_DEVICE, 16, PciCap.ISR, 0, ISR_OFF, 1);
     this.vendorCap(CAP_DEVICE, CAP_PCI_CFG, 16, PciCap.DEVICE, 0, DEVICE_OFF, 0x100);
     this.vendorCap(CAP_PCI_CFG, CAP_MSIX, 20, PciCap.PCI_CFG, 0, 0, 0);
-    this.cfg[CAP_MSIX] = 0x11;
-    this.cfg[CAP_MSIX + 1] = 0;
-    c.setUint16(CAP_MSIX + 2, MSIX_VECTORS - 1, true);
-    c.setUint32(CAP_MSIX + 4, MSIX_TABLE_OFF | 1, true); // BIR 1
-    c.setUint32(CAP_MSIX + 8, MSIX_PBA_OFF | 1, true);
-    for (let v = 0; v < MSIX_VECTORS; v++) this.msixTable[16 * v + 12] = 1; // masked at reset
+    this.msix = new Msix(this.fn, { capAt: CAP_MSIX, vectors: MSIX_VECTORS, bar: 1, tableOffset: MSIX_TABLE_OFF, pbaOffset: MSIX_PBA_OFF }, 0,
+      (address, data) => this.hooks.msi?.(address, data));
   }
 
+  /** A virtio_pci_cap (4.1.4) locating a structure in a BAR. */
   private vendorCap(at: number, next: number, len: number, type: PciCap, bar: number, offset: number, length: number): void {
-    this.cfg[at] = 0x09; // PCI_CAP_ID_VNDR
-    this.cfg[at + 1] = next;
-    this.cfg[at + 2] = len;
-    this.cfg[at + 3] = type;
-    this.cfg[at + 4] = bar;
-    this.cfgView.setUint32(at + 8, offset, true);
-    this.cfgView.setUint32(at + 12, length, true);
+    this.fn.capability(at, PCI_CAP_ID_VNDR, next);
+    this.fn.cfg[at + 2] = len;
+    this.fn.cfg[at + 3] = type;
+    this.fn.cfg[at + 4] = bar;
+    this.fn.view.setUint32(at + 8, offset, true);
+    this.fn.view.setUint32(at + 12, length, true);
   }
 
   // ──────────────────────────── configuration space ────────────────────────────
 
   /** A configuration read of `size` bytes at `offset` (little-endian). */
   configRead(offset: number, size: 1 | 2 | 4): number {
-    if (offset < 0 || offset + size > 256) return size === 4 ? 0xffff_ffff : (1 << (8 * size)) - 1;
     // VIRTIO_PCI_CAP_PCI_CFG window (4.1.4.9): pci_cfg_data reads through the BAR.
-    if (offset >= CAP_PCI_CFG + 16 && offset < CAP_PCI_CFG + 20) return this.pciCfgWindow(offset, size);
-    return this.readCfg(offset, size);
-  }
-
-  private readCfg(offset: number, size: number): number {
-    const c = this.cfgView;
-    return size === 1 ? c.getUint8(offset) : size === 2 ? c.getUint16(offset, true) : c.getUint32(offset, true);
+    if (offset >= PCI_CFG_DATA && offset < PCI_CFG_DATA + 4) return this.pciCfgWindow(offset, size);
+    return this.fn.read(offset, size);
   }
 
   /** A configuration write. Only the writable bits change: command, BARs, interrupt line, MSI-X control, the PCI_CFG window. */
   configWrite(offset: number, size: 1 | 2 | 4, value: number): void {
     if (offset < 0 || offset + size > 256) return;
-    const c = this.cfgView;
     for (let i = 0; i < size; i++) {
       const at = offset + i;
       const byte = (value >>> (8 * i)) & 0xff;
-      if (at >= 0x04 && at < 0x06) this.cfg[at] = byte & (at === 0x04 ? 0x06 : 0x04); // memory space, bus master, INTx disable
-      else if (at >= 0x10 && at < 0x28) this.writeBarByte(at, byte);
-      else if (at === 0x3c) this.cfg[at] = byte;
-      else if (at === CAP_MSIX + 3) {
-        const was = this.msixEnabled;
-        this.cfg[at] = byte & 0xc0; // MSI-X enable, function mask
-        if (this.msixEnabled !== was) this.updateIntx();
-        this.deliverPending();
-      } else if (at >= CAP_PCI_CFG + 4 && at < CAP_PCI_CFG + 16 && at !== CAP_PCI_CFG + 5) this.cfg[at] = byte;
+      if (this.fn.writeHeaderByte(at, byte)) {
+        if (at === 0x05) this.updateIntx(); // the command register's INTx disable
+      } else if (at === this.msix.controlByteAt) {
+        if (this.msix.writeControl(byte)) this.updateIntx();
+      } else if (at >= PCI_CFG_BAR && at < PCI_CFG_DATA && at !== PCI_CFG_BAR + 1) {
+        this.fn.cfg[at] = byte;
+      }
     }
-    if (offset >= CAP_PCI_CFG + 16 && offset < CAP_PCI_CFG + 20) this.pciCfgWindow(offset, size, value);
-    void c;
-  }
-
-  /** BARs: the base bits are writable, the size bits read back as zero (PCI sizing). */
-  private writeBarByte(at: number, byte: number): void {
-    const bar = (at - 0x10) >> 2;
-    const size = BAR_SIZES[bar] ?? 0;
-    const reg = 0x10 + 4 * bar;
-    const mask = size ? ~(size - 1) >>> 0 : 0;
-    const cur = this.cfgView.getUint32(reg, true);
-    const shift = 8 * (at - reg);
-    let next = (cur & ~(0xff << shift)) | (byte << shift);
-    next = (next & mask) >>> 0; // memory BAR, 32-bit, not prefetchable: low flag bits 0
-    this.cfgView.setUint32(reg, next, true);
+    if (offset >= PCI_CFG_DATA && offset < PCI_CFG_DATA + 4) this.pciCfgWindow(offset, size, value);
   }
 
   /** The guest-physical address BAR `i` is programmed to (0 if unset). */
   barAddress(i: number): number {
-    return this.cfgView.getUint32(0x10 + 4 * i, true);
+    return this.fn.barAddress(i);
   }
 
   /** Decodes a guest-physical address to (bar, offset) if it falls inside a programmed BAR. */
   barAt(addr: number): { bar: number; offset: number } | undefined {
-    for (let i = 0; i < 2; i++) {
-      const base = this.barAddress(i);
-      if (base !== 0 && addr >= base && addr < base + BAR_SIZES[i]) return { bar: i, offset: addr - base };
-    }
-    return undefined;
+    return this.fn.barAt(addr);
   }
 
   private pciCfgWindow(offset: number, size: number, value?: number): number {
-    const c = this.cfgView;
-    const bar = this.cfg[CAP_PCI_CFG + 4];
-    const off = c.getUint32(CAP_PCI_CFG + 8, true);
-    const len = c.getUint32(CAP_PCI_CFG + 12, true);
+    const c = this.fn.view;
+    const bar = this.fn.cfg[PCI_CFG_BAR];
+    const off = c.getUint32(PCI_CFG_OFFSET, true);
+    const len = c.getUint32(PCI_CFG_LENGTH, true);
     // 4.1.4.9.1: length 1, 2 or 4, offset aligned to it; the access uses that width.
-    if ((len !== 1 && len !== 2 && len !== 4) || off % len !== 0 || offset !== CAP_PCI_CFG + 16 || size < len) return 0;
+    if ((len !== 1 && len !== 2 && len !== 4) || off % len !== 0 || offset !== PCI_CFG_DATA || size < len) return 0;
     if (value === undefined) return this.barRead(bar, off, len);
     this.barWrite(bar, off, len, value & (len === 4 ? 0xffff_ffff : (1 << (8 * len)) - 1));
     return 0;
@@ -207,7 +182,7 @@ export class VirtioPciTransport {
   // ──────────────────────────────── BARs ─────────────────────────────────
 
   barRead(bar: number, offset: number, size: 1 | 2 | 4): number {
-    if (bar === 1) return this.msixRead(offset, size);
+    if (bar === 1) return this.msix.read(offset, size);
     if (bar !== 0) return 0;
     if (offset >= COMMON_OFF && offset < COMMON_OFF + Common.SIZE) return this.commonRead(offset - COMMON_OFF, size);
     if (offset === ISR_OFF) return this.isrRead();
@@ -216,7 +191,7 @@ export class VirtioPciTransport {
   }
 
   barWrite(bar: number, offset: number, size: 1 | 2 | 4, value: number): void {
-    if (bar === 1) { this.msixWrite(offset, size, value); return; }
+    if (bar === 1) { this.msix.write(offset, size, value); return; }
     if (bar !== 0) return;
     if (offset >= COMMON_OFF && offset < COMMON_OFF + Common.SIZE) this.commonWrite(offset - COMMON_OFF, size, value >>> 0);
     else if (offset >= NOTIFY_OFF && offset < NOTIFY_OFF + NOTIFY_MULTIPLIER * NUM_QUEUES) {
@@ -269,7 +244,7 @@ export class VirtioPciTransport {
         if ((v & 0xff) === 0) {
           this.configVector = NO_VECTOR;
           this.isr = 0;
-          this.msixPending = 0;
+          this.msix.clearPending();
           this.updateIntx();
         }
         break;
@@ -303,83 +278,32 @@ export class VirtioPciTransport {
     return v;
   }
 
-  // ──────────────────────────────── MSI-X ────────────────────────────────
-
-  private get msixEnabled(): boolean { return (this.cfg[CAP_MSIX + 3] & 0x80) !== 0; }
-  private get msixFunctionMasked(): boolean { return (this.cfg[CAP_MSIX + 3] & 0x40) !== 0; }
-
-  private msixRead(off: number, size: number): number {
-    if (off >= MSIX_TABLE_OFF && off + size <= MSIX_TABLE_OFF + this.msixTable.length) {
-      const dv = new DataView(this.msixTable.buffer);
-      const o = off - MSIX_TABLE_OFF;
-      return size === 1 ? dv.getUint8(o) : size === 2 ? dv.getUint16(o, true) : dv.getUint32(o, true);
-    }
-    if (off === MSIX_PBA_OFF) return this.msixPending;
-    return 0;
-  }
-
-  private msixWrite(off: number, size: number, value: number): void {
-    if (off < MSIX_TABLE_OFF || off + size > MSIX_TABLE_OFF + this.msixTable.length) return;
-    const o = off - MSIX_TABLE_OFF;
-    for (let i = 0; i < size; i++) {
-      const at = o + i;
-      // Vector control: only the mask bit is writable.
-      this.msixTable[at] = (at % 16 === 12 ? (value >>> (8 * i)) & 1 : at % 16 > 12 ? 0 : (value >>> (8 * i)) & 0xff);
-    }
-    this.deliverPending();
-  }
-
-  private msixMasked(v: number): boolean {
-    return this.msixFunctionMasked || (this.msixTable[16 * v + 12] & 1) !== 0;
-  }
-
-  private sendMsi(v: number): void {
-    if (v === NO_VECTOR) return;
-    if (this.msixMasked(v)) {
-      this.msixPending |= 1 << v;
-      return;
-    }
-    const dv = new DataView(this.msixTable.buffer);
-    const addr = BigInt(dv.getUint32(16 * v, true)) | (BigInt(dv.getUint32(16 * v + 4, true)) << 32n);
-    this.hooks.msi?.(addr, dv.getUint32(16 * v + 8, true));
-  }
-
-  private deliverPending(): void {
-    if (!this.msixEnabled) return;
-    for (let v = 0; v < MSIX_VECTORS; v++) {
-      if ((this.msixPending & (1 << v)) !== 0 && !this.msixMasked(v)) {
-        this.msixPending &= ~(1 << v);
-        this.sendMsi(v);
-      }
-    }
-  }
-
   // ─────────────────────────── device → driver ───────────────────────────
 
   /** The device used buffers on queue `q` (the device model's interrupt hook). */
   interrupt(q: number): void {
-    if (this.msixEnabled) {
-      this.sendMsi(this.regs.queues[q]?.vector ?? NO_VECTOR);
+    if (this.msix.enabled) {
+      this.msix.signal(this.regs.queues[q]?.vector ?? NO_VECTOR);
       return;
     }
-    this.isr |= 1;
+    this.isr |= ISR_QUEUE;
     this.updateIntx();
   }
 
   /** The device configuration changed: generation bumps, and the driver is told. */
   configChanged(): void {
     this.generation++;
-    if (this.msixEnabled) {
-      this.sendMsi(this.configVector);
+    if (this.msix.enabled) {
+      this.msix.signal(this.configVector);
       return;
     }
-    this.isr |= 2;
+    this.isr |= ISR_CONFIG;
     this.updateIntx();
   }
 
   private updateIntx(): void {
     // INTx is asserted while ISR has bits, MSI-X is off and the command register allows it.
-    const level = this.isr !== 0 && !this.msixEnabled && (this.cfg[0x05] & 0x04) === 0;
+    const level = this.isr !== 0 && !this.msix.enabled && !this.fn.intxDisabled;
     if (level !== this.intx) {
       this.intx = level;
       this.hooks.setIntx(level);
