@@ -1,11 +1,12 @@
 /**
  * The main demo: two real Linux guests under QEMU on the embedded network, served by this
- * engine over vhost-user in this process. Builds the guest image first if needed (and, as
- * root, installs the Debian packages that takes, saying which and why). Shows the negotiated
+ * engine over vhost-user in this process. Sets up first if needed with the project's one
+ * set-up script (scripts/install-deps.sh demo: as root on Debian it installs QEMU and what
+ * builds the guest image, saying which and why, then builds the image). Shows the negotiated
  * features, the guests' DHCP leases, a ping to the gateway, a TCP transfer between the guests
  * checked by sha256, and the switch's counters: how many checksums nobody had to compute.
  */
-import { execFileSync, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { boot, GUEST_DIR, guestAvailable, PACKAGE_ROOT, type Guest } from "../guests/qemu.js";
@@ -13,50 +14,30 @@ import { embeddedNetwork, VhostUserNetBackend } from "../vhost-user/backend.js";
 import { QueueIndex } from "../../assembly/abi.js";
 import { VhostUserServer } from "../vhost-user/server.js";
 
-const PACKAGES: [string, string][] = [
-  ["qemu-system-x86_64", "qemu-system-x86"], ["cpio", "cpio"], ["iperf3", "iperf3"], ["/bin/busybox", "busybox-static"],
-];
 const SUBNET = "10.215.0";
 const GUESTS = [
   { name: "A", mac: "52:54:00:00:00:0a", host: 10 },
   { name: "B", mac: "52:54:00:00:00:0b", host: 11 },
 ];
 
-function have(tool: string): boolean {
-  if (tool.startsWith("/")) return existsSync(tool);
-  try {
-    execFileSync("sh", ["-c", `command -v ${tool}`], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 function run(cmd: string, args: string[], log: (s: string) => void): Promise<void> {
   return new Promise((resolve, reject) => {
     const c = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
-    const lines = (d: Buffer) => String(d).split("\n").filter((l) => l.startsWith("[guest]")).forEach((l) => log(`      ${l}`));
+    // The set-up script's own lines ("demo set-up: ...", "[guest] ..."), not apt's or dpkg's.
+    const lines = (d: Buffer) => String(d).split("\n").filter((l) => /^(\[guest\]|demo set-up)/.test(l)).forEach((l) => log(`      ${l}`));
     c.stdout.on("data", lines);
     c.stderr.on("data", () => {});
     c.on("close", (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} ${args.join(" ")} exited ${code}`))));
   });
 }
 
-/** Makes sure a guest image exists; returns why not if it cannot be had here. */
+/** Makes sure QEMU and a guest image are there (the shared set-up script); returns why not if they cannot be had. */
 async function ensureGuest(log: (s: string) => void): Promise<string | null> {
-  const missing = PACKAGES.filter(([tool]) => !have(tool)).map(([, pkg]) => pkg);
-  if (missing.length) {
-    if (process.getuid?.() !== 0 || !have("apt-get")) {
-      return `booting real guests needs ${missing.join(", ")} (Debian packages; install them as root)`;
-    }
-    log(`      installing ${missing.join(" ")} from Debian: QEMU to run the guests, busybox, cpio and iperf3 to build`);
-    log(`      their small initramfs (a one-time install; the guest kernel is only downloaded, not installed)`);
-    await run("apt-get", ["update", "-qq"], log);
-    await run("apt-get", ["install", "-y", "-qq", "--no-install-recommends", ...missing], log);
-  }
-  if (!guestAvailable().ok) {
-    log(`      building the guest image in ${GUEST_DIR} (Debian kernel + busybox, about 10 s)`);
-    await run("bash", [join(PACKAGE_ROOT, "guest", "build-guest.sh")], log);
+  if (guestAvailable().ok) return null;
+  const setup = join(PACKAGE_ROOT, "scripts", "install-deps.sh");
+  if (existsSync(setup)) {
+    log(`      setting up: ${setup} demo`);
+    await run("bash", [setup, "demo"], log).catch((e: Error) => log(`      ${e.message}`));
   }
   const g = guestAvailable();
   return g.ok ? null : g.reason;
