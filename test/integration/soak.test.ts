@@ -21,8 +21,8 @@ const SESSIONS = Number(process.env.VNW_SOAK_SESSIONS ?? 40);
 const WARMUP = 10;
 const FEATURES = featureMask(Feature.VERSION_1, Feature.EVENT_IDX, Feature.CSUM, Feature.GUEST_CSUM);
 const net = netTestsAvailable();
-/** Real QEMU boots against one back-end (npm run soak: 20; the default suite: none). */
-const BOOTS = Number(process.env.VNW_SOAK_BOOTS ?? 0);
+/** Real QEMU boots against one back-end (npm run soak: 20; the default suite: 3, warm after the second). */
+const BOOTS = Number(process.env.VNW_SOAK_BOOTS ?? 3);
 const qemu = guestAvailable();
 
 interface Sample { fds: number; maps: number; threads: number; rssKb: number }
@@ -86,7 +86,7 @@ describe.skipIf(process.platform !== "linux" || !existsSync(cli))(`soak: ${SESSI
     expectFlat(await soak("embedded"));
   }, 60_000 + SESSIONS * 1000);
 
-  it.skipIf(BOOTS === 0 || !net.ok || !qemu.ok)(`${BOOTS} real QEMU boots against one back-end on a tap${BOOTS === 0 ? " (skipped: VNW_SOAK_BOOTS unset; npm run soak sets it)" : !net.ok ? ` (skipped: ${net.reason})` : !qemu.ok ? ` (skipped: ${qemu.reason})` : ""}: flat too`, async () => {
+  it.skipIf(BOOTS === 0 || !net.ok || !qemu.ok)(`${BOOTS} real QEMU boots against one back-end on a tap${BOOTS === 0 ? " (skipped: VNW_SOAK_BOOTS=0)" : !net.ok ? ` (skipped: ${net.reason})` : !qemu.ok ? ` (skipped: ${qemu.reason})` : ""}: flat too`, async () => {
     const socket = `/tmp/vnw-soak-${process.pid}-qemu.sock`;
     const ns = Netns.create();
     const tap = Netns.tapName();
