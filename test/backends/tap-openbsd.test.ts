@@ -14,6 +14,7 @@ import {
 import { decodeTunHdr, encodeTunHdr } from "../../host/device/header.js";
 import { featureMask } from "../../host/device/features.js";
 import { buildFrame, l4ChecksumValid, payload, completePartial } from "../../host/driver/frames.js";
+import { gather, scatter } from "../helpers/iovecs.js";
 import { fixture } from "../helpers/setup.js";
 
 class FakeTapFd implements TapSyscalls {
@@ -34,13 +35,8 @@ class FakeTapFd implements TapSyscalls {
     if (v & ~TUN_IF_CAPS) throw new Error("ioctl(TUNSCAP): EINVAL");
     this.caps = v;
   }
-  private iovs(iov: bigint | number, n: number) {
-    const dv = new DataView(this.memory.buffer);
-    return Array.from({ length: n }, (_, i) => ({ addr: Number(dv.getBigUint64(Number(iov) + 16 * i, true)), len: Number(dv.getBigUint64(Number(iov) + 16 * i + 8, true)) }));
-  }
   writev(_fd: number, iov: bigint | number, n: number): number {
-    const u8 = new Uint8Array(this.memory.buffer);
-    const bytes = Buffer.concat(this.iovs(iov, n).map((p) => u8.subarray(p.addr, p.addr + p.len)));
+    const bytes = gather(this.memory, iov, n);
     const hdr = bytes.subarray(0, 8);
     const flags = decodeTunHdr(hdr).flags;
     const l4 = flags & (TunHdr.F_TCP_CSUM | TunHdr.F_UDP_CSUM | TunHdr.F_ICMP_CSUM);
@@ -51,14 +47,7 @@ class FakeTapFd implements TapSyscalls {
   readv(_fd: number, iov: bigint | number, n: number): number {
     const pkt = this.toRead.shift();
     if (!pkt) return -35; // EAGAIN on OpenBSD
-    const u8 = new Uint8Array(this.memory.buffer);
-    let at = 0;
-    for (const p of this.iovs(iov, n)) {
-      const take = Math.min(p.len, pkt.length - at);
-      u8.set(pkt.subarray(at, at + take), p.addr);
-      at += take;
-    }
-    return at;
+    return scatter(this.memory, iov, n, pkt);
   }
   close(): void { this.closed = true; }
 }

@@ -10,6 +10,7 @@ import { featureMask } from "../../host/device/features.js";
 import { buildFrame, payload } from "../../host/driver/frames.js";
 import { TapPort, type TapIo } from "../../host/io/tap-port.js";
 import { EPOLLIN, EPOLLOUT } from "../../host/runtime/libc.js";
+import { gather, scatter } from "../helpers/iovecs.js";
 import { fixture } from "../helpers/setup.js";
 
 const { EAGAIN, ENOBUFS, EIO } = constants.errno;
@@ -25,21 +26,10 @@ class ScriptedTap implements TapIo {
 
   constructor(private readonly memory: WebAssembly.Memory) {}
 
-  private iovecs(iov: bigint, n: number): { base: number; len: number }[] {
-    const dv = new DataView(this.memory.buffer);
-    return Array.from({ length: n }, (_, i) => ({
-      base: Number(dv.getBigUint64(Number(iov) + 16 * i, true)), len: Number(dv.getBigUint64(Number(iov) + 16 * i + 8, true)),
-    }));
-  }
-
   writev(iov: bigint, n: number): number {
     const r = this.writes.shift();
     if (r !== undefined && r < 0) return r;
-    const u8 = new Uint8Array(this.memory.buffer);
-    const parts = this.iovecs(iov, n).map((v) => u8.slice(v.base, v.base + v.len));
-    const frame = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
-    let at = 0;
-    for (const p of parts) { frame.set(p, at); at += p.length; }
+    const frame = gather(this.memory, iov, n);
     this.written.push(frame);
     return frame.length;
   }
@@ -47,14 +37,7 @@ class ScriptedTap implements TapIo {
   readv(iov: bigint, n: number): number {
     const r = this.reads.shift() ?? -EAGAIN;
     if (typeof r === "number") return r;
-    const u8 = new Uint8Array(this.memory.buffer);
-    let at = 0;
-    for (const v of this.iovecs(iov, n)) {
-      const take = Math.min(v.len, r.length - at);
-      u8.set(r.subarray(at, at + take), v.base);
-      at += take;
-    }
-    return at;
+    return scatter(this.memory, iov, n, r);
   }
 }
 
