@@ -85,8 +85,12 @@ export class Session {
     if (this.ended) return;
     this.ended = true;
     this.running = false;
-    await this.loop;
-    this.fe.close();
+    try {
+      await this.loop;
+    } finally {
+      // Even if the guest stack failed, the connection goes: a back-end serves one front-end at a time.
+      this.fe.close();
+    }
   }
 }
 

@@ -211,18 +211,25 @@ export class VhostFrontend implements DriverTransport {
   }
 
   /**
-   * The set-up messages of start() in a random order that any front-end could use (memory
-   * always before ring addresses, which are given in the front-end's address space), after an
-   * optional reset of a random kind (SET_STATUS 0, RESET_DEVICE, RESET_OWNER) when `reset`.
+   * A reset of a random kind (SET_STATUS 0, RESET_DEVICE, RESET_OWNER), then a request that has
+   * a reply, so the back-end has acted on the reset before the guest reuses ring memory (a real
+   * guest's memory is not rewritten while the device runs: QEMU stops the rings, waiting for
+   * GET_VRING_BASE's reply, before a rebooted guest runs). Returns what it did.
    */
-  async startShuffled(random: () => number, reset: boolean): Promise<string[]> {
+  async resetRandomly(random: () => number): Promise<string> {
+    const kind = [Req.SET_STATUS, Req.RESET_DEVICE, Req.RESET_OWNER][Math.floor(random() * 3)];
+    await this.request(kind, kind === Req.SET_STATUS ? u64Payload(0n) : undefined);
+    await this.request(Req.GET_FEATURES, undefined, [], true);
+    return `reset ${kind}`;
+  }
+
+  /**
+   * The set-up messages of start() in a random order that any front-end could use (memory
+   * always before ring addresses, which are given in the front-end's address space).
+   */
+  async startShuffled(random: () => number): Promise<string[]> {
     const steps: { name: string; after?: string; run: () => Promise<unknown> }[] = [];
     const order: string[] = [];
-    if (reset) {
-      const kind = [Req.SET_STATUS, Req.RESET_DEVICE, Req.RESET_OWNER][Math.floor(random() * 3)];
-      order.push(`reset ${kind}`);
-      await this.request(kind, kind === Req.SET_STATUS ? u64Payload(0n) : undefined);
-    }
     steps.push({ name: "features", run: () => this.request(Req.SET_FEATURES, u64Payload(this.features | (1n << F_PROTOCOL_FEATURES))) });
     steps.push({ name: "memory", run: () => this.sendMemory() });
     for (const q of [0, 1]) {

@@ -82,14 +82,15 @@ describe.skipIf(process.platform !== "linux" || !existsSync(cli))("vhost-user ba
         for (let k = 0; k <= resets; k++) {
           // Reset with traffic in flight: frames on the TX ring the back-end may not have taken yet.
           if (k > 0) for (let n = 0; n < 20; n++) s.stack.arpRequest([198, 51, 100, 1]);
-          // Each time a driver that lays out fresh rings, then the set-up in a random order.
           s.paused = true;
+          const reset = k > 0 ? [await s.fe.resetRandomly(random)] : [];
+          // Each time a driver that lays out fresh rings, then the set-up in a random order.
           s.drv = new GuestDriver({ memory: s.fe.memory, regions: s.fe.regions }, s.fe, seed + k);
           s.stack = new GuestStack(s.drv, FEATURES, (q) => libc.eventfdSignal(s.fe.kickFds[q]), 32, s.stack.mac, s.stack.ip4);
           if (!s.drv.negotiate(FEATURES)) throw new Error("refused");
           s.drv.setupQueues(64);
           s.drv.start();
-          orders.push(await s.fe.startShuffled(random, k > 0));
+          orders.push([...reset, ...(await s.fe.startShuffled(random))]);
           s.paused = false;
           s.startPolling();
           s.stack.start();
