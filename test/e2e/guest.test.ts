@@ -138,7 +138,8 @@ udhcpc -i eth0 -n -q -f -t 5 -T 2 -s /tmp/udhcpc.sh
 ping -c 2 -W 3 198.51.100.1 >/dev/null && echo "VNW gwping ok"
 for i in $(seq 1 30); do ip -6 addr show dev eth0 | grep -q "2001:db8:1:" && break; sleep 0.5; done
 echo "VNW addr6 $(ip -6 addr show dev eth0 | grep -o '2001:db8:1:[0-9a-f:]*' | head -1)"
-ping -6 -c 2 -W 3 2001:db8:1::1 >/dev/null && echo "VNW gw6 ok"
+# A SLAAC address is tentative (unusable) until duplicate address detection ends: retry.
+for i in $(seq 1 10); do ping -6 -c 1 -W 3 2001:db8:1::1 >/dev/null && echo "VNW gw6 ok" && break; sleep 1; done
 `,
       });
       await guest.waitFor(/VNW done/, 120_000);

@@ -33,7 +33,8 @@ chmod +x /tmp/u.sh
 udhcpc -i eth0 -n -q -f -t 5 -T 2 -s /tmp/u.sh 2>/dev/null || echo "VNW lease failed"
 ping -c 3 -W 3 198.51.100.1 >/dev/null && echo "VNW gwping ok"
 for i in $(seq 1 30); do ip -6 addr show dev eth0 | grep -q "2001:db8:2:" && break; sleep 0.5; done
-ping -6 -c 2 -W 3 2001:db8:2::1 >/dev/null && echo "VNW gw6 ok"
+# A SLAAC address is tentative (unusable) until duplicate address detection ends: retry.
+for i in $(seq 1 10); do ping -6 -c 1 -W 3 2001:db8:2::1 >/dev/null && echo "VNW gw6 ok" && break; sleep 1; done
 echo "VNW rx $(cat /sys/class/net/eth0/statistics/rx_packets) $(cat /sys/class/net/eth0/statistics/rx_errors)"
 `,
     });
