@@ -9,6 +9,7 @@ import { qemuBench } from "./qemu.js";
 import { segmentBench } from "./segment.js";
 import { tapBench } from "./tap.js";
 import { translateBench } from "./translate.js";
+import { uplinkBench } from "./uplink.js";
 import { v86Bench } from "./v86.js";
 
 /** Runtimes for the cross-runtime tap run, fetched from npm on first use. */
@@ -25,6 +26,7 @@ translateBench();
 segmentBench();
 await tapBench();
 await qemuBench();
+await uplinkBench();
 await v86Bench();
 await dpdkBench();
 if (!process.argv.includes("--node-only") && process.getuid?.() === 0) {

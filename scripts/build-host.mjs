@@ -14,6 +14,7 @@ const entries = {
   "bench/segment": "bench/segment.ts",
   "bench/v86": "bench/v86.ts",
   "bench/dpdk": "bench/dpdk.ts",
+  "bench/uplink": "bench/uplink.ts",
   "cli/main": "host/cli/main.ts",
   "io/tap-worker-entry": "host/io/tap-worker-entry.ts",
 };

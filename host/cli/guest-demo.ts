@@ -4,9 +4,14 @@
  * set-up script (scripts/install-deps.sh demo: as root on Debian it installs QEMU and what
  * builds the guest image, saying which and why, then builds the image). Shows the negotiated
  * features, the guests' DHCP leases, a ping to the gateway, a TCP transfer between the guests
- * checked by sha256, and the switch's counters: how many checksums nobody had to compute.
+ * checked by sha256, a page fetched from an HTTP server on the host's loopback through the
+ * uplink (libslirp, at the gateway's address), and the switch's counters: how many checksums
+ * nobody had to compute.
  */
 import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { boot, GUEST_DIR, guestAvailable, PACKAGE_ROOT, type Guest } from "../guests/qemu.js";
@@ -44,7 +49,7 @@ async function ensureGuest(log: (s: string) => void): Promise<string | null> {
 }
 
 /** The guest's /test.sh: DHCP, then either listen for the transfer (peer null) or ping and send. */
-function script(peer: number | null): string {
+function script(peer: number | null, httpPort: number): string {
   const udhcpc = `
 echo '#!/bin/sh' > /tmp/u.sh
 echo 'case "$1" in bound|renew) ip addr add $ip/$mask dev $interface; echo "VNW lease $ip router $router";; esac' >> /tmp/u.sh
@@ -54,6 +59,7 @@ udhcpc -i eth0 -n -q -f -t 10 -T 2 -s /tmp/u.sh 2>/tmp/udhcpc.log || echo "VNW l
 `;
   if (peer === null) {
     return `${udhcpc}
+wget -q -O /tmp/page http://${SUBNET}.1:${httpPort}/ && echo "VNW page $(sha256sum /tmp/page | cut -d' ' -f1) $(wc -c < /tmp/page)"
 nc -l -p 5000 > /tmp/r
 echo "VNW received $(sha256sum /tmp/r | cut -d' ' -f1) $(wc -c < /tmp/r)"`;
   }
@@ -77,7 +83,14 @@ export async function runGuestDemo(log: (s: string) => void): Promise<boolean | 
   log(`      ready: ${GUEST_DIR}`);
 
   log(`[2/4] vhost-user back-end in this process: two sockets on one embedded network ${SUBNET}.0/24`);
-  const network = embeddedNetwork({ subnet: `${SUBNET}.0`, reservations: Object.fromEntries(GUESTS.map((g) => [g.mac, g.host])) });
+  // A page on the host's loopback, for a guest to fetch through the uplink.
+  const page = Buffer.from(`<html><body>virtio-net-wasm demo page, served on the host's 127.0.0.1 at ${new Date().toISOString()}</body></html>\n`);
+  const http = createServer((_req, res) => { res.writeHead(200, { "content-type": "text/html" }); res.end(page); });
+  await new Promise<void>((r) => http.listen(0, "127.0.0.1", () => r()));
+  const httpPort = (http.address() as AddressInfo).port;
+  const network = embeddedNetwork({
+    subnet: `${SUBNET}.0`, reservations: Object.fromEntries(GUESTS.map((g) => [g.mac, g.host])), uplink: {},
+  });
   const sockets = GUESTS.map((g) => `/tmp/vnw-demo-${process.pid}-${g.name}.sock`);
   const negotiated: string[] = [];
   const backends = GUESTS.map((g, i) => new VhostUserNetBackend({
@@ -90,14 +103,17 @@ export async function runGuestDemo(log: (s: string) => void): Promise<boolean | 
   const servers = backends.map((b, i) => new VhostUserServer(b, { socketPath: sockets[i] }));
   const serving = servers.map((s) => s.run());
   log(`      gateway ${network.gateway.ip.join(".")}, DHCP for ${GUESTS.map((g) => `${g.mac} → .${g.host}`).join(", ")}`);
+  log(network.uplink
+    ? `      uplink: libslirp; the host's loopback is at ${network.gateway.ip.join(".")} (an HTTP server on 127.0.0.1:${httpPort})`
+    : `      no uplink (${network.uplinkError}); the guests reach each other and the gateway only`);
 
   log("[3/4] booting the guests (Debian 6.1 kernel under QEMU TCG; a few seconds)");
   let ok = true;
   const guests: Guest[] = [];
   try {
     for (let i = 0; i < 100 && !sockets.every(existsSync); i++) await new Promise((r) => setTimeout(r, 50));
-    guests.push(boot({ socket: sockets[1], script: script(null), mac: GUESTS[1].mac }));
-    guests.push(boot({ socket: sockets[0], script: script(GUESTS[1].host), mac: GUESTS[0].mac }));
+    guests.push(boot({ socket: sockets[1], script: script(null, httpPort), mac: GUESTS[1].mac }));
+    guests.push(boot({ socket: sockets[0], script: script(GUESTS[1].host, httpPort), mac: GUESTS[0].mac }));
     const [b, a] = guests;
     const leaseA = await a.waitFor(/VNW lease (.*)$/, 90_000);
     const leaseB = await b.waitFor(/VNW lease (.*)$/, 90_000);
@@ -110,7 +126,10 @@ export async function runGuestDemo(log: (s: string) => void): Promise<boolean | 
     const pinged = a.markers().has("gwping");
     log(`      guest A: ping ${SUBNET}.1 ${pinged ? "ok" : "FAILED"}`);
     log(`      guest A → guest B: ${Number(sent?.split(" ")[1] ?? 0) / 2 ** 20} MiB over TCP, sha256 ${sent && sent === received ? "matches on both ends" : `DIFFERS (sent ${sent}, received ${received})`}`);
-    ok = pinged && !!sent && sent === received && !/failed/.test(leaseA[1] + leaseB[1]);
+    const fetched = b.markers().get("page");
+    const want = `${createHash("sha256").update(page).digest("hex")} ${page.length}`;
+    if (network.uplink) log(`      guest B → host's 127.0.0.1:${httpPort} through the gateway: ${fetched === want ? `fetched the page (${page.length} bytes, sha256 matches)` : `FAILED (${fetched ?? "no page"})`}`);
+    ok = pinged && !!sent && sent === received && !/failed/.test(leaseA[1] + leaseB[1]) && (!network.uplink || fetched === want);
     await Promise.all(guests.map((g) => g.exited));
   } catch (e) {
     log(`      ${(e as Error).message}`);
@@ -120,6 +139,8 @@ export async function runGuestDemo(log: (s: string) => void): Promise<boolean | 
     for (const s of servers) s.stop();
     await Promise.all(serving);
     for (const b of backends) await b.close();
+    await network.close();
+    http.close();
   }
   const c = network.sw.counters;
   const gw = network.gateway.counters;
@@ -133,7 +154,8 @@ export async function runGuestDemo(log: (s: string) => void): Promise<boolean | 
   log(`      partial checksums handed between the guests untouched (computed by nobody): ${sum("csumOffloaded")}`);
   log(`      partial checksums finished for a port that could not take them: ${c.partialCompleted + sum("csumSoftware")}`);
   log(`      64 KiB TCP segments (TSO) carried whole between the guests, never split: ${sum("gsoOffloaded")}`);
-  log(`      gateway: ${gw.dhcpAcks} DHCP leases, ${gw.arpReplies} ARP replies, ${gw.echoReplies} echo replies`);
+  log(`      gateway: ${gw.dhcpAcks} DHCP leases, ${gw.arpReplies} ARP replies, ${gw.echoReplies} echo replies, ${gw.uplinked} frames to the uplink`);
+  if (network.uplink) log(`      uplink: ${network.uplink.counters.toHost} frames to the host, ${network.uplink.counters.fromHost} back`);
   log(ok ? "done: everything checked out." : "done, with failures (see above).");
   return ok;
 }

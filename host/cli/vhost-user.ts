@@ -5,6 +5,7 @@ import { FULL_OFFER_LIST, parseFeatureList } from "../device/features.js";
 import { embeddedNetwork, VhostUserNetBackend, type LogLevel } from "../vhost-user/backend.js";
 import { VhostUserServer } from "../vhost-user/server.js";
 import { PcapPort } from "../net/pcap-port.js";
+import type { PortForward } from "../net/uplink.js";
 import { rateLimited } from "./rate-limit.js";
 
 export const VHOST_USER_HELP = `usage: virtio-net-wasm vhost-user --socket PATH [--socket PATH ...] [--tap IFNAME] [options]
@@ -12,7 +13,9 @@ export const VHOST_USER_HELP = `usage: virtio-net-wasm vhost-user --socket PATH 
 Serves the virtio-net data path of a QEMU (or any vhost-user front-end) guest: guest RAM is
 mapped into the engine's Wasm memory, rings are processed in place, frames go to and from a
 Linux tap with checksum offload translated both ways. Without --tap the guest is on the
-embedded network: a built-in gateway that answers ARP, ping and DHCP (no root, no tap).
+embedded network: a built-in gateway that answers ARP, ping and DHCP, and behind it the
+uplink, libslirp (QEMU's user-mode networking): the guest reaches the world through the
+host's sockets, the host's loopback at the gateway's address, and DNS at .3 (no root, no tap).
 
 options:
   --socket PATH        vhost-user socket (we listen; use --client to connect instead).
@@ -24,7 +27,12 @@ options:
                        gateway .1, DHCP leases .100-.199
   --net6 PREFIX        without --tap: the /64 advertised for SLAAC (default fd57:6173:6d00::);
                        the gateway is PREFIX::1
-  --dns ADDR           without --tap: DNS server handed out by DHCP (option 6)
+  --dns ADDR           without --tap: DNS server handed out by DHCP (option 6; default .3,
+                       the uplink's, which asks the host's resolver)
+  --no-uplink          without --tap: no way out (guests reach each other and the gateway only)
+  --forward [tcp|udp]:[HOSTADDR:]HOSTPORT:GUESTADDR:GUESTPORT
+                       without --tap: forward a host port (on 127.0.0.1 unless HOSTADDR) to a
+                       guest, like QEMU's hostfwd; may be repeated
   --pcap FILE          without --tap: capture the embedded network to FILE (libpcap format,
                        checksums finished as on a wire; read it with tshark or Wireshark)
   --mac MAC            MAC in the device's config (QEMU keeps its own; informational)
@@ -65,6 +73,7 @@ export async function vhostUserMain(args: string[], out: (s: string) => void, er
       options: {
         socket: { type: "string", multiple: true }, client: { type: "boolean", default: false }, tap: { type: "string" },
         net: { type: "string", default: "10.215.0.0" }, net6: { type: "string" }, dns: { type: "string" }, pcap: { type: "string" },
+        "no-uplink": { type: "boolean", default: false }, forward: { type: "string", multiple: true },
         mac: { type: "string" }, mtu: { type: "string", default: "1500" }, offloads: { type: "string" },
         "csum-policy": { type: "string", default: "complete" }, "locked-mac": { type: "boolean", default: false },
         stats: { type: "string" }, "poll-us": { type: "string", default: "0" }, "log-level": { type: "string", default: "info" }, help: { type: "boolean", default: false },
@@ -83,8 +92,15 @@ export async function vhostUserMain(args: string[], out: (s: string) => void, er
   const sockets = values.socket ?? [];
   if (sockets.length === 0) return fail("--socket PATH is required");
   if (values.tap && sockets.length > 1) return fail("one --socket per --tap: several guests share the embedded network, not a tap");
-  if (values.tap && (values.dns !== undefined || values.pcap !== undefined || values.net6 !== undefined)) {
-    return fail("--dns, --net6 and --pcap apply to the embedded network (without --tap); capture a tap with tcpdump");
+  if (values.tap && (values.dns !== undefined || values.pcap !== undefined || values.net6 !== undefined || values.forward !== undefined || values["no-uplink"])) {
+    return fail("--dns, --net6, --pcap, --forward and --no-uplink apply to the embedded network (without --tap); capture a tap with tcpdump");
+  }
+  if (values["no-uplink"] && values.forward) return fail("--forward needs the uplink (drop --no-uplink)");
+  let forwards: PortForward[];
+  try {
+    forwards = (values.forward ?? []).map(parseForward);
+  } catch (e) {
+    return fail((e as Error).message);
   }
   if (!/^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(values.net!) || values.net!.split(".").some((x) => Number(x) > 255)) {
     return fail(`--net must be an IPv4 /24 network address such as 10.215.0.0, got "${values.net}"`);
@@ -116,10 +132,14 @@ export async function vhostUserMain(args: string[], out: (s: string) => void, er
   const backends: VhostUserNetBackend[] = [];
   let network: ReturnType<typeof embeddedNetwork> | undefined;
   try {
-    network = values.tap ? undefined : embeddedNetwork({ subnet: values.net!, dns: values.dns, prefix6: values.net6 });
+    network = values.tap ? undefined : embeddedNetwork({
+      subnet: values.net!, dns: values.dns, prefix6: values.net6,
+      uplink: values["no-uplink"] ? false : { forwards, log: (m) => log("warn", m) },
+    });
   } catch (e) {
     return fail((e as Error).message);
   }
+  if (network?.uplinkError) log("warn", `no uplink: ${network.uplinkError}; the embedded network is an island`);
   try {
     for (const [i, socket] of sockets.entries()) {
       backends.push(new VhostUserNetBackend({
@@ -143,12 +163,19 @@ export async function vhostUserMain(args: string[], out: (s: string) => void, er
   }
   const backend = backends[0];
   if (backend.tap) log("info", `tap ${backend.tap.name}${backend.tap.vnetHdr ? " (vnet_hdr)" : ""}; offering ${offloads}`);
-  else log("info", `embedded network: gateway ${network!.gateway.ip.join(".")}/24, DHCP .100-.199, IPv6 SLAAC; ${sockets.length} guest socket(s); offering ${offloads}`);
+  else {
+    const up = network!.uplink ? `uplink libslirp (host loopback at the gateway, DNS ${network!.uplink.nameserver.join(".")}${forwards.length ? `, ${forwards.map(forwardText).join(", ")}` : ""})` : "no uplink";
+    log("info", `embedded network: gateway ${network!.gateway.ip.join(".")}/24, DHCP .100-.199, IPv6 SLAAC, ${up}; ${sockets.length} guest socket(s); offering ${offloads}`);
+  }
   const servers = backends.map((b, i) => new VhostUserServer(b, { socketPath: sockets[i], client: values.client, log }));
   const onSignal = (sig: string) => { log("info", `${sig}: shutting down`); for (const s of servers) s.stop(); };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
-  const timer = stats > 0 ? setInterval(() => backends.forEach((b, i) => printStats(b, out, sockets.length > 1 ? ` [${sockets[i]}]` : "")), stats * 1000) : null;
+  const timer = stats > 0 ? setInterval(() => {
+    backends.forEach((b, i) => printStats(b, out, sockets.length > 1 ? ` [${sockets[i]}]` : ""));
+    const up = network?.uplink?.counters;
+    if (up) out(`stats [uplink]: to host ${up.toHost} (large segments ${up.gsoToHost}), from host ${up.fromHost}, suppressed ${up.suppressed}; switch finished ${network!.sw.counters.partialCompleted} partial checksums`);
+  }, stats * 1000) : null;
   try {
     await Promise.all(servers.map((s) => s.run()));
     return 0;
@@ -160,7 +187,33 @@ export async function vhostUserMain(args: string[], out: (s: string) => void, er
     process.off("SIGTERM", onSignal);
     pcap?.close();
     for (const b of backends) await b.close();
+    await network?.close();
   }
+}
+
+/** Parses `[tcp|udp]:[HOSTADDR:]HOSTPORT:GUESTADDR:GUESTPORT` (QEMU's hostfwd, with ':' after the protocol). */
+export function parseForward(spec: string): PortForward {
+  const parts = spec.split(":");
+  const bad = (why: string) => new Error(`--forward ${spec}: ${why} (want [tcp|udp]:[HOSTADDR:]HOSTPORT:GUESTADDR:GUESTPORT)`);
+  let proto: "tcp" | "udp" = "tcp";
+  if (parts[0] === "tcp" || parts[0] === "udp") proto = parts.shift() as "tcp" | "udp";
+  if (parts.length !== 3 && parts.length !== 4) throw bad("wrong number of fields");
+  const port = (s: string) => {
+    const n = Number(s);
+    if (!/^\d+$/.test(s) || n < 1 || n > 65535) throw bad(`"${s}" is not a port`);
+    return n;
+  };
+  const addr = (s: string) => {
+    const a = s.split(".").map(Number);
+    if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(s) || a.some((x) => x > 255)) throw bad(`"${s}" is not an IPv4 address`);
+    return a;
+  };
+  const hostAddr = parts.length === 4 ? addr(parts.shift()!) : [127, 0, 0, 1];
+  return { proto, hostAddr, hostPort: port(parts[0]), guestAddr: addr(parts[1]), guestPort: port(parts[2]) };
+}
+
+function forwardText(f: PortForward): string {
+  return `${f.proto} ${(f.hostAddr ?? [127, 0, 0, 1]).join(".")}:${f.hostPort} → ${f.guestAddr.join(".")}:${f.guestPort}`;
 }
 
 const lastStats = new Map<VhostUserNetBackend, { t: number; rx: number; tx: number; rxb: number; txb: number }>();

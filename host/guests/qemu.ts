@@ -37,6 +37,8 @@ export interface BootOptions {
   netParams?: string;
   /** Use QEMU's own virtio-net on this tap (`-netdev tap,vhost=off`) instead of vhost-user. */
   qemuTap?: string;
+  /** Use QEMU's own virtio-net on its user-mode network (`-netdev user`, libslirp) instead of vhost-user. */
+  qemuUser?: boolean;
   /** The NIC's MAC (QEMU's virtio-net-pci `mac=`). */
   mac?: string;
   memMiB?: number;
@@ -63,8 +65,9 @@ export function boot(opts: BootOptions): Guest {
   const mem = opts.memMiB ?? 256;
   const net = opts.qemuTap
     ? ["-netdev", `tap,id=n0,ifname=${opts.qemuTap},script=no,downscript=no,vhost=off`]
+    : opts.qemuUser ? ["-netdev", "user,id=n0"]
     : ["-chardev", `socket,id=c0,path=${opts.socket}`, "-netdev", "vhost-user,id=n0,chardev=c0"];
-  const props = ["virtio-net-pci", "netdev=n0", "romfile=", ...(opts.qemuTap ? [] : ["vectors=0"]), ...(opts.mac ? [`mac=${opts.mac}`] : []),
+  const props = ["virtio-net-pci", "netdev=n0", "romfile=", ...(opts.qemuTap || opts.qemuUser ? [] : ["vectors=0"]), ...(opts.mac ? [`mac=${opts.mac}`] : []),
     ...(opts.deviceProps ? [opts.deviceProps] : [])].join(",");
   const args = [
     "-M", "q35", "-accel", "tcg,thread=multi", "-cpu", "max", "-m", `${mem}M`, "-smp", "1", "-nographic", ...(opts.allowReboot ? [] : ["-no-reboot"]),

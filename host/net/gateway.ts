@@ -9,6 +9,7 @@
  */
 import type { NetFrame, Switch, SwitchPort } from "./switch.js";
 import { Checksummer } from "./checksummer.js";
+import type { SlirpUplink } from "./uplink.js";
 import { arpReply } from "./gateway/arp.js";
 import { DhcpServer, DHCP_SERVER_PORT } from "./gateway/dhcp.js";
 import { echoReply, ICMP_ECHO_REQUEST } from "./gateway/icmp.js";
@@ -39,7 +40,7 @@ export interface GatewayOptions {
   prefix6?: string;
   /** Gateway MAC (default 52:55:0a:d7:00:01, locally administered). */
   mac?: string;
-  /** Frames the gateway does not answer (hook for forwarding later). */
+  /** Frames the gateway neither answers nor hands to an uplink. */
   unhandled?: (frame: NetFrame) => void;
 }
 
@@ -52,16 +53,18 @@ export interface GatewayCounters {
   routerAdverts: number;
   neighborAdverts: number;
   echo6Replies: number;
+  /** Frames handed to the uplink (the world beyond the gateway). */
+  uplinked: number;
   unhandled: number;
 }
 
 export class Gateway implements SwitchPort {
   readonly name = "gateway";
-  readonly acceptsPartial = true;
   readonly ip: number[];
   readonly mac: Uint8Array;
   readonly counters: GatewayCounters = {
-    arpReplies: 0, echoReplies: 0, dhcpOffers: 0, dhcpAcks: 0, dhcpNaks: 0, routerAdverts: 0, neighborAdverts: 0, echo6Replies: 0, unhandled: 0,
+    arpReplies: 0, echoReplies: 0, dhcpOffers: 0, dhcpAcks: 0, dhcpNaks: 0, routerAdverts: 0, neighborAdverts: 0, echo6Replies: 0,
+    uplinked: 0, unhandled: 0,
   };
   /** The advertised /64 prefix (16 bytes, host part zero), the gateway's global and link-local addresses. */
   readonly prefix6: Uint8Array;
@@ -70,6 +73,7 @@ export class Gateway implements SwitchPort {
   private readonly csum = new Checksummer();
   private readonly dhcp: DhcpServer;
   private readonly unhandled?: (frame: NetFrame) => void;
+  private uplinkPort: SlirpUplink | null = null;
 
   constructor(private readonly sw: Switch, opts: GatewayOptions) {
     // Options given as undefined must not override the defaults.
@@ -92,17 +96,41 @@ export class Gateway implements SwitchPort {
     sw.attach(this);
   }
 
+  /**
+   * What the gateway does not answer itself goes to `uplink` from now on. Frames must reach it
+   * complete and may be large segments, so the switch finishes partial checksums for the
+   * gateway and hands it GSO frames whole; what the uplink sends enters the switch from here.
+   */
+  attachUplink(uplink: SlirpUplink): void {
+    this.uplinkPort = uplink;
+    this.sw.changed();
+  }
+
+  get uplink(): SlirpUplink | null { return this.uplinkPort; }
+
+  /** The gateway's own replies need no finished checksums; the uplink's world does. */
+  get acceptsPartial(): boolean { return this.uplinkPort === null; }
+  get acceptsGso(): boolean { return this.uplinkPort !== null; }
+
+  /** A frame from the uplink (the host or the world) onto the network. */
+  fromUplink(frame: NetFrame): void {
+    this.sw.input(this, frame);
+  }
+
   /** Leases by client MAC. */
   get leases(): ReadonlyMap<string, { ip: number[]; expires: number }> { return this.dhcp.leases; }
 
   deliver(frame: NetFrame): void {
     const f = frame.data;
     const type = (f[ETH_TYPE] << 8) | f[ETH_TYPE + 1];
-    if (type === ETHERTYPE_ARP) return this.answer(arpReply(f, this.ip, this.mac), "arpReplies");
+    if (type === ETHERTYPE_ARP) {
+      const reply = arpReply(f, this.ip, this.mac);
+      return reply ? this.answer(reply, "arpReplies") : this.beyond(frame);
+    }
     if (type === ETHERTYPE_IPV6 && f.length >= ICMP6 + 4 && f[IP6_NEXT] === IPPROTO_ICMPV6) {
       const a = icmpv6Answer(this.csum, f, { mac: this.mac, prefix: this.prefix6, linkLocal: this.linkLocal6, isOurs: (x) => this.isOurs6(x) });
-      const counter = a?.kind === "router-advert" ? "routerAdverts" : a?.kind === "neighbor-advert" ? "neighborAdverts" : "echo6Replies";
-      return this.answer(a?.frame ?? null, counter);
+      if (!a) return this.beyond(frame);
+      return this.answer(a.frame, a.kind === "router-advert" ? "routerAdverts" : a.kind === "neighbor-advert" ? "neighborAdverts" : "echo6Replies");
     }
     if (type === ETHERTYPE_IPV4 && f.length >= ETH_HLEN + IP4_MIN_HLEN) {
       const ihl = (f[IP4] & 15) * 4;
@@ -120,16 +148,22 @@ export class Gateway implements SwitchPort {
         return;
       }
     }
+    this.beyond(frame);
+  }
+
+  /** A frame the gateway does not answer: to the uplink if there is one, else counted (and to the hook). */
+  private beyond(frame: NetFrame): void {
+    if (this.uplinkPort) {
+      this.counters.uplinked++;
+      this.uplinkPort.input(frame);
+      return;
+    }
     this.counters.unhandled++;
     this.unhandled?.(frame);
   }
 
-  /** Sends `reply` and counts it under `counter`; no reply counts as unhandled. */
-  private answer(reply: Uint8Array | null, counter: keyof GatewayCounters): void {
-    if (!reply) {
-      this.counters.unhandled++;
-      return;
-    }
+  /** Sends `reply` and counts it under `counter`. */
+  private answer(reply: Uint8Array, counter: keyof GatewayCounters): void {
     this.counters[counter]++;
     this.sw.input(this, { data: reply, hdr: { flags: 0, csumStart: 0, csumOffset: 0 } });
   }

@@ -1,0 +1,154 @@
+/**
+ * The uplink (libslirp behind the gateway) at the frame level: a stand-in guest port on the
+ * embedded network sends UDP to the gateway's address, which slirp turns into a datagram on
+ * the host's loopback; the host's answer comes back as a frame with valid checksums. Also:
+ * one router (what slirp would say that the gateway says already is dropped), partial
+ * checksums finished before slirp sees them, DHCP's DNS option, a forward whose port is taken,
+ * and a missing libslirp. No traffic leaves the machine: only 127.0.0.1 and 198.51.100.0/24.
+ */
+import { createSocket, type Socket } from "node:dgram";
+import { createServer } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { NetHdr } from "../../assembly/abi.js";
+import { buildFrame, decodeFrame, ipv4HeaderValid, l4ChecksumValid, payload } from "../../host/driver/frames.js";
+import { embeddedNetwork, type EmbeddedNetwork } from "../../host/net/embedded-network.js";
+import type { NetFrame, SwitchPort } from "../../host/net/switch.js";
+import { libslirp, SlirpUnavailable } from "../../host/runtime/libslirp.js";
+import { dhcpOption, dhcpRequest } from "../helpers/dhcp.js";
+
+const GUEST_MAC = Uint8Array.of(0x52, 0x54, 0, 0x12, 0x34, 0x99);
+const GUEST_IP = [198, 51, 100, 20];
+const NET = { subnet: "198.51.100.0", prefix6: "2001:db8:5::" };
+const NONE = { flags: 0, csumStart: 0, csumOffset: 0 };
+const until = async (cond: () => boolean, ms = 3000) => {
+  for (const t0 = Date.now(); !cond(); ) {
+    if (Date.now() - t0 > ms) throw new Error("timed out");
+    await new Promise((r) => setTimeout(r, 5));
+  }
+};
+
+let available = true;
+try { libslirp(); } catch { available = false; }
+
+/** A guest on the switch: records what it gets and answers ARP for its address (slirp asks before it sends). */
+class StandInGuest implements SwitchPort {
+  readonly name = "stand-in guest";
+  readonly acceptsPartial = true;
+  readonly got: NetFrame[] = [];
+  constructor(private readonly net: EmbeddedNetwork) { net.sw.attach(this); }
+  deliver(f: NetFrame): void {
+    const d = f.data.slice();
+    this.got.push({ data: d, hdr: { ...f.hdr } });
+    if (d[12] === 0x08 && d[13] === 0x06 && d[21] === 1 && GUEST_IP.every((b, i) => d[38 + i] === b)) {
+      const r = new Uint8Array(42);
+      r.set(d.subarray(6, 12), 0);
+      r.set(GUEST_MAC, 6);
+      r.set([0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 2], 12);
+      r.set(GUEST_MAC, 22);
+      r.set(GUEST_IP, 28);
+      r.set(d.subarray(22, 32), 32);
+      this.send(r);
+    }
+  }
+  send(data: Uint8Array, hdr: NetFrame["hdr"] = NONE): void { this.net.sw.input(this, { data, hdr }); }
+}
+
+describe.skipIf(!available)("uplink (libslirp) at the frame level", () => {
+  const open: { close(): unknown }[] = [];
+  afterEach(async () => {
+    for (const o of open.splice(0)) await o.close();
+  });
+
+  async function setup(forwards = {}) {
+    const net = embeddedNetwork({ ...NET, uplink: forwards });
+    open.push(net);
+    const guest = new StandInGuest(net);
+    const host: Socket = createSocket("udp4");
+    await new Promise<void>((r) => host.bind(0, "127.0.0.1", () => r()));
+    open.push(host);
+    return { net, guest, host, port: host.address().port };
+  }
+
+  const udpTo = (port: number, body: Uint8Array, csum: "full" | "partial" = "full") => buildFrame({
+    ip: 4, l4: "udp", payload: body, srcMac: GUEST_MAC, dstMac: Uint8Array.of(0x52, 0x55, 198, 51, 100, 1),
+    src: GUEST_IP, dst: [198, 51, 100, 1], sport: 40123, dport: port, csum,
+  });
+
+  it("UDP to the gateway's address reaches the host's loopback, and the answer comes back with valid checksums", async () => {
+    const { net, guest, host, port } = await setup();
+    const got: Buffer[] = [];
+    host.on("message", (m, from) => { got.push(m); host.send(Buffer.from(`pong ${m}`), from.port, from.address); });
+    guest.send(udpTo(port, Buffer.from("ping 1")).frame);
+    await until(() => got.length === 1);
+    expect(got[0].toString()).toBe("ping 1");
+    await until(() => guest.got.some((f) => decodeFrame(f.data).ip?.proto === 17));
+    const reply = guest.got.map((f) => ({ f, d: decodeFrame(f.data) })).find(({ d }) => d.ip?.proto === 17)!;
+    expect(Buffer.from(reply.d.ip!.payload).toString()).toBe("pong ping 1");
+    expect(Array.from(reply.d.ip!.src)).toEqual([198, 51, 100, 1]);
+    expect(reply.d.ip!.dport).toBe(40123);
+    expect(ipv4HeaderValid(reply.d.ip!, reply.f.data)).toBe(true);
+    expect(l4ChecksumValid(reply.d.ip!, reply.f.data)).toBe(true);
+    expect(net.gateway.counters.uplinked).toBeGreaterThanOrEqual(1);
+    expect(net.uplink!.counters.fromHost).toBeGreaterThanOrEqual(1);
+  });
+
+  it("a partial checksum from a guest is finished before slirp sees it (slirp drops bad sums)", async () => {
+    const { net, guest, host, port } = await setup();
+    const got: Buffer[] = [];
+    host.on("message", (m) => got.push(m));
+    const b = udpTo(port, payload(300), "partial");
+    guest.send(b.frame, { flags: NetHdr.F_NEEDS_CSUM, csumStart: b.l4Off, csumOffset: b.csumField });
+    await until(() => got.length === 1);
+    expect(Buffer.compare(got[0], Buffer.from(payload(300)))).toBe(0);
+    expect(net.sw.counters.partialCompleted).toBe(1);
+  });
+
+  it("one router: the gateway answers ARP and router solicitations, slirp's own answers never reach guests", async () => {
+    const { net, guest } = await setup();
+    const arp = new Uint8Array(42);
+    arp.fill(0xff, 0, 6);
+    arp.set(GUEST_MAC, 6);
+    arp.set([0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1], 12);
+    arp.set(GUEST_MAC, 22);
+    arp.set(GUEST_IP, 28);
+    arp.set([198, 51, 100, 1], 38);
+    guest.send(arp);
+    // A router solicitation from the guest's link-local address to all routers.
+    const rs = buildFrame({ ip: 6, l4: "icmp", icmpType: 133, payload: new Uint8Array(4), srcMac: GUEST_MAC,
+      dstMac: Uint8Array.of(0x33, 0x33, 0, 0, 0, 2), src: [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9], dst: [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2] });
+    guest.send(rs.frame);
+    await new Promise((r) => setTimeout(r, 200));
+    const arpReplies = guest.got.filter((f) => f.data[12] === 0x08 && f.data[13] === 0x06 && f.data[21] === 2);
+    const ras = guest.got.filter((f) => decodeFrame(f.data).ip?.icmpType === 134);
+    expect(arpReplies).toHaveLength(1);
+    expect(ras).toHaveLength(1);
+    expect(net.gateway.counters).toMatchObject({ arpReplies: 1, routerAdverts: 1 });
+  });
+
+  it("DHCP hands out the uplink's DNS address (.3), and slirp's own DHCP stays silent", async () => {
+    const { net, guest } = await setup();
+    guest.send(dhcpRequest(GUEST_MAC, 1));
+    await until(() => guest.got.some((f) => decodeFrame(f.data).ip?.sport === 67));
+    const offers = guest.got.map((f) => decodeFrame(f.data)).filter((d) => d.ip?.sport === 67);
+    expect(offers).toHaveLength(1);
+    expect(dhcpOption(offers[0].ip!.payload, 6)).toEqual([198, 51, 100, 3]);
+    expect(net.uplink!.nameserver).toEqual([198, 51, 100, 3]);
+  });
+
+  it("a forward whose host port is taken is a clear error at start", async () => {
+    const taken = createServer();
+    await new Promise<void>((r) => taken.listen(0, "127.0.0.1", () => r()));
+    const port = (taken.address() as { port: number }).port;
+    try {
+      expect(() => embeddedNetwork({ ...NET, uplink: { forwards: [{ proto: "tcp", hostPort: port, guestAddr: GUEST_IP, guestPort: 80 }] } }))
+        .toThrow(new RegExp(`cannot forward tcp 127.0.0.1:${port} to 198.51.100.20:80`));
+    } finally {
+      taken.close();
+    }
+  });
+
+  it("without libslirp the network is an island and says why, naming the package", async () => {
+    expect(() => libslirp("/nonexistent/libslirp.so.0")).toThrow(SlirpUnavailable);
+    expect(() => libslirp("/nonexistent/libslirp.so.0")).toThrow(/install the Debian package libslirp0/);
+  });
+});
