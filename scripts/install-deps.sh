@@ -4,7 +4,7 @@
 # as `demo`), `npm test` and .ci/run (as `test`).
 #
 #   demo: QEMU to run the guests; busybox, cpio and iperf3 to build their initramfs (the guest
-#         kernel is downloaded, not installed); builds the amd64 guest.
+#         kernel is downloaded, not installed); libslirp0 for the uplink; builds the amd64 guest.
 #   test: that, and network namespaces (iproute2), ping, tshark (decodes pcap captures),
 #         SeaBIOS and the i386 guest for v86, DPDK's testpmd (a fast vhost-user front-end) and
 #         python3 (a frame blaster).
@@ -21,6 +21,7 @@ command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v cpio >/dev/null || need+=(cpio)
 command -v iperf3 >/dev/null || need+=(iperf3)
+ldconfig -p 2>/dev/null | grep -q 'libslirp\.so\.0 ' || need+=(libslirp0)  # the embedded network's uplink
 if [ "$profile" = test ]; then
   command -v ip >/dev/null || need+=(iproute2)
   command -v ping >/dev/null || need+=(iputils-ping)

@@ -22,7 +22,12 @@ describe("virtio-net-wasm CLI", () => {
     [["launch"], /unknown command "launch"/],
     [["vhost-user", "--tap", "x"], /--socket PATH is required/],
     [["vhost-user", "--socket", "/tmp/x.sock", "--net", "10.1.2"], /--net must be an IPv4 \/24/],
-    [["vhost-user", "--socket", "/tmp/x.sock", "--tap", "t", "--dns", "10.0.0.1"], /--dns, --net6 and --pcap apply to the embedded network/],
+    [["vhost-user", "--socket", "/tmp/x.sock", "--tap", "t", "--dns", "10.0.0.1"], /--dns, --net6, --pcap, --forward and --no-uplink apply to the embedded network/],
+    [["vhost-user", "--socket", "/tmp/x.sock", "--forward", "tcp:8080:10.215.0.10"], /--forward tcp:8080:10.215.0.10: wrong number of fields/],
+    [["vhost-user", "--socket", "/tmp/x.sock", "--forward", "sctp:1:10.215.0.10:80"], /protocol must be tcp or udp, not "sctp"/],
+    [["vhost-user", "--socket", "/tmp/x.sock", "--forward", "tcp:70000:10.215.0.10:80"], /"70000" is not a port/],
+    [["vhost-user", "--socket", "/tmp/x.sock", "--forward", "udp:8080:10.215.0.300:80"], /"10.215.0.300" is not an IPv4 address/],
+    [["vhost-user", "--socket", "/tmp/x.sock", "--no-uplink", "--forward", "tcp:8080:10.215.0.10:80"], /--forward needs the uplink/],
     [["vhost-user", "--socket", "/tmp/x.sock", "--net6", "2001:db8:zz::"], /bad IPv6 address/],
     [["vhost-user", "--socket", "/tmp/x.sock", "--offloads", "host_tso4"], /prerequisite/],
     [["vhost-user", "--socket", "/tmp/x.sock", "--pcap", "/nonexistent-dir/x.pcap"], /--pcap \/nonexistent-dir\/x.pcap: ENOENT/],
@@ -39,5 +44,14 @@ describe("virtio-net-wasm CLI", () => {
   it("prints help, including the QEMU command line for vhost-user", async () => {
     expect(await run(["--help"])).toMatchObject({ code: 0, out: expect.stringMatching(/usage: virtio-net-wasm/) });
     expect(await run(["vhost-user", "--help"])).toMatchObject({ code: 0, out: expect.stringMatching(/-netdev vhost-user,id=n0,chardev=c0/) });
+  });
+});
+
+describe("--forward", () => {
+  it("parses QEMU's hostfwd forms", async () => {
+    const { parseForward } = await import("../host/cli/vhost-user.js");
+    expect(parseForward("tcp:8080:10.215.0.10:80")).toEqual({ proto: "tcp", hostAddr: [127, 0, 0, 1], hostPort: 8080, guestAddr: [10, 215, 0, 10], guestPort: 80 });
+    expect(parseForward("udp:0.0.0.0:5353:10.215.0.11:53")).toEqual({ proto: "udp", hostAddr: [0, 0, 0, 0], hostPort: 5353, guestAddr: [10, 215, 0, 11], guestPort: 53 });
+    expect(parseForward("2222:10.215.0.10:22")).toMatchObject({ proto: "tcp", hostPort: 2222, guestPort: 22 });
   });
 });

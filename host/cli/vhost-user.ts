@@ -150,6 +150,7 @@ export async function vhostUserMain(args: string[], out: (s: string) => void, er
     }
   } catch (e) {
     for (const b of backends) await b.close();
+    await network?.close();
     return fail((e as Error).message);
   }
   let pcap: PcapPort | null = null;
@@ -158,6 +159,7 @@ export async function vhostUserMain(args: string[], out: (s: string) => void, er
       pcap = new PcapPort(network!.sw, values.pcap);
     } catch (e) {
       for (const b of backends) await b.close();
+      await network?.close();
       return fail(`--pcap ${values.pcap}: ${(e as Error).message}`);
     }
   }
@@ -197,6 +199,7 @@ export function parseForward(spec: string): PortForward {
   const bad = (why: string) => new Error(`--forward ${spec}: ${why} (want [tcp|udp]:[HOSTADDR:]HOSTPORT:GUESTADDR:GUESTPORT)`);
   let proto: "tcp" | "udp" = "tcp";
   if (parts[0] === "tcp" || parts[0] === "udp") proto = parts.shift() as "tcp" | "udp";
+  else if (/^[a-z]+$/i.test(parts[0])) throw bad(`protocol must be tcp or udp, not "${parts[0]}"`);
   if (parts.length !== 3 && parts.length !== 4) throw bad("wrong number of fields");
   const port = (s: string) => {
     const n = Number(s);

@@ -4,7 +4,11 @@
  * gateway and pings it over IPv4 and IPv6, with zero frames through v86's own virtio-net code
  * and the guest's driver negotiating what v86's device never offered.
  */
+import { createHash, randomBytes } from "node:crypto";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { libslirp } from "../../host/runtime/libslirp.js";
 import { QueueIndex } from "../../assembly/abi.js";
 import { featureList } from "../../host/device/features.js";
 import { bootV86Guest, v86GuestAvailable, type V86Guest } from "../../host/guests/v86.js";
@@ -98,6 +102,43 @@ echo "VNW sentdone"
       await tapPort.stop();
       tap.close();
       ns.destroy();
+    }
+  }, 200_000);
+});
+
+let slirpOk = true;
+try { libslirp(); } catch { slirpOk = false; }
+describe.skipIf(!avail.ok || !slirpOk)(`the v86 guest on the uplink${avail.ok && slirpOk ? "" : " (skipped: no v86 guest or no libslirp0)"}`, () => {
+  it("fetches a file from an HTTP server on the host's 127.0.0.1 through the gateway's address", async () => {
+    const blob = randomBytes(256 << 10);
+    const http = createServer((_req, res) => res.end(blob));
+    await new Promise<void>((r) => http.listen(0, "127.0.0.1", () => r()));
+    const port = (http.address() as AddressInfo).port;
+    const network = embeddedNetwork({ subnet: "198.51.100.0", uplink: {} });
+    let guest: V86Guest | undefined;
+    try {
+      guest = await bootV86Guest({
+        network: network.sw, mode: "engine",
+        script: `
+ip addr flush dev eth0
+echo '#!/bin/sh' > /tmp/u.sh
+echo 'case "$1" in bound|renew) ip addr add $ip/$mask dev $interface; echo "VNW lease $ip dns $dns";; esac' >> /tmp/u.sh
+chmod +x /tmp/u.sh
+udhcpc -i eth0 -n -q -f -t 5 -T 2 -s /tmp/u.sh 2>/dev/null || echo "VNW lease failed"
+wget -q -O /tmp/f http://198.51.100.1:${port}/blob && echo "VNW fetched $(sha256sum /tmp/f | cut -d' ' -f1)"
+csumerr() { awk -v g="$1:" '$1 == g { if (!h) { for (i = 1; i <= NF; i++) if ($i == "InCsumErrors") c = i; h = 1 } else print $c }' /proc/net/snmp; }
+echo "VNW csumerr $(csumerr Tcp)"
+`,
+      });
+      await guest.waitFor(/VNW done/, 150_000);
+      expect(guest.markers().get("lease")).toMatch(/^198\.51\.100\.1\d\d dns 198\.51\.100\.3$/);
+      expect(guest.markers().get("fetched")).toBe(createHash("sha256").update(blob).digest("hex"));
+      expect(guest.markers().get("csumerr")).toBe("0");
+      expect(network.uplink!.counters.fromHost).toBeGreaterThan(100);
+    } finally {
+      guest?.stop();
+      await network.close();
+      http.close();
     }
   }, 200_000);
 });
