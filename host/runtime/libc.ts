@@ -1,5 +1,5 @@
 /**
- * The host's only FFI module: the libc calls the host needs, through koffi, which loads
+ * The libc calls the host needs (one of its two FFI modules, with libslirp.ts), through koffi, which loads
  * unchanged in Node 20+, Bun and Deno (`--allow-ffi`). Each call checks its return value and
  * throws a SysError naming the call and the errno; calls where EAGAIN is an ordinary outcome
  * return -errno instead so the I/O loop can branch without exceptions.
