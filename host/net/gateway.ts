@@ -153,13 +153,27 @@ export class Gateway implements SwitchPort {
 
   /** A frame the gateway does not answer: to the uplink if there is one, else counted (and to the hook). */
   private beyond(frame: NetFrame): void {
-    if (this.uplinkPort) {
+    if (this.uplinkPort && this.routed(frame.data)) {
       this.counters.uplinked++;
       this.uplinkPort.input(frame);
       return;
     }
     this.counters.unhandled++;
     this.unhandled?.(frame);
+  }
+
+  /**
+   * Whether a frame the gateway received is for the world behind it, as a router decides: sent
+   * to its MAC (or to one of slirp's own on the subnet: 52:55 and the address, e.g. DNS at .3),
+   * or ARP and ICMPv6 (neighbour discovery) sent to everyone. Frames flooded to every port on
+   * their way to another guest, and IPv4 broadcast or multicast data, stay on the network.
+   */
+  private routed(f: Uint8Array): boolean {
+    const type = (f[ETH_TYPE] << 8) | f[ETH_TYPE + 1];
+    if (type === ETHERTYPE_ARP) return true;
+    if ((f[0] & 1) !== 0) return type === ETHERTYPE_IPV6 && f.length > IP6_NEXT && f[IP6_NEXT] === IPPROTO_ICMPV6;
+    if (f.subarray(0, 6).every((b, i) => b === this.mac[i])) return true;
+    return f[0] === 0x52 && f[1] === 0x55 && f[2] === this.ip[0] && f[3] === this.ip[1] && f[4] === this.ip[2];
   }
 
   /** Sends `reply` and counts it under `counter`. */

@@ -12,20 +12,14 @@ import { QueueIndex } from "../../assembly/abi.js";
 import { boot, guestAvailable, type Guest } from "../../host/guests/qemu.js";
 import { embeddedNetwork, VhostUserNetBackend } from "../../host/vhost-user/backend.js";
 import { VhostUserServer } from "../../host/vhost-user/server.js";
+import { dhcpScript } from "./guest-shell.js";
 
 const avail = guestAvailable();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const SUBNET = "198.51.100";
 const MACS = ["52:54:00:00:01:0a", "52:54:00:00:01:0b"];
 
-const dhcp = `
-echo '#!/bin/sh' > /tmp/u.sh
-echo 'case "$1" in bound|renew) ip addr add $ip/$mask dev $interface; echo "VNW lease $ip";; esac' >> /tmp/u.sh
-chmod +x /tmp/u.sh
-ip addr flush dev eth0
-udhcpc -i eth0 -n -q -f -t 10 -T 2 -s /tmp/u.sh 2>/dev/null || echo "VNW lease failed"
-csumerr() { awk -v g="$1:" '$1 == g { if (!h) { for (i = 1; i <= NF; i++) if ($i == "InCsumErrors") c = i; h = 1 } else print $c }' /proc/net/snmp; }
-`;
+const dhcp = dhcpScript();
 const end = `echo "VNW csumerr $(csumerr Tcp)"
 echo "VNW features $(cat /sys/class/net/eth0/device/features)"`;
 

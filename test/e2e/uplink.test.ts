@@ -19,6 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { boot, guestAvailable, type Guest } from "../../host/guests/qemu.js";
 import { libslirp } from "../../host/runtime/libslirp.js";
 import { DnsResponder } from "../support/dns-responder.js";
+import { dhcpScript } from "./guest-shell.js";
 import { cli, sleep } from "./qemu-env.js";
 
 const guestOk = guestAvailable();
@@ -35,14 +36,7 @@ const FORWARDED = `${SUBNET}.50`;
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 const port = () => 20000 + Math.floor(Math.random() * 20000);
 
-const dhcp = `
-echo '#!/bin/sh' > /tmp/u.sh
-echo 'case "$1" in bound|renew) ip addr add $ip/$mask dev $interface; ip route add default via $router; echo "nameserver $dns" > /etc/resolv.conf; echo "VNW lease $ip router $router dns $dns";; esac' >> /tmp/u.sh
-chmod +x /tmp/u.sh
-ip addr flush dev eth0
-udhcpc -i eth0 -n -q -f -t 10 -T 2 -s /tmp/u.sh 2>/dev/null || echo "VNW lease failed"
-csumerr() { awk -v g="$1:" '$1 == g { if (!h) { for (i = 1; i <= NF; i++) if ($i == "InCsumErrors") c = i; h = 1 } else print $c }' /proc/net/snmp; }
-`;
+const dhcp = dhcpScript(["router", "dns"], `ip route add default via $router; echo "nameserver $dns" > /etc/resolv.conf`);
 
 describe.skipIf(why !== "")(`the uplink with real guests${why ? ` (skipped: ${why})` : ""}`, () => {
   const blob = randomBytes(1 << 20);

@@ -9,6 +9,7 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { libslirp } from "../../host/runtime/libslirp.js";
+import { dhcpScript } from "./guest-shell.js";
 import { QueueIndex } from "../../assembly/abi.js";
 import { featureList } from "../../host/device/features.js";
 import { bootV86Guest, v86GuestAvailable, type V86Guest } from "../../host/guests/v86.js";
@@ -29,12 +30,7 @@ describe.skipIf(!avail.ok)(`a Debian i386 guest in v86 on this engine${avail.ok 
   beforeAll(async () => {
     guest = await bootV86Guest({
       network: network.sw, mode: "engine",
-      script: `
-ip addr flush dev eth0
-echo '#!/bin/sh' > /tmp/u.sh
-echo 'case "$1" in bound|renew) ip addr add $ip/$mask dev $interface; echo "VNW lease $ip router $router";; esac' >> /tmp/u.sh
-chmod +x /tmp/u.sh
-udhcpc -i eth0 -n -q -f -t 5 -T 2 -s /tmp/u.sh 2>/dev/null || echo "VNW lease failed"
+      script: `${dhcpScript(["router"], "", 5)}
 ping -c 3 -W 3 198.51.100.1 >/dev/null && echo "VNW gwping ok"
 for i in $(seq 1 30); do ip -6 addr show dev eth0 | grep -q "2001:db8:2:" && break; sleep 0.5; done
 # A SLAAC address is tentative (unusable) until duplicate address detection ends: retry.
@@ -119,14 +115,8 @@ describe.skipIf(!avail.ok || !slirpOk)(`the v86 guest on the uplink${avail.ok &&
     try {
       guest = await bootV86Guest({
         network: network.sw, mode: "engine",
-        script: `
-ip addr flush dev eth0
-echo '#!/bin/sh' > /tmp/u.sh
-echo 'case "$1" in bound|renew) ip addr add $ip/$mask dev $interface; echo "VNW lease $ip dns $dns";; esac' >> /tmp/u.sh
-chmod +x /tmp/u.sh
-udhcpc -i eth0 -n -q -f -t 5 -T 2 -s /tmp/u.sh 2>/dev/null || echo "VNW lease failed"
+        script: `${dhcpScript(["dns"], "", 5)}
 wget -q -O /tmp/f http://198.51.100.1:${port}/blob && echo "VNW fetched $(sha256sum /tmp/f | cut -d' ' -f1)"
-csumerr() { awk -v g="$1:" '$1 == g { if (!h) { for (i = 1; i <= NF; i++) if ($i == "InCsumErrors") c = i; h = 1 } else print $c }' /proc/net/snmp; }
 echo "VNW csumerr $(csumerr Tcp)"
 `,
       });

@@ -152,3 +152,21 @@ describe.skipIf(!available)("uplink (libslirp) at the frame level", () => {
     expect(() => libslirp("/nonexistent/libslirp.so.0")).toThrow(/install the Debian package libslirp0/);
   });
 });
+
+describe.skipIf(!available)("uplink: what the gateway routes", () => {
+  it("hands slirp only frames sent to a router: not frames flooded on their way to another guest, nor IPv4 broadcast data", async () => {
+    const net = embeddedNetwork({ ...NET, uplink: {} });
+    try {
+      new StandInGuest(net);
+      const other = Uint8Array.of(0x52, 0x54, 0, 0, 0, 0x77); // a guest the switch has not learned yet
+      const stranger = buildFrame({ ip: 4, l4: "udp", payload: payload(10), srcMac: GUEST_MAC, dstMac: other, src: GUEST_IP, dst: [198, 18, 0, 2] });
+      const bcast = buildFrame({ ip: 4, l4: "udp", payload: payload(10), srcMac: GUEST_MAC, dstMac: new Uint8Array(6).fill(0xff), src: GUEST_IP, dst: [255, 255, 255, 255], dport: 9 });
+      net.sw.input({ name: "x", acceptsPartial: true, deliver() {} }, { data: stranger.frame, hdr: NONE });
+      net.sw.input({ name: "y", acceptsPartial: true, deliver() {} }, { data: bcast.frame, hdr: NONE });
+      expect(net.gateway.counters.uplinked).toBe(0);
+      expect(net.uplink!.counters.toHost).toBe(0);
+    } finally {
+      await net.close();
+    }
+  });
+});
