@@ -24,3 +24,14 @@ export {
   V86VirtioNet, captureV86Exports, v86NotifyPorts, type V86Like, type V86NetOptions, type V86Queue, type V86Virtio,
   type V86WasmExports,
 } from "./emulators/v86.js";
+export {
+  embeddedNetwork, type EmbeddedNetwork, type EmbeddedNetworkOptions, type UplinkRequest,
+} from "./net/embedded-network.js";
+export { Switch, type NetFrame, type SwitchCounters, type SwitchPort } from "./net/switch.js";
+export { Gateway, type GatewayCounters, type GatewayOptions } from "./net/gateway.js";
+export { DevicePort } from "./net/device-port.js";
+export { PcapPort } from "./net/pcap-port.js";
+export { SlirpUplink, type PortForward, type UplinkCounters } from "./net/uplink.js";
+export { SlirpUnavailable } from "./runtime/libslirp.js";
+export { VhostUserNetBackend, type LogLevel, type Logger, type VhostUserNetOptions } from "./vhost-user/backend.js";
+export { VhostUserServer, type ServerOptions } from "./vhost-user/server.js";

@@ -16,7 +16,9 @@ const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const TSC = join(ROOT, "node_modules/typescript/bin/tsc");
 
 const CONSUMER = `
-import { BackendKind, Feature, QueueIndex, VirtioNetDevice, createGuestMemory, featureMask, type DeviceOptions } from "virtio-net-wasm";
+import {
+  BackendKind, Feature, QueueIndex, VirtioNetDevice, createGuestMemory, embeddedNetwork, featureMask, type DeviceOptions, type PortForward,
+} from "virtio-net-wasm";
 import { GuestDriver, buildFrame, l4ChecksumValid, payload, type SendOptions } from "virtio-net-wasm/testing";
 
 const mem = createGuestMemory({ guestSize: 1 << 20, devices: 1 });
@@ -32,6 +34,8 @@ guest.send(built.frame, send);
 const tx: QueueIndex = QueueIndex.TX;
 export const sent: number = dev.metrics(tx).packets;
 export const valid: boolean = l4ChecksumValid(built);
+const forward: PortForward = { proto: "tcp", hostPort: 8080, guestAddr: [10, 215, 0, 10], guestPort: 80 };
+export const net = embeddedNetwork({ subnet: "10.215.0.0", uplink: { forwards: [forward] } });
 `;
 
 /** [moduleResolution, module] pairs a consumer commonly compiles with. */
