@@ -13,9 +13,11 @@ const HELP = `usage: virtio-net-wasm <command> [options]
 
 commands:
   demo            two real Linux guests under QEMU on the embedded network, served by this
-                  engine over vhost-user: DHCP, ping, a TCP transfer between them, and which
-                  checksums nobody computed. Builds the guest image first if needed (as root,
-                  installs qemu-system-x86, busybox-static, cpio and iperf3 from Debian).
+                  engine over vhost-user: DHCP, ping, a TCP transfer between them, a page
+                  fetched from the host's loopback through the uplink, and which checksums
+                  nobody computed. Sets up first if needed (scripts/install-deps.sh demo: as
+                  root, installs qemu-system-x86, busybox-static, cpio, iperf3 and libslirp0
+                  from Debian, then builds the guest image).
                   Where real guests cannot run, falls back to --in-process.
       --in-process
                   two guest driver models with virtio-net devices on one Wasm memory,
