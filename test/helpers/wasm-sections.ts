@@ -36,6 +36,18 @@ class Reader {
     this.u32();
     if (flag & 1) this.u32();
   }
+  /** One import entry: module, name, kind, and the type index of a function import. */
+  importEntry(): { module: string; name: string; kind: number; typeIndex?: number } {
+    const module = this.name();
+    const name = this.name();
+    const kind = this.byte();
+    let typeIndex: number | undefined;
+    if (kind === 0) typeIndex = this.u32();
+    else if (kind === 1) { this.byte(); this.limits(); }
+    else if (kind === 2) this.limits();
+    else if (kind === 3) { this.byte(); this.byte(); }
+    return { module, name, kind, typeIndex };
+  }
   /** Skips a constant expression up to and including `end` (0x0b). */
   skipInitExpr(): void {
     for (;;) {
@@ -50,23 +62,25 @@ class Reader {
   }
 }
 
-export function summarizeWasm(bytes: Uint8Array): WasmSummary {
+/** Calls `visit(id, reader)` for each section, the reader at the section's contents. */
+function eachSection(bytes: Uint8Array, visit: (id: number, r: Reader) => void): void {
   const r = new Reader(bytes, 8);
-  const out: WasmSummary = { imports: [], dataSegments: [], hasStart: false, mutableGlobals: 0 };
   while (r.at < bytes.length) {
     const id = r.byte();
     const size = r.u32();
     const end = r.at + size;
+    visit(id, r);
+    r.at = end;
+  }
+}
+
+export function summarizeWasm(bytes: Uint8Array): WasmSummary {
+  const out: WasmSummary = { imports: [], dataSegments: [], hasStart: false, mutableGlobals: 0 };
+  eachSection(bytes, (id, r) => {
     if (id === 2) {
       const n = r.u32();
       for (let i = 0; i < n; i++) {
-        const module = r.name();
-        const name = r.name();
-        const kind = r.byte();
-        if (kind === 0) r.u32();
-        else if (kind === 1) { r.byte(); r.limits(); }
-        else if (kind === 2) r.limits();
-        else if (kind === 3) { r.byte(); r.byte(); }
+        const { module, name, kind } = r.importEntry();
         out.imports.push({ module, name, kind });
       }
     } else if (id === 6) {
@@ -89,8 +103,7 @@ export function summarizeWasm(bytes: Uint8Array): WasmSummary {
         out.dataSegments.push({ mode });
       }
     }
-    r.at = end;
-  }
+  });
   return out;
 }
 
@@ -101,15 +114,11 @@ const VALUE_TYPES: Record<number, string> = { 0x7f: "i32", 0x7e: "i64", 0x7d: "f
 
 /** Every exported function's signature, by export name (type, import, function and export sections). */
 export function exportedFunctions(bytes: Uint8Array): Map<string, WasmSignature> {
-  const r = new Reader(bytes, 8);
   const types: WasmSignature[] = [];
   const funcTypes: number[] = [];
   const out = new Map<string, WasmSignature>();
-  const valueTypes = () => Array.from({ length: r.u32() }, () => VALUE_TYPES[r.byte()] ?? "?");
-  while (r.at < bytes.length) {
-    const id = r.byte();
-    const size = r.u32();
-    const end = r.at + size;
+  eachSection(bytes, (id, r) => {
+    const valueTypes = () => Array.from({ length: r.u32() }, () => VALUE_TYPES[r.byte()] ?? "?");
     if (id === 1) {
       const n = r.u32();
       for (let i = 0; i < n; i++) {
@@ -120,13 +129,8 @@ export function exportedFunctions(bytes: Uint8Array): Map<string, WasmSignature>
     } else if (id === 2) {
       const n = r.u32();
       for (let i = 0; i < n; i++) {
-        r.name();
-        r.name();
-        const kind = r.byte();
-        if (kind === 0) funcTypes.push(r.u32());
-        else if (kind === 1) { r.byte(); r.limits(); }
-        else if (kind === 2) r.limits();
-        else if (kind === 3) { r.byte(); r.byte(); }
+        const { typeIndex } = r.importEntry();
+        if (typeIndex !== undefined) funcTypes.push(typeIndex);
       }
     } else if (id === 3) {
       const n = r.u32();
@@ -140,7 +144,6 @@ export function exportedFunctions(bytes: Uint8Array): Map<string, WasmSignature>
         if (kind === 0) out.set(name, types[funcTypes[index]]);
       }
     }
-    r.at = end;
-  }
+  });
   return out;
 }
