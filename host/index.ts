@@ -8,7 +8,7 @@ export {
   type ReceiveResult,
 } from "./device/virtio-net.js";
 export {
-  FEATURE_NAMES, featureBit, featureList, featureMask, FULL_OFFER, FULL_OFFER_LIST, parseFeatureList,
+  FEATURE_NAMES, featureBit, featureList, featureMask, FULL_OFFER, FULL_OFFER_LIST, hasFeature, parseFeatureList,
 } from "./device/features.js";
 export { METRIC_NAMES, readMetrics, sumMetrics, type MetricName, type QueueMetrics } from "./device/metrics.js";
 export {
@@ -17,7 +17,8 @@ export {
 export {
   createGuestMemory, regionsWithHoles, type GuestHole, type GuestMemory, type GuestMemoryOptions, type GuestRegion,
 } from "./memory/layout.js";
-export { coreModule, corePath, instantiateCore, isSharedMemory, type CoreExports } from "./wasm/core.js";
+export { coreModule, instantiateCore, isSharedMemory, useCoreModule, type CoreExports } from "./wasm/core.js";
+export { corePath } from "./wasm/core-source.js";
 export { VirtioPciTransport, PciCap, Common, type PciHooks } from "./transports/virtio-pci.js";
 export { VirtioMmioTransport, Mmio, MMIO_MAGIC, MMIO_SIZE, type MmioHooks } from "./transports/virtio-mmio.js";
 export {
@@ -31,6 +32,9 @@ export { Switch, type NetFrame, type SwitchCounters, type SwitchPort } from "./n
 export { Gateway, type GatewayCounters, type GatewayOptions } from "./net/gateway.js";
 export { DevicePort } from "./net/device-port.js";
 export { PcapPort } from "./net/pcap-port.js";
+export { PcapCapture } from "./net/pcap.js";
+export { localNetwork, type LocalNetwork } from "./net/local-network.js";
+export { WasmSpace } from "./memory/wasm-space.js";
 export { SlirpUplink, type PortForward, type UplinkCounters } from "./net/uplink.js";
 export { SlirpUnavailable } from "./runtime/libslirp.js";
 export { VhostUserNetBackend, type LogLevel, type Logger, type VhostUserNetOptions } from "./vhost-user/backend.js";

@@ -1,5 +1,5 @@
-// Bundles the TypeScript host (library entry, CLI and benchmarks) with esbuild and emits the
-// public type declarations with tsc. Run by `npm run build` (and so by `npm install`).
+// Bundles the TypeScript host (library entry, CLI and benchmarks, and the browser build) with
+// esbuild and emits the public type declarations with tsc. Run by `npm run build` (and so by `npm install`).
 import { build } from "esbuild";
 import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -30,6 +30,26 @@ await build({
   sourcemap: true,
   packages: "external",
   logLevel: "warning",
+});
+
+// The browser build: what needs no native code, one self-contained ESM file per entry (the
+// page imports it directly), with the file-reading core source swapped for the browser's.
+const browserSwaps = {
+  name: "browser-swaps",
+  setup(b) {
+    b.onResolve({ filter: /\/core-source\.js$/ }, (args) => ({ path: join(args.resolveDir, "core-source.browser.ts") }));
+  },
+};
+await build({
+  entryPoints: { "browser/virtio-net-wasm": "host/browser.ts", "browser/testing": "host/driver/index.ts" },
+  outdir: "dist",
+  bundle: true,
+  platform: "browser",
+  format: "esm",
+  target: "es2022",
+  sourcemap: true,
+  logLevel: "warning",
+  plugins: [browserSwaps],
 });
 
 execFileSync(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "tsconfig.build.json"], { stdio: "inherit" });

@@ -6,8 +6,8 @@
 #   demo: QEMU to run the guests; busybox, cpio and iperf3 to build their initramfs (the guest
 #         kernel is downloaded, not installed); libslirp0 for the uplink; builds the amd64 guest.
 #   test: that, and network namespaces (iproute2), ping, tshark (decodes pcap captures),
-#         SeaBIOS and the i386 guest for v86, DPDK's testpmd (a fast vhost-user front-end) and
-#         python3 (a frame blaster).
+#         SeaBIOS and the i386 guest for v86, DPDK's testpmd (a fast vhost-user front-end),
+#         python3 (a frame blaster) and Chromium (the browser build's tests).
 #
 # Elsewhere (not root, not Debian) it says what is missing and exits 0: the demo then runs
 # in-process, and the tests that need the missing parts skip and say why.
@@ -29,6 +29,7 @@ if [ "$profile" = test ]; then
   [ -f /usr/share/seabios/bios.bin ] || need+=(seabios)  # the BIOS v86 boots (its npm package ships none)
   command -v dpdk-testpmd >/dev/null || need+=(dpdk dpdk-dev)
   command -v python3 >/dev/null || need+=(python3)
+  [ -x /usr/bin/chromium ] || need+=(chromium)  # the browser build's tests (headless, through playwright-core)
 fi
 
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then

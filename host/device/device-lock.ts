@@ -4,12 +4,14 @@
  * (TX/RX pumps) in a Worker, which share one state block. The data path takes it per batch,
  * not per frame, so the control side waits at most one batch (~256 frames).
  */
+import { isSharedMemory } from "../wasm/core.js";
+
 export class DeviceLock {
   private readonly word: Int32Array;
 
   /** `address`: 4-byte aligned Wasm address of a word that nothing else uses, initially 0. */
   constructor(memory: WebAssembly.Memory, readonly address: number) {
-    if (!(memory.buffer instanceof SharedArrayBuffer)) throw new Error("DeviceLock needs a shared memory");
+    if (!isSharedMemory(memory)) throw new Error("DeviceLock needs a shared memory");
     if (address % 4 !== 0) throw new Error("DeviceLock address must be 4-byte aligned");
     this.word = new Int32Array(memory.buffer, address, 1);
   }

@@ -7,6 +7,7 @@
  * It is the guest side of the in-process demo, the driver every test here drives the device
  * through, and what an embedder tests an integration with (`virtio-net-wasm/testing`).
  */
+import { isSharedMemory } from "../wasm/core.js";
 import { Feature, QueueIndex, Status } from "../../assembly/abi.js";
 import { decodeVirtioHdr, encodeVirtioHdr, type VirtioNetHdr } from "../device/header.js";
 /** What the driver needs of the device's transport (VirtioNetDevice provides it). */
@@ -118,7 +119,7 @@ export class GuestDriver {
    */
   private idx16(gpa: bigint, v?: number): number {
     const w = this.wasm(gpa);
-    if (!(this.mem.memory.buffer instanceof SharedArrayBuffer)) {
+    if (!isSharedMemory(this.mem.memory)) {
       if (v !== undefined) this.dv.setUint16(w, v, true);
       return this.dv.getUint16(w, true);
     }

@@ -5,18 +5,13 @@
  * guests also reach the host's loopback at the gateway's address, the host's resolver at
  * `.3`, and the world through the host's sockets; without one the network is an island.
  */
-import { WasmSpace } from "../memory/wasm-space.js";
 import { SlirpUnavailable } from "../runtime/libslirp.js";
-import { Gateway, type GatewayOptions } from "./gateway.js";
+import type { GatewayOptions } from "./gateway.js";
 import { parseIp } from "./gateway/wire.js";
-import { Switch } from "./switch.js";
+import { localNetwork, type LocalNetwork } from "./local-network.js";
 import { NAMESERVER_HOST, SlirpUplink, type PortForward } from "./uplink.js";
 
-export interface EmbeddedNetwork {
-  sw: Switch;
-  gateway: Gateway;
-  /** Memory for the state blocks and guest RAM of devices joining the network. */
-  space: WasmSpace;
+export interface EmbeddedNetwork extends LocalNetwork {
   /** The way out, or null (asked for none, or libslirp is missing: see `uplinkError`). */
   uplink: SlirpUplink | null;
   /** Why an uplink that was asked for is not there. */
@@ -43,11 +38,11 @@ export interface EmbeddedNetworkOptions extends GatewayOptions {
 
 /** Makes an embedded network: a switch and a gateway on `subnet` (default 10.215.0.0/24), and an uplink if asked for. */
 export function embeddedNetwork(opts: EmbeddedNetworkOptions = { subnet: "10.215.0.0" }): EmbeddedNetwork {
-  const sw = new Switch();
   const { uplink: want, ...gatewayOpts } = opts;
   const net = parseIp(opts.subnet);
   if (want && gatewayOpts.dns === undefined) gatewayOpts.dns = [net[0], net[1], net[2], NAMESERVER_HOST].join(".");
-  const gateway = new Gateway(sw, gatewayOpts);
+  const local = localNetwork(gatewayOpts);
+  const { gateway } = local;
   let uplink: SlirpUplink | null = null;
   let uplinkError: string | null = null;
   if (want) {
@@ -62,5 +57,5 @@ export function embeddedNetwork(opts: EmbeddedNetworkOptions = { subnet: "10.215
       uplinkError = e.message;
     }
   }
-  return { sw, gateway, space: new WasmSpace(), uplink, uplinkError, close: async () => { await uplink?.stop(); } };
+  return { ...local, uplink, uplinkError, close: async () => { await uplink?.stop(); } };
 }

@@ -5,8 +5,7 @@
  * numbers crosses the boundary (no strings, arrays or managed objects), the core has no
  * runtime to drive, and the loader would add a dependency that does nothing here.
  */
-import { existsSync, readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
+import { readCoreModule } from "./core-source.js";
 
 /** The core's exports, as the host calls them. `st` is a state block address. */
 export interface CoreExports {
@@ -64,32 +63,32 @@ export interface CoreExports {
   checksumGuest(st: number, gpa: bigint, len: number, simd: number, rounds: number): number;
 }
 
-/** Path of a built core module: `core.wasm` for ordinary memories, `core.shared.wasm` for shared ones. */
-export function corePath(shared: boolean): string {
-  const name = shared ? "core.shared.wasm" : "core.wasm";
-  // From source (host/wasm/) the package root is two levels up; from the bundle (dist/) one.
-  for (const rel of [`../../build/${name}`, `../build/${name}`]) {
-    const p = fileURLToPath(new URL(rel, import.meta.url));
-    if (existsSync(p)) return p;
-  }
-  throw new Error(`core module ${name} not found: run "npm run build:core"`);
-}
-
 const modules = new Map<boolean, WebAssembly.Module>();
 
-/** Compiles (once per process) the core module matching the memory kind. */
+/**
+ * The compiled core module matching the memory kind: compiled once per process from the
+ * built file (Node, Bun, Deno), or the one `useCoreModule()` was given (a browser, after
+ * fetching it: see host/browser.ts).
+ */
 export function coreModule(shared: boolean): WebAssembly.Module {
   let m = modules.get(shared);
   if (!m) {
-    m = new WebAssembly.Module(readFileSync(corePath(shared)));
+    m = new WebAssembly.Module(readCoreModule(shared));
     modules.set(shared, m);
   }
   return m;
 }
 
+/** Uses `module` as the core for ordinary (`shared` false) or shared memories from now on. */
+export function useCoreModule(shared: boolean, module: WebAssembly.Module): void {
+  modules.set(shared, module);
+}
+
 /** True if the memory is shared (its buffer is a SharedArrayBuffer). */
 export function isSharedMemory(memory: WebAssembly.Memory): boolean {
-  return typeof SharedArrayBuffer !== "undefined" && memory.buffer instanceof SharedArrayBuffer;
+  // By its tag, not `instanceof`: a browser page that is not cross-origin isolated hides the
+  // SharedArrayBuffer global, yet WebAssembly.Memory({ shared: true }) still makes one.
+  return Object.prototype.toString.call(memory.buffer) === "[object SharedArrayBuffer]";
 }
 
 /**

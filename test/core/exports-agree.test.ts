@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import ts from "typescript";
 import { describe, expect, it } from "vitest";
-import { corePath } from "../../host/wasm/core.js";
+import { corePath } from "../../host/wasm/core-source.js";
 import { exportedFunctions, type WasmSignature } from "../helpers/wasm-sections.js";
 
 const WASM_TYPE: Record<string, string> = { number: "i32", bigint: "i64" };

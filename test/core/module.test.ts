@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { corePath, instantiateCore } from "../../host/wasm/core.js";
+import { instantiateCore } from "../../host/wasm/core.js";
+import { corePath } from "../../host/wasm/core-source.js";
 import { createGuestMemory } from "../../host/memory/layout.js";
 import { VirtioNetDevice } from "../../host/device/virtio-net.js";
 import { summarizeWasm } from "../helpers/wasm-sections.js";

@@ -1,0 +1,59 @@
+/**
+ * virtio-net-wasm in a web page: everything that needs no native code. The core, the device,
+ * the transports, the switch, the gateway, in-memory pcap capture and the v86 adapter; no
+ * koffi, no Node built-ins (a test checks the bundle). There are no files to read, so load the
+ * core first:
+ *
+ * ```ts
+ * import { loadCore, localNetwork, V86VirtioNet } from "virtio-net-wasm"; // "browser" condition
+ * await loadCore(new URL("virtio-net-wasm/core.wasm", import.meta.url));
+ * const net = localNetwork({ subnet: "10.215.0.0" });
+ * ```
+ */
+import { useCoreModule } from "./wasm/core.js";
+
+/**
+ * Fetches and compiles the core (`core.wasm`) and the build for shared memories
+ * (`core.shared.wasm`, next to it unless `sharedUrl` says otherwise; a network's WasmSpace is
+ * one shared memory; `shared: false` skips it), and uses them from now on.
+ */
+export async function loadCore(url: string | URL, opts: { shared?: boolean; sharedUrl?: string | URL } = {}): Promise<void> {
+  const plain = WebAssembly.compileStreaming(fetch(url));
+  const wantShared = opts.shared ?? true;
+  const sharedUrl = opts.sharedUrl ?? new URL("core.shared.wasm", new URL(url, globalThis.location?.href));
+  const shared = wantShared ? WebAssembly.compileStreaming(fetch(sharedUrl)) : null;
+  useCoreModule(false, await plain);
+  if (shared) useCoreModule(true, await shared);
+}
+
+export {
+  BackendKind, Code, CsumPolicy, DeviceEvent, DeviceOption, Feature, GsoMask, Metric, NetHdr, QueueIndex,
+  Status, TunHdr,
+} from "../assembly/abi.js";
+export {
+  VirtioNetDevice, DeviceError, macToBigInt, type AdoptedQueue, type AdoptedState, type DeviceHooks, type DeviceOptions,
+  type ReceiveResult,
+} from "./device/virtio-net.js";
+export {
+  FEATURE_NAMES, featureBit, featureList, featureMask, FULL_OFFER, FULL_OFFER_LIST, hasFeature, parseFeatureList,
+} from "./device/features.js";
+export { METRIC_NAMES, readMetrics, sumMetrics, type MetricName, type QueueMetrics } from "./device/metrics.js";
+export {
+  decodeTunHdr, decodeVirtioHdr, encodeTunHdr, encodeVirtioHdr, EMPTY_HDR, type TunHeader, type VirtioNetHdr,
+} from "./device/header.js";
+export {
+  createGuestMemory, regionsWithHoles, type GuestHole, type GuestMemory, type GuestMemoryOptions, type GuestRegion,
+} from "./memory/layout.js";
+export { WasmSpace } from "./memory/wasm-space.js";
+export { coreModule, instantiateCore, isSharedMemory, useCoreModule, type CoreExports } from "./wasm/core.js";
+export { VirtioPciTransport, PciCap, Common, type PciHooks } from "./transports/virtio-pci.js";
+export { VirtioMmioTransport, Mmio, MMIO_MAGIC, MMIO_SIZE, type MmioHooks } from "./transports/virtio-mmio.js";
+export {
+  V86VirtioNet, captureV86Exports, v86NotifyPorts, type V86Like, type V86NetOptions, type V86Queue, type V86Virtio,
+  type V86WasmExports,
+} from "./emulators/v86.js";
+export { localNetwork, type LocalNetwork } from "./net/local-network.js";
+export { Switch, type NetFrame, type SwitchCounters, type SwitchPort } from "./net/switch.js";
+export { Gateway, type GatewayCounters, type GatewayOptions } from "./net/gateway.js";
+export { DevicePort } from "./net/device-port.js";
+export { PcapCapture } from "./net/pcap.js";
