@@ -57,3 +57,6 @@ export { Switch, type NetFrame, type SwitchCounters, type SwitchPort } from "./n
 export { Gateway, type GatewayCounters, type GatewayOptions } from "./net/gateway.js";
 export { DevicePort } from "./net/device-port.js";
 export { PcapCapture } from "./net/pcap.js";
+export {
+  WebSocketPort, encodeLinkFrame, decodeLinkFrame, LINK_VERSION, type LinkCounters, type WebSocketLike,
+} from "./net/websocket-port.js";

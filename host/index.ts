@@ -33,6 +33,9 @@ export { Gateway, type GatewayCounters, type GatewayOptions } from "./net/gatewa
 export { DevicePort } from "./net/device-port.js";
 export { PcapPort } from "./net/pcap-port.js";
 export { PcapCapture } from "./net/pcap.js";
+export {
+  WebSocketPort, encodeLinkFrame, decodeLinkFrame, LINK_VERSION, type LinkCounters, type WebSocketLike,
+} from "./net/websocket-port.js";
 export { localNetwork, type LocalNetwork } from "./net/local-network.js";
 export { WasmSpace } from "./memory/wasm-space.js";
 export { SlirpUplink, type PortForward, type UplinkCounters } from "./net/uplink.js";

@@ -7,6 +7,7 @@
 import { parseArgs } from "node:util";
 import { runDemo } from "./demo.js";
 import { runGuestDemo } from "./guest-demo.js";
+import { relayMain } from "./relay.js";
 import { vhostUserMain } from "./vhost-user.js";
 
 const HELP = `usage: virtio-net-wasm <command> [options]
@@ -26,6 +27,8 @@ commands:
   vhost-user      serve a QEMU guest's virtio-net over vhost-user, with a tap or on the
                   embedded network (virtio-net-wasm vhost-user --help for options and the
                   QEMU command line)
+  relay           serve the embedded network over WebSockets, for browser pages (and
+                  vhost-user guests) to join (virtio-net-wasm relay --help)
   help            this text`;
 
 /** Runs the CLI with `argv` (without node and script); returns the exit code. */
@@ -36,6 +39,7 @@ export async function main(argv: string[], log: (s: string) => void = console.lo
     return command ? 0 : 2;
   }
   if (command === "vhost-user") return vhostUserMain(rest, log, err);
+  if (command === "relay") return relayMain(rest, log, err);
   if (command !== "demo") {
     err(`virtio-net-wasm: unknown command "${command}"\n\n${HELP}`);
     return 2;

@@ -12,6 +12,8 @@ import type { AddressInfo } from "node:net";
 import { extname, join, normalize } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startRelay } from "../../host/cli/relay.js";
+import { embeddedNetwork } from "../../host/net/embedded-network.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const CHROMIUM = "/usr/bin/chromium";
@@ -79,6 +81,48 @@ try {
 }
 </script>`;
 
+/** A page whose guest has no gateway of its own: its switch joins the relay's network over a WebSocket. */
+const LINKED_PAGE = `<!doctype html><meta charset="utf-8"><link rel="icon" href="data:,"><title>linked</title><body>
+<script type="module">
+import { loadCore, Switch, WasmSpace, VirtioNetDevice, DevicePort, WebSocketPort, BackendKind, Feature, featureMask, QueueIndex } from "/dist/browser/virtio-net-wasm.js";
+import { GuestDriver, buildFrame, decodeFrame, payload } from "/dist/browser/testing.js";
+try {
+  await loadCore("/build/core.wasm");
+  const sw = new Switch();
+  const ws = new WebSocket(new URLSearchParams(location.search).get("relay"));
+  await new Promise((r, j) => { ws.onopen = r; ws.onerror = j; });
+  const link = new WebSocketPort("relay", sw, ws);
+  const space = new WasmSpace();
+  const size = 4 << 20;
+  const regions = [{ gpa: 0n, size, wasm: space.alloc(size, 4096) }];
+  const mac = "52:54:00:00:0c:02";
+  const dev = new VirtioNetDevice({ memory: space.memory, stateAddress: space.alloc(VirtioNetDevice.stateSize(), 64), regions, backend: BackendKind.VNET_HDR, mac });
+  const port = new DevicePort("page guest", dev, sw);
+  const guest = new GuestDriver({ memory: space.memory, regions }, dev, 5);
+  guest.bringUp(featureMask(Feature.VERSION_1, Feature.MAC, Feature.CSUM, Feature.GUEST_CSUM), 64);
+  guest.postRx(16);
+  const macBytes = Uint8Array.from(mac.split(":").map((h) => parseInt(h, 16)));
+  const bootp = new Uint8Array(244);
+  bootp.set([1, 1, 6, 0, 0x12, 0x34, 0x56, 0x79]);
+  bootp.set(macBytes, 28);
+  bootp.set([0x63, 0x82, 0x53, 0x63, 53, 1, 1, 255], 236);
+  guest.send(buildFrame({ ip: 4, l4: "udp", payload: bootp, srcMac: macBytes, dstMac: new Uint8Array(6).fill(255),
+    src: [0, 0, 0, 0], dst: [255, 255, 255, 255], sport: 68, dport: 67 }).frame);
+  port.pumpTx();
+  const got = [];
+  for (let i = 0; i < 200 && !got.some((d) => d.ip?.sport === 67); i++) {
+    await new Promise((r) => setTimeout(r, 10));
+    port.pumpRx();
+    got.push(...guest.receiveAll().map((r) => decodeFrame(r.frame)));
+  }
+  const offer = got.find((d) => d.ip?.sport === 67);
+  window.result = { offer: offer ? Array.from(offer.ip.payload.subarray(16, 20)).join(".") : null, sent: link.counters.sent, received: link.counters.received };
+} catch (e) {
+  window.result = { error: String(e && e.stack || e) };
+  console.error(e);
+}
+</script>`;
+
 const TYPES: Record<string, string> = { ".js": "text/javascript", ".wasm": "application/wasm", ".html": "text/html", ".map": "application/json" };
 
 describe.skipIf(why !== "")(`the engine in Chromium${why ? ` (skipped: ${why})` : ""}`, () => {
@@ -87,7 +131,7 @@ describe.skipIf(why !== "")(`the engine in Chromium${why ? ` (skipped: ${why})` 
   beforeAll(async () => {
     server = createServer((req, res) => {
       const path = new URL(req.url ?? "/", "http://x").pathname;
-      if (path === "/") { res.writeHead(200, { "content-type": "text/html" }); res.end(PAGE); return; }
+      if (path === "/" || path === "/linked") { res.writeHead(200, { "content-type": "text/html" }); res.end(path === "/" ? PAGE : LINKED_PAGE); return; }
       const file = normalize(join(ROOT, path));
       if (!file.startsWith(ROOT) || !/^\/(dist\/browser|build)\//.test(path) || !existsSync(file)) { res.writeHead(404); res.end(); return; }
       res.writeHead(200, { "content-type": TYPES[extname(file)] ?? "application/octet-stream" });
@@ -118,6 +162,28 @@ describe.skipIf(why !== "")(`the engine in Chromium${why ? ` (skipped: ${why})` 
       expect(errors, errors.join("\n")).toEqual([]);
     } finally {
       await browser.close();
+    }
+  }, 60_000);
+
+  it("a page guest joins the host process's network through the relay (WebSocket) and gets its DHCP offer", async () => {
+    const relay = await startRelay("127.0.0.1", 0, embeddedNetwork({ subnet: "198.51.100.0" }));
+    const browser = await playwright!.chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+    try {
+      const page = await browser.newPage();
+      const errors: string[] = [];
+      page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+      page.on("pageerror", (e) => errors.push(String(e)));
+      await page.goto(`${base}linked?relay=${encodeURIComponent(`ws://127.0.0.1:${relay.port}/`)}`);
+      await page.waitForFunction(() => (window as unknown as { result?: unknown }).result !== undefined, undefined, { timeout: 20_000 });
+      const result = await page.evaluate(() => (window as unknown as { result: Record<string, unknown> }).result);
+      expect(result.error).toBeUndefined();
+      expect(result.offer).toMatch(/^198\.51\.100\.1\d\d$/);
+      expect(relay.network.gateway.counters.dhcpOffers).toBe(1);
+      expect(errors, errors.join("\n")).toEqual([]);
+    } finally {
+      await browser.close();
+      await relay.close();
+      await relay.network.close();
     }
   }, 60_000);
 });
