@@ -41,7 +41,7 @@ const browserSwaps = {
   },
 };
 await build({
-  entryPoints: { "browser/virtio-net-wasm": "host/browser.ts", "browser/testing": "host/driver/index.ts" },
+  entryPoints: { "browser/virtio-net-wasm": "host/browser.ts", "browser/testing": "host/driver/index.ts", "browser/page": "host/web/page.ts" },
   outdir: "dist",
   bundle: true,
   platform: "browser",

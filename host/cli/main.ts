@@ -9,6 +9,7 @@ import { runDemo } from "./demo.js";
 import { runGuestDemo } from "./guest-demo.js";
 import { relayMain } from "./relay.js";
 import { vhostUserMain } from "./vhost-user.js";
+import { webMain } from "./web.js";
 
 const HELP = `usage: virtio-net-wasm <command> [options]
 
@@ -29,6 +30,8 @@ commands:
                   QEMU command line)
   relay           serve the embedded network over WebSockets, for browser pages (and
                   vhost-user guests) to join (virtio-net-wasm relay --help)
+  web             serve a page that boots two v86 guests on this engine's NIC in the
+                  browser (virtio-net-wasm web --help)
   help            this text`;
 
 /** Runs the CLI with `argv` (without node and script); returns the exit code. */
@@ -40,6 +43,7 @@ export async function main(argv: string[], log: (s: string) => void = console.lo
   }
   if (command === "vhost-user") return vhostUserMain(rest, log, err);
   if (command === "relay") return relayMain(rest, log, err);
+  if (command === "web") return webMain(rest, log, err);
   if (command !== "demo") {
     err(`virtio-net-wasm: unknown command "${command}"\n\n${HELP}`);
     return 2;
