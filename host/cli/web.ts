@@ -20,7 +20,7 @@ export const WEB_HELP = `usage: virtio-net-wasm web [--port N] [--host ADDR]
 Serves a page that boots two Debian i386 guests in v86 with their virtio-net on this engine,
 on a switch with a DHCP gateway, all in the browser; it shows negotiated features, leases,
 pings, counters and frames/s. Open it with ?relay=ws://HOST:PORT/ to join a relay's network
-(virtio-net-wasm relay). Needs the i386 guest (guest/build-guest.sh i386) and Debian's seabios.
+(virtio-net-wasm relay) instead of running a gateway in the page; ?guests=1 boots only one. Needs the i386 guest (guest/build-guest.sh i386) and Debian's seabios.
 
 options:
   --port N      port on ADDR (default 8088; 0 picks a free one)
@@ -54,7 +54,8 @@ const TYPES: Record<string, string> = { ".js": "text/javascript", ".mjs": "text/
 export interface WebServer { port: number; server: Server; close(): Promise<void> }
 
 /** Starts the page's server; throws if the guest, BIOS or v86 are missing (naming what to do). */
-export async function startWeb(port = 8088, host = "127.0.0.1"): Promise<WebServer> {
+export async function startWeb(port = 8088, host = "127.0.0.1", opts: { scripts?: Partial<Record<"a" | "b", string>> } = {}): Promise<WebServer> {
+  const scripts = { ...WEB_GUEST_SCRIPTS, ...opts.scripts };
   const ok = v86GuestAvailable();
   if (!ok.ok) throw new Error(ok.reason);
   const v86Dir = dirname(createRequire(import.meta.url).resolve("v86"));
@@ -65,7 +66,7 @@ export async function startWeb(port = 8088, host = "127.0.0.1"): Promise<WebServ
     "/bios/bios.bin": "/usr/share/seabios/bios.bin", "/bios/vgabios-stdvga.bin": "/usr/share/seabios/vgabios-stdvga.bin",
     "/guest/vmlinuz": join(I386_GUEST_DIR, "vmlinuz"),
   };
-  const initrd = (role: "a" | "b") => Buffer.concat([readFileSync(join(I386_GUEST_DIR, "base.cpio.gz")), gzipSync(cpioWithFile("test.sh", `#!/bin/sh\n${WEB_GUEST_SCRIPTS[role]}\n`))]);
+  const initrd = (role: "a" | "b") => Buffer.concat([readFileSync(join(I386_GUEST_DIR, "base.cpio.gz")), gzipSync(cpioWithFile("test.sh", `#!/bin/sh\n${scripts[role]}\n`))]);
   const server = createServer((req, res) => {
     const path = new URL(req.url ?? "/", "http://x").pathname;
     // Cross-origin isolation: the page may use SharedArrayBuffer (all its resources are ours).

@@ -8,9 +8,12 @@
  * State for tests and tools is on `window.vnw`.
  */
 import {
-  captureV86Exports, featureList, loadCore, localNetwork, QueueIndex, V86VirtioNet, WebSocketPort,
-  type V86Like, type V86WasmExports,
+  captureV86Exports, featureList, loadCore, localNetwork, QueueIndex, Switch, V86VirtioNet, WebSocketPort,
+  type Gateway, type V86Like, type V86WasmExports,
 } from "../browser.js";
+
+/** The page's network: its own switch and gateway, or (linked to a relay) a switch whose gateway is the relay's. */
+interface PageNetwork { sw: Switch; gateway: Gateway | null }
 
 interface GuestView { name: string; lines: string[]; markers: Record<string, string>; features: string[]; net: V86VirtioNet | null }
 interface PageState { guests: GuestView[]; done: boolean; error: string | null; samples: number[] }
@@ -24,7 +27,7 @@ type V86Ctor = new (o: Record<string, unknown>) => V86Like & {
   run(): void;
 };
 
-async function boot(V86: V86Ctor, wasm: ArrayBuffer, role: "a" | "b", net: ReturnType<typeof localNetwork>): Promise<GuestView> {
+async function boot(V86: V86Ctor, wasm: ArrayBuffer, role: "a" | "b", net: PageNetwork): Promise<GuestView> {
   const view: GuestView = { name: role.toUpperCase(), lines: [], markers: {}, features: [], net: null };
   const hook = captureV86Exports(wasm);
   const emulator = new V86({
@@ -51,14 +54,14 @@ async function boot(V86: V86Ctor, wasm: ArrayBuffer, role: "a" | "b", net: Retur
   return view;
 }
 
-function render(net: ReturnType<typeof localNetwork>, link: WebSocketPort | null): void {
+function render(net: PageNetwork, link: WebSocketPort | null): void {
   const rows = state.guests.map((g) => {
     g.features = g.net && g.net.dev.negotiatedFeatures ? featureList(g.net.dev.negotiatedFeatures) : [];
     const m = g.markers;
     return `<tr><td>${g.name}</td><td>${m.lease ?? "…"}</td><td>${m.gwping ?? "…"}</td><td>${m.peer ?? m.alias ?? "…"}</td><td class="f">${g.features.join(" ")}</td></tr>`;
   });
   $("guests").innerHTML = `<tr><th>guest</th><th>DHCP lease</th><th>ping gateway</th><th>peer</th><th>negotiated features</th></tr>${rows.join("")}`;
-  const c = { ...net.sw.counters, ...Object.fromEntries(Object.entries(net.gateway.counters).map(([k, v]) => [`gateway.${k}`, v])) };
+  const c: Record<string, number> = { ...net.sw.counters, ...Object.fromEntries(Object.entries(net.gateway?.counters ?? {}).map(([k, v]) => [`gateway.${k}`, v])) };
   if (link) Object.assign(c, Object.fromEntries(Object.entries(link.counters).map(([k, v]) => [`relay.${k}`, v])));
   $("counters").textContent = Object.entries(c).map(([k, v]) => `${k} ${v}`).join("   ");
   const canvas = $("chart") as HTMLCanvasElement;
@@ -77,8 +80,10 @@ function render(net: ReturnType<typeof localNetwork>, link: WebSocketPort | null
 
 async function main(): Promise<void> {
   await loadCore("/build/core.wasm");
-  const net = localNetwork({ subnet: "10.215.0.0" });
-  const relayUrl = new URLSearchParams(location.search).get("relay");
+  const params = new URLSearchParams(location.search);
+  const relayUrl = params.get("relay");
+  // Linked to a relay, the relay's gateway serves this page's guests too: one DHCP server.
+  const net: PageNetwork = relayUrl ? { sw: new Switch(), gateway: null } : localNetwork({ subnet: "10.215.0.0" });
   let link: WebSocketPort | null = null;
   if (relayUrl) {
     const ws = new WebSocket(relayUrl);
@@ -90,7 +95,7 @@ async function main(): Promise<void> {
   const { V86 } = await import(v86Module) as { V86: V86Ctor };
   const wasm = await (await fetch("/v86/v86.wasm")).arrayBuffer();
   state.guests.push(await boot(V86, wasm, "a", net));
-  state.guests.push(await boot(V86, wasm, "b", net));
+  if (params.get("guests") !== "1") state.guests.push(await boot(V86, wasm, "b", net));
   let last = 0;
   setInterval(() => {
     const total = state.guests.reduce((a, g) => a + (g.net ? g.net.dev.metrics(QueueIndex.RX).packets + g.net.dev.metrics(QueueIndex.TX).packets : 0), 0);
