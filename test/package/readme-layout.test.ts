@@ -21,7 +21,8 @@ function layoutPaths(): string[] {
     const cell = row.split("|")[1];
     const names = [...cell.matchAll(/`([^`]+)`/g)].map((m) => m[1]);
     const base = names[0].endsWith("/") ? names[0] : posix.dirname(names[0]) + "/";
-    names.forEach((n, i) => out.push(i === 0 || n.includes("/") && !n.endsWith("/") ? n : base + n));
+    // A name with a folder in it is a path from the root; a bare name is in the first path's folder.
+    names.forEach((n, i) => out.push(i === 0 || n.replace(/\/$/, "").includes("/") ? n : base + n));
   }
   return out;
 }
