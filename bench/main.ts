@@ -2,6 +2,7 @@
 import { spawnSync } from "node:child_process";
 import { cpus } from "node:os";
 import { fileURLToPath } from "node:url";
+import { browserBench } from "./browser.js";
 import { checksumBench } from "./checksum.js";
 import { deviceBench } from "./device.js";
 import { dpdkBench } from "./dpdk.js";
@@ -28,6 +29,7 @@ await tapBench();
 await qemuBench();
 await uplinkBench();
 await v86Bench();
+await browserBench();
 await dpdkBench();
 if (!process.argv.includes("--node-only") && process.getuid?.() === 0) {
   const tapJs = fileURLToPath(new URL("./tap.js", import.meta.url));

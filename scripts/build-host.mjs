@@ -15,6 +15,7 @@ const entries = {
   "bench/v86": "bench/v86.ts",
   "bench/dpdk": "bench/dpdk.ts",
   "bench/uplink": "bench/uplink.ts",
+  "bench/browser": "bench/browser.ts",
   "cli/main": "host/cli/main.ts",
   "io/tap-worker-entry": "host/io/tap-worker-entry.ts",
 };
