@@ -20,7 +20,8 @@ export const WEB_HELP = `usage: virtio-net-wasm web [--port N] [--host ADDR]
 Serves a page that boots two Debian i386 guests in v86 with their virtio-net on this engine,
 on a switch with a DHCP gateway, all in the browser; it shows negotiated features, leases,
 pings, counters and frames/s. Open it with ?relay=ws://HOST:PORT/ to join a relay's network
-(virtio-net-wasm relay) instead of running a gateway in the page; ?guests=1 boots only one. Needs the i386 guest (guest/build-guest.sh i386) and Debian's seabios.
+(virtio-net-wasm relay) instead of running a gateway in the page; ?guests=1 boots only one;
+?offloads=off offers the guests no checksum or segmentation offload. Needs the i386 guest (guest/build-guest.sh i386) and Debian's seabios.
 
 options:
   --port N      port on ADDR (default 8088; 0 picks a free one)

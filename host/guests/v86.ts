@@ -46,7 +46,7 @@ class V86BusPort implements SwitchPort {
   deliver(frame: NetFrame): void { this.bus.send("net0-receive", frame.data.slice()); }
 }
 
-export async function bootV86Guest(opts: { script: string; network: Switch; mode: "engine" | "builtin"; mac?: string }): Promise<V86Guest> {
+export async function bootV86Guest(opts: { script: string; network: Switch; mode: "engine" | "builtin"; mac?: string; features?: bigint }): Promise<V86Guest> {
   const require = createRequire(import.meta.url);
   const v86Dir = dirname(require.resolve("v86"));
   const { V86 } = (await import("v86")) as unknown as { V86: new (o: Record<string, unknown>) => V86Emulator };
@@ -68,7 +68,7 @@ export async function bootV86Guest(opts: { script: string; network: Switch; mode
   let builtinMs = 0;
   emulator.add_listener("net0-send", () => { sent++; });
   if (opts.mode === "engine") {
-    net = new V86VirtioNet(emulator as unknown as V86Like, exports, { network: opts.network, name: "v86 guest" });
+    net = new V86VirtioNet(emulator as unknown as V86Like, exports, { network: opts.network, name: "v86 guest", features: opts.features });
   } else {
     const bus = emulator.bus;
     const port = new V86BusPort("v86 builtin", bus);

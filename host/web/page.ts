@@ -8,9 +8,12 @@
  * State for tests and tools is on `window.vnw`.
  */
 import {
-  captureV86Exports, featureList, loadCore, localNetwork, QueueIndex, Switch, V86VirtioNet, WebSocketPort,
+  captureV86Exports, Feature, featureList, featureMask, loadCore, localNetwork, QueueIndex, Switch, V86VirtioNet, WebSocketPort,
   type Gateway, type V86Like, type V86WasmExports,
 } from "../browser.js";
+
+/** What the device offers with ?offloads=off: a modern device with no checksum or segmentation offload. */
+const NO_OFFLOADS = featureMask(Feature.VERSION_1, Feature.MAC, Feature.STATUS, Feature.EVENT_IDX, Feature.INDIRECT_DESC);
 
 /** The page's network: its own switch and gateway, or (linked to a relay) a switch whose gateway is the relay's. */
 interface PageNetwork { sw: Switch; gateway: Gateway | null }
@@ -39,7 +42,9 @@ async function boot(V86: V86Ctor, wasm: ArrayBuffer, role: "a" | "b", net: PageN
   });
   await new Promise<void>((r) => emulator.add_listener("emulator-loaded", () => r()));
   const exports: V86WasmExports = await hook.exports;
-  view.net = new V86VirtioNet(emulator, exports, { network: net.sw, name: `v86 guest ${view.name}` });
+  // ?offloads=off: the device offers no checksum or segmentation offload (for comparisons).
+  const features = new URLSearchParams(location.search).get("offloads") === "off" ? NO_OFFLOADS : undefined;
+  view.net = new V86VirtioNet(emulator, exports, { network: net.sw, name: `v86 guest ${view.name}`, features });
   let partial = "";
   emulator.add_listener("serial0-output-byte", (b: number) => {
     const c = String.fromCharCode(b);
