@@ -12,14 +12,12 @@ import type { AddressInfo } from "node:net";
 import { extname, join, normalize } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { chromiumUnavailable, withPage } from "./chromium.js";
 import { startRelay } from "../../host/cli/relay.js";
 import { embeddedNetwork } from "../../host/net/embedded-network.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-const CHROMIUM = "/usr/bin/chromium";
-let playwright: typeof import("playwright-core") | null = null;
-try { playwright = await import("playwright-core"); } catch { playwright = null; }
-const why = !existsSync(CHROMIUM) ? `no ${CHROMIUM} (apt-get install chromium)` : !playwright ? "playwright-core is not installed" : "";
+const why = chromiumUnavailable();
 
 const BUNDLES = ["dist/browser/virtio-net-wasm.js", "dist/browser/testing.js"];
 
@@ -143,12 +141,7 @@ describe.skipIf(why !== "")(`the engine in Chromium${why ? ` (skipped: ${why})` 
   afterAll(() => server?.close());
 
   it("loads the bundle, gets a DHCP offer and a ping reply from the gateway, captures to a Blob, logs no error", async () => {
-    const browser = await playwright!.chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
-    try {
-      const page = await browser.newPage();
-      const errors: string[] = [];
-      page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
-      page.on("pageerror", (e) => errors.push(String(e)));
+    await withPage(async (page, errors) => {
       await page.goto(base);
       await page.waitForFunction(() => (window as unknown as { result?: unknown }).result !== undefined, undefined, { timeout: 20_000 });
       const result = await page.evaluate(() => (window as unknown as { result: Record<string, unknown> }).result);
@@ -160,28 +153,22 @@ describe.skipIf(why !== "")(`the engine in Chromium${why ? ` (skipped: ${why})` 
       expect(result.pcapFrames).toBe(4);
       expect(result.pcapBytes).toBeGreaterThan(24 + 4 * 16);
       expect(errors, errors.join("\n")).toEqual([]);
-    } finally {
-      await browser.close();
-    }
+    });
   }, 60_000);
 
   it("a page guest joins the host process's network through the relay (WebSocket) and gets its DHCP offer", async () => {
     const relay = await startRelay("127.0.0.1", 0, embeddedNetwork({ subnet: "198.51.100.0" }));
-    const browser = await playwright!.chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
     try {
-      const page = await browser.newPage();
-      const errors: string[] = [];
-      page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
-      page.on("pageerror", (e) => errors.push(String(e)));
-      await page.goto(`${base}linked?relay=${encodeURIComponent(`ws://127.0.0.1:${relay.port}/`)}`);
-      await page.waitForFunction(() => (window as unknown as { result?: unknown }).result !== undefined, undefined, { timeout: 20_000 });
-      const result = await page.evaluate(() => (window as unknown as { result: Record<string, unknown> }).result);
-      expect(result.error).toBeUndefined();
-      expect(result.offer).toMatch(/^198\.51\.100\.1\d\d$/);
-      expect(relay.network.gateway.counters.dhcpOffers).toBe(1);
-      expect(errors, errors.join("\n")).toEqual([]);
+      await withPage(async (page, errors) => {
+        await page.goto(`${base}linked?relay=${encodeURIComponent(`ws://127.0.0.1:${relay.port}/`)}`);
+        await page.waitForFunction(() => (window as unknown as { result?: unknown }).result !== undefined, undefined, { timeout: 20_000 });
+        const result = await page.evaluate(() => (window as unknown as { result: Record<string, unknown> }).result);
+        expect(result.error).toBeUndefined();
+        expect(result.offer).toMatch(/^198\.51\.100\.1\d\d$/);
+        expect(relay.network.gateway.counters.dhcpOffers).toBe(1);
+        expect(errors, errors.join("\n")).toEqual([]);
+      });
     } finally {
-      await browser.close();
       await relay.close();
       await relay.network.close();
     }

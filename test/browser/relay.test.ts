@@ -5,19 +5,15 @@
  * on that network. The page's guest sends 1 MiB by TCP; both ends' sha256 must match and neither
  * kernel may count a checksum error.
  */
-import { existsSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startRelay, type Relay } from "../../host/cli/relay.js";
 import { startWeb, type WebServer } from "../../host/cli/web.js";
-import { bootV86Guest, v86GuestAvailable, type V86Guest } from "../../host/guests/v86.js";
+import { bootV86Guest, type V86Guest } from "../../host/guests/v86.js";
 import { embeddedNetwork } from "../../host/net/embedded-network.js";
 import { dhcpScript } from "../e2e/guest-shell.js";
+import { chromiumUnavailable, withPage } from "./chromium.js";
 
-const CHROMIUM = "/usr/bin/chromium";
-let playwright: typeof import("playwright-core") | null = null;
-try { playwright = await import("playwright-core"); } catch { playwright = null; }
-const guest = v86GuestAvailable();
-const why = !existsSync(CHROMIUM) ? `no ${CHROMIUM} (apt-get install chromium)` : !playwright ? "playwright-core is not installed" : !guest.ok ? guest.reason : "";
+const why = chromiumUnavailable(true);
 const HOST_GUEST = "10.215.0.220";
 
 describe.skipIf(why !== "")(`a page guest and a host-process guest through the relay${why ? ` (skipped: ${why})` : ""}`, () => {
@@ -53,11 +49,7 @@ echo "VNW csumerr $(csumerr Tcp)"`,
   });
 
   it("1 MiB by TCP from the page's guest to the host process's guest, sha256 equal, no checksum errors", async () => {
-    const browser = await playwright!.chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
-    try {
-      const page = await browser.newPage();
-      const errors: string[] = [];
-      page.on("pageerror", (e) => errors.push(String(e)));
+    await withPage(async (page, errors) => {
       await page.goto(`http://127.0.0.1:${web.port}/?guests=1&relay=${encodeURIComponent(`ws://127.0.0.1:${relay.port}/`)}`);
       await page.waitForFunction(() => (window as unknown as { vnw?: { done: boolean; error: string | null } }).vnw?.done || (window as unknown as { vnw?: { error: string | null } }).vnw?.error, undefined, { timeout: 150_000, polling: 500 });
       const s = await page.evaluate(() => {
@@ -71,9 +63,7 @@ echo "VNW csumerr $(csumerr Tcp)"`,
       expect(s.markers.csumerr).toBe("0");
       expect(hostGuest.markers().get("csumerr")).toBe("0");
       expect(relay.network.gateway.counters.dhcpAcks).toBeGreaterThanOrEqual(2);
-      expect(errors).toEqual([]);
-    } finally {
-      await browser.close();
-    }
+      expect(errors, errors.join("\n")).toEqual([]);
+    });
   }, 200_000);
 });

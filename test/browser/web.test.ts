@@ -4,16 +4,11 @@
  * a lease from the page's gateway, pings it, and pings guest B; both negotiated offloads v86's
  * own device never offers; the page's frames/s chart has data; the console has no errors.
  */
-import { existsSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startWeb, type WebServer } from "../../host/cli/web.js";
-import { v86GuestAvailable } from "../../host/guests/v86.js";
+import { chromiumUnavailable, withPage } from "./chromium.js";
 
-const CHROMIUM = "/usr/bin/chromium";
-let playwright: typeof import("playwright-core") | null = null;
-try { playwright = await import("playwright-core"); } catch { playwright = null; }
-const guest = v86GuestAvailable();
-const why = !existsSync(CHROMIUM) ? `no ${CHROMIUM} (apt-get install chromium)` : !playwright ? "playwright-core is not installed" : !guest.ok ? guest.reason : "";
+const why = chromiumUnavailable(true);
 
 interface GuestView { name: string; markers: Record<string, string>; features: string[]; lines: string[] }
 interface PageState { guests: GuestView[]; done: boolean; error: string | null; samples: number[] }
@@ -24,12 +19,7 @@ describe.skipIf(why !== "")(`the web page: v86 guests on this NIC in Chromium${w
   afterAll(async () => { await web?.close(); });
 
   it("two guests get leases, ping the gateway and each other, with offloads negotiated, and the page shows it", async () => {
-    const browser = await playwright!.chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
-    try {
-      const page = await browser.newPage();
-      const errors: string[] = [];
-      page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
-      page.on("pageerror", (e) => errors.push(String(e)));
+    await withPage(async (page, errors) => {
       await page.goto(`http://127.0.0.1:${web.port}/`);
       // A plain projection: the page's state holds the adapters themselves.
       const state = async () => page.evaluate(() => {
@@ -56,8 +46,6 @@ describe.skipIf(why !== "")(`the web page: v86 guests on this NIC in Chromium${w
       expect(Math.max(...(await state()).samples)).toBeGreaterThan(0);
       expect(await page.textContent("#guests")).toMatch(/10\.215\.0\.1\d\d/);
       expect(errors, errors.join("\n")).toEqual([]);
-    } finally {
-      await browser.close();
-    }
+    });
   }, 180_000);
 });
