@@ -6,6 +6,7 @@ import { embeddedNetwork, VhostUserNetBackend, type LogLevel } from "../vhost-us
 import { VhostUserServer } from "../vhost-user/server.js";
 import { PcapPort } from "../net/pcap-port.js";
 import type { PortForward } from "../net/uplink.js";
+import { parseRate, type RateLimit } from "../device/rate-limiter.js";
 import { rateLimited } from "./rate-limit.js";
 
 export const VHOST_USER_HELP = `usage: virtio-net-wasm vhost-user --socket PATH [--socket PATH ...] [--tap IFNAME] [options]
@@ -43,6 +44,10 @@ options:
                        "none": no checksum or segmentation offload
   --csum-policy P      NEEDS_CSUM from a guest without CSUM: complete (default), drop, pass
   --locked-mac         drop frames not from / not to the device's MAC
+  --tx-rate RATE       with --tap: limit what the guest sends, e.g. 100Mbit, 12.5MB (per second),
+                       with ,burst=BYTES (a one-time allowance) and/or ,ops=N (frames/s); over it
+                       the device stops taking from the TX ring until tokens return (no drops)
+  --rx-rate RATE       with --tap: the same for what the guest receives (frames wait in the tap)
   --poll-us N          after frames move, keep looking at the guest's TX ring for N µs
                        (its notifications off meanwhile) before waiting for a kick again,
                        like vhost-net's busyloop_timeout: lower latency and a higher rate
@@ -74,6 +79,7 @@ export async function vhostUserMain(args: string[], out: (s: string) => void, er
         socket: { type: "string", multiple: true }, client: { type: "boolean", default: false }, tap: { type: "string" },
         net: { type: "string", default: "10.215.0.0" }, net6: { type: "string" }, dns: { type: "string" }, pcap: { type: "string" },
         "no-uplink": { type: "boolean", default: false }, forward: { type: "string", multiple: true },
+        "tx-rate": { type: "string" }, "rx-rate": { type: "string" },
         mac: { type: "string" }, mtu: { type: "string", default: "1500" }, offloads: { type: "string" },
         "csum-policy": { type: "string", default: "complete" }, "locked-mac": { type: "boolean", default: false },
         stats: { type: "string" }, "poll-us": { type: "string", default: "0" }, "log-level": { type: "string", default: "info" }, help: { type: "boolean", default: false },
@@ -96,6 +102,16 @@ export async function vhostUserMain(args: string[], out: (s: string) => void, er
     return fail("--dns, --net6, --pcap, --forward and --no-uplink apply to the embedded network (without --tap); capture a tap with tcpdump");
   }
   if (values["no-uplink"] && values.forward) return fail("--forward needs the uplink (drop --no-uplink)");
+  let limits: { tx?: RateLimit; rx?: RateLimit } | undefined;
+  try {
+    if ((values["tx-rate"] || values["rx-rate"]) && !values.tap) throw new Error("--tx-rate and --rx-rate apply with --tap (not yet on the embedded network)");
+    limits = {
+      ...(values["tx-rate"] ? { tx: parseRate(values["tx-rate"]) } : {}),
+      ...(values["rx-rate"] ? { rx: parseRate(values["rx-rate"]) } : {}),
+    };
+  } catch (e) {
+    return fail((e as Error).message);
+  }
   let forwards: PortForward[];
   try {
     forwards = (values.forward ?? []).map(parseForward);
@@ -143,7 +159,7 @@ export async function vhostUserMain(args: string[], out: (s: string) => void, er
   try {
     for (const [i, socket] of sockets.entries()) {
       backends.push(new VhostUserNetBackend({
-        tap: values.tap, features, csumPolicy, lockedMac: values["locked-mac"], mac: values.mac, mtu, network, pollUs,
+        tap: values.tap, features, csumPolicy, lockedMac: values["locked-mac"], mac: values.mac, mtu, network, pollUs, limits,
         portName: sockets.length > 1 ? `guest${i}:${socket}` : "guest",
         log: sockets.length > 1 ? (l, m) => log(l, `[${socket}] ${m}`) : log,
       }));

@@ -27,6 +27,8 @@ export class TapLoop {
   private readonly poll = this.loop.poll;
   /** A pump round scheduled because the last one stopped at its budget. */
   private again: ReturnType<typeof setImmediate> | undefined;
+  /** A pump round scheduled for when a rate limit's tokens are back. */
+  private limitTimer: ReturnType<typeof setTimeout> | undefined;
   private tapDown = false;
   private readonly log: (line: string) => void;
 
@@ -62,6 +64,14 @@ export class TapLoop {
         if (this.running) this.service(this.port.txPending);
       });
     }
+    // A rate limit stopped a direction: come back when its tokens are (a timer, not a spin).
+    const wait = this.port.limitWaitMs;
+    if (wait !== null && !this.limitTimer && this.running) {
+      this.limitTimer = setTimeout(() => {
+        this.limitTimer = undefined;
+        if (this.running) this.service(this.port.txLimited);
+      }, wait);
+    }
     this.arm();
   }
 
@@ -69,6 +79,8 @@ export class TapLoop {
   async stop(): Promise<void> {
     if (this.again) clearImmediate(this.again);
     this.again = undefined;
+    if (this.limitTimer) clearTimeout(this.limitTimer);
+    this.limitTimer = undefined;
     await this.loop.stop();
   }
 

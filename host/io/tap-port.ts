@@ -9,6 +9,7 @@
  * host that separates privileges runs it elsewhere.
  */
 import { BackendKind, Code, QueueIndex } from "../../assembly/abi.js";
+import type { RateLimiter } from "../device/rate-limiter.js";
 import type { VirtioNetDevice } from "../device/virtio-net.js";
 import { EAGAIN, ENOBUFS, EPOLLIN, EPOLLOUT, errnoName } from "../runtime/libc.js";
 
@@ -35,10 +36,12 @@ export type RxStop =
   /** The queue is not ready or is broken. */
   | "not-ready"
   /** The tap failed (e.g. the interface was deleted). */
-  | "tap-error";
+  | "tap-error"
+  /** The RX rate limit is reached: frames wait in the tap until `limitWaitMs`. */
+  | "rate-limited";
 
-/** Why a TX pump stopped. */
-export type TxStop = "empty" | "tap-full" | "budget" | "not-ready" | "tap-error";
+/** Why a TX pump stopped ("rate-limited": the frame stays on the guest's ring until `limitWaitMs`). */
+export type TxStop = "empty" | "tap-full" | "budget" | "not-ready" | "tap-error" | "rate-limited";
 
 export interface PortStats {
   tapWriteErrors: number;
@@ -62,6 +65,10 @@ export class TapPort<Tap extends TapIo = TapIo> {
   private rxWaitingForBuffers = false;
   /** The last TX pump was refused by the tap (EAGAIN): wait for it to be writable. */
   private txBlocked = false;
+  /** Rate limits per direction (Firecracker's rate limiters): over them, frames wait. */
+  limits: { tx?: RateLimiter; rx?: RateLimiter } = {};
+  /** Bytes of the TX frame the limit held back (what must fit before it goes). */
+  private txHeldBytes = 0;
 
   /**
    * @param nativeBase native address of Wasm address 0 (the device must have been created
@@ -77,9 +84,22 @@ export class TapPort<Tap extends TapIo = TapIo> {
   pumpTx(budget = this.budget): TxStop {
     const nb = this.nativeBase;
     this.txState = "empty";
+    const limit = this.limits.tx;
     const r = this.dev.processTx((iov, n) => {
+      if (limit) {
+        const bytes = this.iovBytes(iov, n);
+        if (!limit.allows(bytes)) {
+          // No drop: the frame stays on the ring and goes when the tokens are back.
+          this.txHeldBytes = bytes;
+          this.txState = "rate-limited";
+          return Code.RETRY;
+        }
+      }
       const w = this.tap.writev(nb + BigInt(iov), n);
-      if (w >= 0) return w;
+      if (w >= 0) {
+        limit?.charge(w);
+        return w;
+      }
       if (-w === EAGAIN) {
         this.stats.tapFull++;
         this.txState = "tap-full";
@@ -111,7 +131,11 @@ export class TapPort<Tap extends TapIo = TapIo> {
     const nb = this.nativeBase;
     let stop: RxStop = "budget";
     let moved = 0;
+    const limit = this.limits.rx;
     for (let i = 0; i < budget; i++) {
+      // A frame's size is known only once read: it must find tokens for one frame, and is
+      // charged what it turned out to be.
+      if (limit && !limit.allows(1)) { stop = "rate-limited"; break; }
       const n = dev.rxNext();
       if (n === 0) { stop = "no-buffers"; break; }
       if (n < 0) { stop = "not-ready"; break; }
@@ -124,6 +148,7 @@ export class TapPort<Tap extends TapIo = TapIo> {
         stop = "tap-error";
         break;
       }
+      limit?.charge(r);
       dev.rxCommit(r);
       moved++;
     }
@@ -144,7 +169,31 @@ export class TapPort<Tap extends TapIo = TapIo> {
    * kernel queues, then drops, as for a real NIC; no spinning), writable while a write is refused.
    */
   tapEvents(): number {
-    return (this.rxWaitingForBuffers ? 0 : EPOLLIN) | (this.txBlocked ? EPOLLOUT : 0);
+    return (this.rxWaitingForBuffers || this.rxState === "rate-limited" ? 0 : EPOLLIN) | (this.txBlocked ? EPOLLOUT : 0);
+  }
+
+  /** The last TX pump stopped at the TX rate limit. */
+  get txLimited(): boolean { return this.txState === "rate-limited"; }
+  /** The last RX pump stopped at the RX rate limit. */
+  get rxLimited(): boolean { return this.rxState === "rate-limited"; }
+
+  /**
+   * Milliseconds until a direction the rate limits stopped may go on, or null if none is
+   * waiting for tokens. A loop sleeps that long (a timer, never a busy loop), then pumps it.
+   */
+  get limitWaitMs(): number | null {
+    const waits: number[] = [];
+    if (this.txLimited && this.limits.tx) waits.push(this.limits.tx.waitMs(this.txHeldBytes));
+    if (this.rxLimited && this.limits.rx) waits.push(this.limits.rx.waitMs(1));
+    return waits.length ? Math.max(1, Math.min(...waits)) : null;
+  }
+
+  /** Bytes an iovec array at Wasm address `iov` covers. */
+  private iovBytes(iov: number, n: number): number {
+    const dv = new DataView(this.dev.memory.buffer);
+    let bytes = 0;
+    for (let i = 0; i < n; i++) bytes += Number(dv.getBigUint64(iov + 16 * i + 8, true));
+    return bytes;
   }
 
   /**

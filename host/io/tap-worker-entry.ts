@@ -18,6 +18,7 @@ import { LinuxTap } from "../backends/tap-linux.js";
 import { VirtioNetDevice } from "../device/virtio-net.js";
 import * as libc from "../runtime/libc.js";
 import { DeviceLock } from "../device/device-lock.js";
+import { RateLimiter } from "../device/rate-limiter.js";
 import { PollWindow } from "./poll-window.js";
 import { TapPort } from "./tap-port.js";
 import type { TapWorkerData, TapWorkerMessage, TapWorkerRun } from "./tap-worker.js";
@@ -38,6 +39,8 @@ const dev = new VirtioNetDevice({
 const tap = LinuxTap.fromFd(data.tapFd, data.tapName, data.vnetHdr, 0);
 const port = new TapPort(dev, tap, data.nativeBase);
 if (data.budget !== undefined) port.budget = data.budget;
+if (data.limits?.tx) port.limits.tx = new RateLimiter(data.limits.tx);
+if (data.limits?.rx) port.limits.rx = new RateLimiter(data.limits.rx);
 
 const TAP = 1, KICK_RX = 2, KICK_TX = 3, STOP = 4;
 const events = new libc.EpollEvents(8);
@@ -64,10 +67,12 @@ function run(r: TapWorkerRun): void {
       polling = !polling;
       look = lock.with(() => dev.setPolling(QueueIndex.TX, polling)) || look;
     }
-    const n = libc.epollWait(ep, events, port.workPending || polling || look ? 0 : -1);
+    // A rate limit that stopped a direction bounds the wait: its tokens come back by then.
+    const limitWait = port.limitWaitMs;
+    const n = libc.epollWait(ep, events, port.workPending || polling || look ? 0 : limitWait ?? -1);
     // Polling looks at both rings every round; otherwise what the last round left, plus events.
-    let tx = port.txPending || polling || look;
-    let rx = port.rxPending || polling || look;
+    let tx = port.txPending || polling || look || (limitWait !== null && port.txLimited);
+    let rx = port.rxPending || polling || look || (limitWait !== null && port.rxLimited);
     look = false;
     for (let i = 0; i < n; i++) {
       const t = events.token(i);

@@ -13,6 +13,7 @@ import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import type { QueueIndex } from "../../assembly/abi.js";
 import type { LinuxTap } from "../backends/tap-linux.js";
+import type { RateLimit } from "../device/rate-limiter.js";
 import type { VirtioNetDevice } from "../device/virtio-net.js";
 import * as libc from "../runtime/libc.js";
 
@@ -28,6 +29,8 @@ export interface TapWorkerData {
   stopFd: number;
   /** Frames per pump (TapPort.budget). */
   budget?: number;
+  /** Rate limits per direction (the Worker builds its own RateLimiters from them). */
+  limits?: { tx?: RateLimit; rx?: RateLimit };
 }
 
 /** One data-path run: what the guest's notifications arrive on and where interrupts go. */
@@ -64,6 +67,8 @@ export interface TapWorkerOptions {
   pollUs?: number;
   /** Frames per pump before the other direction gets its turn (default 256). */
   budget?: number;
+  /** Rate limits per direction: over them the device holds frames back (no drops on TX). */
+  limits?: { tx?: RateLimit; rx?: RateLimit };
   onMessage?: (m: TapWorkerMessage) => void;
 }
 
@@ -94,7 +99,7 @@ export class TapWorker {
     const stopFd = libc.eventfd();
     const data: TapWorkerData = {
       memory: opts.dev.memory, stateAddress: opts.dev.state, lockAddress: opts.lockAddress, nativeBase: opts.nativeBase,
-      tapFd: opts.tap.fd, tapName: opts.tap.name, vnetHdr: opts.tap.vnetHdr, stopFd, budget: opts.budget,
+      tapFd: opts.tap.fd, tapName: opts.tap.name, vnetHdr: opts.tap.vnetHdr, stopFd, budget: opts.budget, limits: opts.limits,
     };
     const worker = new Worker(entryPath(), { workerData: data });
     let tw!: TapWorker;

@@ -9,6 +9,7 @@ import { readlinkSync } from "node:fs";
 import { BackendKind, CsumPolicy, Feature, GsoMask, QueueIndex } from "../../assembly/abi.js";
 import { LinuxTap } from "../backends/tap-linux.js";
 import { featureList, FULL_OFFER, hasFeature } from "../device/features.js";
+import type { RateLimit } from "../device/rate-limiter.js";
 import { VirtioNetDevice } from "../device/virtio-net.js";
 import { DeviceLock } from "../device/device-lock.js";
 import { TapWorker } from "../io/tap-worker.js";
@@ -56,6 +57,11 @@ export interface VhostUserNetOptions {
    * busyloop_timeout). Default 0: never.
    */
   pollUs?: number;
+  /**
+   * Rate limits per direction (with a tap): over them the device stops taking from the TX ring
+   * or filling RX buffers until tokens return. Not applied on the embedded network yet.
+   */
+  limits?: { tx?: RateLimit; rx?: RateLimit };
   log?: Logger;
 }
 
@@ -110,6 +116,7 @@ export class VhostUserNetBackend {
   private readonly nativeBase: bigint;
   private readonly log: Logger;
   private readonly pollUs: number;
+  private readonly limits: VhostUserNetOptions["limits"];
   private rings: [Ring, Ring] = [newRing(), newRing()];
   private protocolFeatures = 0n;
   /** The front-end acked VHOST_USER_F_PROTOCOL_FEATURES in SET_FEATURES. */
@@ -125,6 +132,7 @@ export class VhostUserNetBackend {
   constructor(opts: VhostUserNetOptions) {
     this.log = opts.log ?? (() => {});
     this.pollUs = opts.pollUs ?? 0;
+    this.limits = opts.limits;
     const net = opts.tap ? null : opts.network ?? embeddedNetwork(opts.gateway);
     this.space = net ? net.space : new WasmSpace();
     this.nativeBase = libc.memoryAddress(this.space.memory);
@@ -389,7 +397,7 @@ export class VhostUserNetBackend {
     if (this.tap) {
       // One data-path thread per back-end, kept across sessions and guest reboots.
       this.worker ??= await TapWorker.spawn({
-        dev: this.dev, lockAddress: this.lockAddress, tap: this.tap, nativeBase: this.nativeBase,
+        dev: this.dev, lockAddress: this.lockAddress, tap: this.tap, nativeBase: this.nativeBase, limits: this.limits,
         onMessage: (m) => {
           if (m.kind === "needs-reset") this.log("error", "the guest's rings are malformed: device needs reset");
           if (m.kind === "tap-error") this.log("error", `tap ${this.tap!.name}: ${m.message}`);
