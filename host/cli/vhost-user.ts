@@ -44,10 +44,11 @@ options:
                        "none": no checksum or segmentation offload
   --csum-policy P      NEEDS_CSUM from a guest without CSUM: complete (default), drop, pass
   --locked-mac         drop frames not from / not to the device's MAC
-  --tx-rate RATE       with --tap: limit what the guest sends, e.g. 100Mbit, 12.5MB (per second),
+  --tx-rate RATE       limit what the guest sends, e.g. 100Mbit, 12.5MB (per second),
                        with ,burst=BYTES (a one-time allowance) and/or ,ops=N (frames/s); over it
                        the device stops taking from the TX ring until tokens return (no drops)
-  --rx-rate RATE       with --tap: the same for what the guest receives (frames wait in the tap)
+  --rx-rate RATE       the same for what the guest receives (frames wait in the tap, or in
+                       the switch port on the embedded network)
   --poll-us N          after frames move, keep looking at the guest's TX ring for N µs
                        (its notifications off meanwhile) before waiting for a kick again,
                        like vhost-net's busyloop_timeout: lower latency and a higher rate
@@ -104,7 +105,6 @@ export async function vhostUserMain(args: string[], out: (s: string) => void, er
   if (values["no-uplink"] && values.forward) return fail("--forward needs the uplink (drop --no-uplink)");
   let limits: { tx?: RateLimit; rx?: RateLimit } | undefined;
   try {
-    if ((values["tx-rate"] || values["rx-rate"]) && !values.tap) throw new Error("--tx-rate and --rx-rate apply with --tap (not yet on the embedded network)");
     limits = {
       ...(values["tx-rate"] ? { tx: parseRate(values["tx-rate"]) } : {}),
       ...(values["rx-rate"] ? { rx: parseRate(values["rx-rate"]) } : {}),

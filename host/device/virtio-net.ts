@@ -407,15 +407,17 @@ export class VirtioNetDevice {
   /**
    * Copies the frames of the TX ring out as byte arrays (header removed and translated into
    * `header`, if the backend kind has one). For JS backends and tests; native backends use
-   * processTx with writev.
+   * processTx with writev. `accept(bytes)` may refuse a frame (a rate limit): it then stays on
+   * the ring and collecting stops.
    */
-  collectTx(budget = Infinity): { header: Uint8Array; frame: Uint8Array }[] {
+  collectTx(budget = Infinity, accept?: (frameBytes: number) => boolean): { header: Uint8Array; frame: Uint8Array }[] {
     const out: { header: Uint8Array; frame: Uint8Array }[] = [];
     const hasHeader = this.core.getOption(this.state, DeviceOption.BACKEND) !== BackendKind.PLAIN;
     this.processTx((iov, n) => {
       const parts = this.iovecs(iov, n);
-      const header = hasHeader ? this.u8.slice(parts[0].addr, parts[0].addr + parts[0].len) : new Uint8Array(0);
       const body = hasHeader ? parts.slice(1) : parts;
+      if (accept && !accept(body.reduce((a, p) => a + p.len, 0))) return Code.RETRY;
+      const header = hasHeader ? this.u8.slice(parts[0].addr, parts[0].addr + parts[0].len) : new Uint8Array(0);
       const frame = new Uint8Array(body.reduce((a, p) => a + p.len, 0));
       let at = 0;
       for (const p of body) {

@@ -11,6 +11,7 @@
  * addresses, the gateway, a receiver with a backlog, captures) takes the switch's own path.
  */
 import { BackendKind, Forward, QueueIndex } from "../../assembly/abi.js";
+import type { RateLimiter } from "../device/rate-limiter.js";
 import { decodeVirtioHdr, encodeVirtioHdr } from "../device/header.js";
 import { macToBigInt, type ForwardEntry, type VirtioNetDevice } from "../device/virtio-net.js";
 import type { NetFrame, Switch, SwitchPort } from "./switch.js";
@@ -40,8 +41,37 @@ export class DevicePort implements SwitchPort {
     sw.attach(this);
   }
 
+  private limitsNow: { tx?: RateLimiter; rx?: RateLimiter } = {};
+
+  /** Rate limits per direction: over them TX frames stay on the guest's ring, RX frames queue here. */
+  get limits(): { tx?: RateLimiter; rx?: RateLimiter } { return this.limitsNow; }
+  set limits(l: { tx?: RateLimiter; rx?: RateLimiter }) {
+    this.limitsNow = l;
+    // A limited port leaves the core's fast path (which would not ask the limiter), both ways.
+    this.sw.changed();
+  }
+  private txTimer: ReturnType<typeof setTimeout> | undefined;
+  private rxTimer: ReturnType<typeof setTimeout> | undefined;
+
   /** The guest queued frames (TX notification): into the switch. Returns the frames taken. */
   pumpTx(): number {
+    const limit = this.limits.tx;
+    if (limit) {
+      // Through the switch's path, frame by frame against the limit (the core's fast path
+      // would not ask); a frame over it stays on the ring until the tokens are back.
+      let held = 0;
+      const out = this.dev.collectTx(Infinity, (bytes) => {
+        if (limit.tryTake(bytes)) return true;
+        held = bytes;
+        return false;
+      });
+      for (const o of out) this.sw.input(this, { data: o.frame, hdr: decodeVirtioHdr(o.header) });
+      if (held && !this.txTimer) {
+        this.txTimer = setTimeout(() => { this.txTimer = undefined; this.pumpTx(); }, Math.max(1, limit.waitMs(held)));
+        this.txTimer.unref?.();
+      }
+      return out.length;
+    }
     let moved = 0;
     for (;;) {
       if (this.refreshTable()) {
@@ -66,14 +96,14 @@ export class DevicePort implements SwitchPort {
    * path now (turned off, a capture port must see everything, or nothing learned to use).
    */
   private refreshTable(): boolean {
-    if (!this.fastPath) return false;
+    if (!this.fastPath || this.limits.tx || this.limits.rx) return false;
     if (this.tableVersion === this.sw.version) return this.tablePorts.length > 0;
     const entries: ForwardEntry[] = [];
     const ports: DevicePort[] = [];
     if (!this.sw.capturing) {
       for (const [mac, port] of this.sw.learned()) {
         if (entries.length >= Forward.TABLE_MAX) break;
-        if (!(port instanceof DevicePort) || port.dev.memory !== this.dev.memory || !port.fastPath) continue;
+        if (!(port instanceof DevicePort) || port.dev.memory !== this.dev.memory || !port.fastPath || port.limits.rx || port.limits.tx) continue;
         // A receiver that is queueing keeps its frames in order behind the queue (our own
         // addresses stay: they only vouch for frames' sources).
         if (port !== this && port.backlog.length > 0) continue;
@@ -89,17 +119,21 @@ export class DevicePort implements SwitchPort {
     return useful;
   }
 
-  /** The guest posted RX buffers (RX notification): retry what waited. */
+  /** The guest posted RX buffers (RX notification), or RX tokens came back: retry what waited. */
   pumpRx(): void {
     if (this.backlog.length === 0) return;
-    while (this.backlog.length && this.tryDeliver(this.backlog[0])) this.backlog.shift();
+    while (this.backlog.length && this.rxAllowed(this.backlog[0]) && this.tryDeliver(this.backlog[0])) {
+      this.limits.rx?.charge(this.backlog[0].data.length);
+      this.backlog.shift();
+    }
     this.dev.flushRx();
     // No longer queueing: other ports' fast paths may deliver to us again.
     if (this.backlog.length === 0) this.sw.changed();
   }
 
   deliver(frame: NetFrame): void {
-    if (this.backlog.length === 0 && this.tryDeliver(frame)) {
+    if (this.backlog.length === 0 && this.rxAllowed(frame) && this.tryDeliver(frame)) {
+      this.limits.rx?.charge(frame.data.length);
       this.dev.flushRx();
       return;
     }
@@ -111,6 +145,17 @@ export class DevicePort implements SwitchPort {
     this.backlog.push({ data: frame.data.slice(), hdr: { ...frame.hdr } });
     // Queueing now: frames for us must keep their order behind the backlog.
     if (this.backlog.length === 1) this.sw.changed();
+  }
+
+  /** Whether the RX limit lets `frame` in now (charged once delivered); if not, a timer retries the queue when the tokens are back. */
+  private rxAllowed(frame: NetFrame): boolean {
+    const limit = this.limits.rx;
+    if (!limit || limit.allows(frame.data.length)) return true;
+    if (!this.rxTimer) {
+      this.rxTimer = setTimeout(() => { this.rxTimer = undefined; this.pumpRx(); }, Math.max(1, limit.waitMs(frame.data.length)));
+      this.rxTimer.unref?.();
+    }
+    return false;
   }
 
   /** false if the guest has no buffer (try later); true if delivered or dropped by the device. */

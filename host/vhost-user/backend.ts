@@ -9,7 +9,7 @@ import { readlinkSync } from "node:fs";
 import { BackendKind, CsumPolicy, Feature, GsoMask, QueueIndex } from "../../assembly/abi.js";
 import { LinuxTap } from "../backends/tap-linux.js";
 import { featureList, FULL_OFFER, hasFeature } from "../device/features.js";
-import type { RateLimit } from "../device/rate-limiter.js";
+import { RateLimiter, type RateLimit } from "../device/rate-limiter.js";
 import { VirtioNetDevice } from "../device/virtio-net.js";
 import { DeviceLock } from "../device/device-lock.js";
 import { TapWorker } from "../io/tap-worker.js";
@@ -58,8 +58,9 @@ export interface VhostUserNetOptions {
    */
   pollUs?: number;
   /**
-   * Rate limits per direction (with a tap): over them the device stops taking from the TX ring
-   * or filling RX buffers until tokens return. Not applied on the embedded network yet.
+   * Rate limits per direction: over them the device stops taking from the TX ring or filling
+   * RX buffers until tokens return (with a tap in its Worker; on the embedded network in its
+   * switch port, which then leaves the core's fast path).
    */
   limits?: { tx?: RateLimit; rx?: RateLimit };
   log?: Logger;
@@ -164,6 +165,12 @@ export class VhostUserNetBackend {
         if (this.tap.vnetHdr) this.dev.setBackendGso(this.tap.supportsUso() ? GsoMask.ALL : GsoMask.TAP_DEFAULT);
       } else {
         this.network = { ...net!, port: new DevicePort(opts.portName ?? "guest", this.dev, net!.sw) };
+        if (opts.limits?.tx || opts.limits?.rx) {
+          this.network.port.limits = {
+            ...(opts.limits.tx ? { tx: new RateLimiter(opts.limits.tx) } : {}),
+            ...(opts.limits.rx ? { rx: new RateLimiter(opts.limits.rx) } : {}),
+          };
+        }
       }
       this.mapped = new MappedGuestMemory(this.space, this.dev);
     } catch (e) {
