@@ -13,17 +13,10 @@ import { Feature } from "../assembly/abi.js";
 import { featureMask } from "../host/device/features.js";
 import { embeddedNetwork } from "../host/net/embedded-network.js";
 import { table } from "./harness.js";
+import { pingScript, PINGS } from "./v86.js";
 
 const CHROMIUM = "/usr/bin/chromium";
-const PINGS = 400;
-const PING = `
-ip addr flush dev eth0
-ip addr add 10.215.0.50/24 dev eth0
-ping -c 1 -W 3 10.215.0.1 >/dev/null
-echo "VNW start"
-ping -A -q -c ${PINGS} -s 1000 10.215.0.1 > /tmp/p 2>&1
-echo "VNW end $(grep -o '[0-9]* packets received' /tmp/p)"
-echo "VNW done"`;
+const PING = pingScript("10.215.0");
 const MIB = 4;
 
 type Page = { goto(u: string): Promise<unknown>; evaluate<T>(f: () => T): Promise<T> };

@@ -9,15 +9,20 @@ import { bootV86Guest, v86GuestAvailable } from "../host/guests/v86.js";
 import { embeddedNetwork } from "../host/vhost-user/backend.js";
 import { table } from "./harness.js";
 
-const PINGS = 400;
-const SCRIPT = `
+export const PINGS = 400;
+
+/** The guest's script: a fixed address on `net` (.50), then ping -A x PINGS (1000 B) to the gateway (.1). */
+export function pingScript(net: string): string {
+  return `
 ip addr flush dev eth0
-ip addr add 198.51.100.50/24 dev eth0
-ping -c 1 -W 3 198.51.100.1 >/dev/null
+ip addr add ${net}.50/24 dev eth0
+ping -c 1 -W 3 ${net}.1 >/dev/null
 echo "VNW start"
-ping -A -q -c ${PINGS} -s 1000 198.51.100.1 > /tmp/p 2>&1
+ping -A -q -c ${PINGS} -s 1000 ${net}.1 > /tmp/p 2>&1
 echo "VNW end $(grep -o '[0-9]* packets received' /tmp/p)"
-`;
+echo "VNW done"`;
+}
+const SCRIPT = pingScript("198.51.100");
 
 export async function v86Bench(): Promise<void> {
   const ok = v86GuestAvailable();

@@ -30,8 +30,32 @@ describe("browser bundles", () => {
   });
 });
 
+/** Page-side helpers both pages share: a guest with a device on a switch, and a DHCP DISCOVER. */
+const PAGE_HELPERS = `
+function pageGuest({ VirtioNetDevice, DevicePort, GuestDriver, BackendKind, Feature, featureMask }, space, sw, mac, seed) {
+  const size = 4 << 20;
+  const regions = [{ gpa: 0n, size, wasm: space.alloc(size, 4096) }];
+  const dev = new VirtioNetDevice({ memory: space.memory, stateAddress: space.alloc(VirtioNetDevice.stateSize(), 64), regions, backend: BackendKind.VNET_HDR, mac });
+  const port = new DevicePort("page guest", dev, sw);
+  const guest = new GuestDriver({ memory: space.memory, regions }, dev, seed);
+  guest.bringUp(featureMask(Feature.VERSION_1, Feature.MAC, Feature.CSUM, Feature.GUEST_CSUM), 64);
+  guest.postRx(16);
+  return { dev, port, guest, macBytes: Uint8Array.from(mac.split(":").map((h) => parseInt(h, 16))) };
+}
+// DHCP DISCOVER (RFC 2131), broadcast from an unconfigured client.
+function discover(buildFrame, macBytes) {
+  const bootp = new Uint8Array(244);
+  bootp.set([1, 1, 6, 0, 0x12, 0x34, 0x56, 0x78]);
+  bootp.set(macBytes, 28);
+  bootp.set([0x63, 0x82, 0x53, 0x63, 53, 1, 1, 255], 236);
+  return buildFrame({ ip: 4, l4: "udp", payload: bootp, srcMac: macBytes, dstMac: new Uint8Array(6).fill(255),
+    src: [0, 0, 0, 0], dst: [255, 255, 255, 255], sport: 68, dport: 67 }).frame;
+}
+`;
+
 const PAGE = `<!doctype html><meta charset="utf-8"><link rel="icon" href="data:,"><title>virtio-net-wasm</title><body><pre id="out"></pre>
 <script type="module">
+${PAGE_HELPERS}
 import { loadCore, localNetwork, VirtioNetDevice, DevicePort, BackendKind, Feature, featureMask, QueueIndex, PcapCapture, NetHdr } from "/dist/browser/virtio-net-wasm.js";
 import { GuestDriver, buildFrame, decodeFrame, payload } from "/dist/browser/testing.js";
 const log = (s) => { document.getElementById("out").textContent += s + "\\n"; };
@@ -39,25 +63,8 @@ try {
   await loadCore("/build/core.wasm");
   const net = localNetwork({ subnet: "198.51.100.0" });
   const pcap = new PcapCapture(net.sw);
-  const space = net.space;
-  const state = space.alloc(VirtioNetDevice.stateSize(), 64);
-  const size = 4 << 20;
-  const regions = [{ gpa: 0n, size, wasm: space.alloc(size, 4096) }];
-  const mac = "52:54:00:00:0b:01";
-  const dev = new VirtioNetDevice({ memory: space.memory, stateAddress: state, regions, backend: BackendKind.VNET_HDR, mac });
-  const port = new DevicePort("page guest", dev, net.sw);
-  const guest = new GuestDriver({ memory: space.memory, regions }, dev, 3);
-  guest.bringUp(featureMask(Feature.VERSION_1, Feature.MAC, Feature.CSUM, Feature.GUEST_CSUM), 64);
-  guest.postRx(16);
-  const macBytes = Uint8Array.from(mac.split(":").map((h) => parseInt(h, 16)));
-  // DHCP DISCOVER (RFC 2131), broadcast.
-  const bootp = new Uint8Array(244);
-  bootp.set([1, 1, 6, 0, 0x12, 0x34, 0x56, 0x78]);
-  bootp.set(macBytes, 28);
-  bootp.set([0x63, 0x82, 0x53, 0x63, 53, 1, 1, 255], 236);
-  const discover = buildFrame({ ip: 4, l4: "udp", payload: bootp, srcMac: macBytes, dstMac: new Uint8Array(6).fill(255),
-    src: [0, 0, 0, 0], dst: [255, 255, 255, 255], sport: 68, dport: 67 });
-  guest.send(discover.frame);
+  const { dev, port, guest, macBytes } = pageGuest({ VirtioNetDevice, DevicePort, GuestDriver, BackendKind, Feature, featureMask }, net.space, net.sw, "52:54:00:00:0b:01", 3);
+  guest.send(discover(buildFrame, macBytes));
   port.pumpTx(); port.pumpRx();
   const offer = guest.receiveAll().map((r) => decodeFrame(r.frame)).find((d) => d.ip?.sport === 67);
   const yiaddr = offer ? Array.from(offer.ip.payload.subarray(16, 20)).join(".") : null;
@@ -82,6 +89,7 @@ try {
 /** A page whose guest has no gateway of its own: its switch joins the relay's network over a WebSocket. */
 const LINKED_PAGE = `<!doctype html><meta charset="utf-8"><link rel="icon" href="data:,"><title>linked</title><body>
 <script type="module">
+${PAGE_HELPERS}
 import { loadCore, Switch, WasmSpace, VirtioNetDevice, DevicePort, WebSocketPort, BackendKind, Feature, featureMask, QueueIndex } from "/dist/browser/virtio-net-wasm.js";
 import { GuestDriver, buildFrame, decodeFrame, payload } from "/dist/browser/testing.js";
 try {
@@ -90,22 +98,8 @@ try {
   const ws = new WebSocket(new URLSearchParams(location.search).get("relay"));
   await new Promise((r, j) => { ws.onopen = r; ws.onerror = j; });
   const link = new WebSocketPort("relay", sw, ws);
-  const space = new WasmSpace();
-  const size = 4 << 20;
-  const regions = [{ gpa: 0n, size, wasm: space.alloc(size, 4096) }];
-  const mac = "52:54:00:00:0c:02";
-  const dev = new VirtioNetDevice({ memory: space.memory, stateAddress: space.alloc(VirtioNetDevice.stateSize(), 64), regions, backend: BackendKind.VNET_HDR, mac });
-  const port = new DevicePort("page guest", dev, sw);
-  const guest = new GuestDriver({ memory: space.memory, regions }, dev, 5);
-  guest.bringUp(featureMask(Feature.VERSION_1, Feature.MAC, Feature.CSUM, Feature.GUEST_CSUM), 64);
-  guest.postRx(16);
-  const macBytes = Uint8Array.from(mac.split(":").map((h) => parseInt(h, 16)));
-  const bootp = new Uint8Array(244);
-  bootp.set([1, 1, 6, 0, 0x12, 0x34, 0x56, 0x79]);
-  bootp.set(macBytes, 28);
-  bootp.set([0x63, 0x82, 0x53, 0x63, 53, 1, 1, 255], 236);
-  guest.send(buildFrame({ ip: 4, l4: "udp", payload: bootp, srcMac: macBytes, dstMac: new Uint8Array(6).fill(255),
-    src: [0, 0, 0, 0], dst: [255, 255, 255, 255], sport: 68, dport: 67 }).frame);
+  const { port, guest, macBytes } = pageGuest({ VirtioNetDevice, DevicePort, GuestDriver, BackendKind, Feature, featureMask }, new WasmSpace(), sw, "52:54:00:00:0c:02", 5);
+  guest.send(discover(buildFrame, macBytes));
   port.pumpTx();
   const got = [];
   for (let i = 0; i < 200 && !got.some((d) => d.ip?.sport === 67); i++) {
