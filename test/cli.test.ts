@@ -55,3 +55,12 @@ describe("--forward", () => {
     expect(parseForward("2222:10.215.0.10:22")).toMatchObject({ proto: "tcp", hostPort: 2222, guestPort: 22 });
   });
 });
+
+describe("vhost-user --help", () => {
+  it("states the default offer as FULL_OFFER_LIST says it", async () => {
+    const { FULL_OFFER_LIST } = await import("../host/device/features.js");
+    const r = await run(["vhost-user", "--help"]);
+    const listed = r.out.match(/--offloads LIST[^(]*\(default: ([^)]*)\)/)![1].replace(/\s+/g, "");
+    expect(listed).toBe(FULL_OFFER_LIST);
+  });
+});

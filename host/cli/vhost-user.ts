@@ -38,8 +38,8 @@ options:
                        checksums finished as on a wire; read it with tshark or Wireshark)
   --mac MAC            MAC in the device's config (QEMU keeps its own; informational)
   --mtu N              MTU offered with VIRTIO_NET_F_MTU (68..65535, default 1500)
-  --offloads LIST      features to offer, comma-separated (default: version_1,mtu,csum,
-                       guest_csum,event_idx,indirect_desc,mrg_rxbuf,host_tso4,host_tso6,
+  --offloads LIST      features to offer, comma-separated (default: version_1,mac,status,mtu,
+                       csum,guest_csum,event_idx,indirect_desc,mrg_rxbuf,host_tso4,host_tso6,
                        host_ecn,host_uso,guest_tso4,guest_tso6,guest_ecn,guest_uso4,guest_uso6);
                        "none": no checksum or segmentation offload
   --csum-policy P      NEEDS_CSUM from a guest without CSUM: complete (default), drop, pass
