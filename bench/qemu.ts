@@ -34,7 +34,8 @@ function bitsPerSecond(line: string): number {
 /** QEMU's virtio-net restricted to what our back-end offers today (TSO and ECN yes; UFO and MRG_RXBUF no). */
 const SAME_FEATURES = "host_ufo=off,guest_ufo=off";
 
-async function run(kind: "ours" | "qemu", deviceProps?: string): Promise<{ up: number; down: number; cpuPerGB: number | null }> {
+/** One guest boot with iperf3 both ways; `backendArgs` go to our back-end's command line. */
+export async function run(kind: "ours" | "qemu", deviceProps?: string, backendArgs: string[] = []): Promise<{ up: number; down: number; cpuPerGB: number | null }> {
   const ns = Netns.create();
   const tap = Netns.tapName();
   const socket = `/tmp/vnw-bench-${process.pid}.sock`;
@@ -43,7 +44,7 @@ async function run(kind: "ours" | "qemu", deviceProps?: string): Promise<{ up: n
   try {
     if (kind === "ours") {
       const cli = fileURLToPath(new URL("../cli/main.js", import.meta.url));
-      const b = spawn("ip", ["netns", "exec", ns.name, process.execPath, cli, "vhost-user", "--socket", socket, "--tap", tap, "--log-level", "warn"], { stdio: "ignore" });
+      const b = spawn("ip", ["netns", "exec", ns.name, process.execPath, cli, "vhost-user", "--socket", socket, "--tap", tap, "--log-level", "warn", ...backendArgs], { stdio: "ignore" });
       children.push(b);
       backendPid = b.pid!;
       for (let i = 0; i < 100 && !existsSync(socket); i++) await sleep(50);
@@ -111,4 +112,26 @@ export async function qemuBench(): Promise<void> {
   if (ours.cpuPerGB !== null) console.log(`our back-end process: ${ours.cpuPerGB.toFixed(2)} CPU seconds per GB moved`);
 }
 
+/**
+ * Rate limits against what they promise: the same guest's iperf3 through our back-end with
+ * `--tx-rate` and `--rx-rate`, the rate measured over the configured one.
+ */
+export async function rateLimitBench(): Promise<void> {
+  const guestOk = guestAvailable();
+  const a = guestOk.ok ? netTestsAvailable() : guestOk;
+  if (!a.ok) {
+    console.log(`\nRate limits: skipped (${a.reason})`);
+    return;
+  }
+  const LIMIT = 200e6;
+  const r = await run("ours", undefined, ["--tx-rate", "200Mbit", "--rx-rate", "200Mbit"]);
+  console.log(`\nRate limits: --tx-rate 200Mbit --rx-rate 200Mbit, iperf3 TCP ${SECONDS} s each way, real guest under QEMU (TCG)`);
+  table([
+    ["direction", "measured Mbit/s", "limit", "measured/limit"],
+    ["guest → host (TX limit)", (r.up / 1e6).toFixed(1), "200", (r.up / LIMIT).toFixed(3)],
+    ["host → guest (RX limit)", (r.down / 1e6).toFixed(1), "200", (r.down / LIMIT).toFixed(3)],
+  ]);
+}
+
 if (process.argv[1]?.endsWith("qemu.js")) await qemuBench();
+if (process.argv[1]?.endsWith("ratelimit.js")) await rateLimitBench();
