@@ -22,11 +22,10 @@ import {
   libslirp, SLIRP_POLL_ERR, SLIRP_POLL_HUP, SLIRP_POLL_IN, SLIRP_POLL_OUT, SLIRP_POLL_PRI, type SlirpHandle,
 } from "../runtime/libslirp.js";
 import { Checksummer } from "./checksummer.js";
+import { isArpReplyFor } from "./gateway/arp.js";
 import { ICMP6, ND_NEIGHBOR_ADVERT, ND_ROUTER_ADVERT } from "./gateway/icmpv6.js";
-import { ETH_TYPE, ETHERTYPE_ARP, ETHERTYPE_IPV6, IP6_NEXT, IPPROTO_ICMPV6, sameIp, sameIp6 } from "./gateway/wire.js";
+import { ETH_TYPE, ETHERTYPE_IPV6, IP6_NEXT, IPPROTO_ICMPV6, sameIp6 } from "./gateway/wire.js";
 import type { NetFrame } from "./switch.js";
-
-const EPOLLPRI = 0x002;
 
 /** A host port forwarded to a guest (QEMU's hostfwd). */
 export interface PortForward {
@@ -77,7 +76,7 @@ export class SlirpUplink {
   private nextTimer = 1n;
   private watched: number[] = [];
   /** Set while inside a slirp call: frames it sends are held and delivered after it returns. */
-  private inside = false;
+  private insideSlirp = false;
   private readonly held: Uint8Array[] = [];
   private readonly pendingInput: Uint8Array[] = [];
   private running = true;
@@ -153,8 +152,8 @@ export class SlirpUplink {
       this.csum.complete(data, frame.hdr.csumStart, frame.hdr.csumOffset);
     }
     this.counters.toHost++;
-    if (this.inside) {
-      this.pendingInput.push(data.slice());
+    if (this.insideSlirp) {
+      this.pendingInput.push(data === frame.data ? data.slice() : data);
       return;
     }
     this.call(() => this.slirp.input(data));
@@ -180,20 +179,20 @@ export class SlirpUplink {
 
   /** Runs a slirp call; frames it sends, and input that arrived meanwhile, are handled after it returns. */
   private call(fn: () => void): void {
-    this.inside = true;
+    this.enter(fn);
+    while (this.held.length || this.pendingInput.length) {
+      for (const f of this.held.splice(0)) this.deliver({ data: f, hdr: { flags: 0, csumStart: 0, csumOffset: 0 } });
+      for (const f of this.pendingInput.splice(0)) this.enter(() => this.slirp.input(f));
+    }
+  }
+
+  /** Runs `fn` (a slirp call) marked as inside slirp. */
+  private enter(fn: () => void): void {
+    this.insideSlirp = true;
     try {
       fn();
     } finally {
-      this.inside = false;
-    }
-    while (this.held.length || this.pendingInput.length) {
-      const out = this.held.splice(0);
-      for (const f of out) this.deliver({ data: f, hdr: { flags: 0, csumStart: 0, csumOffset: 0 } });
-      const pending = this.pendingInput.splice(0);
-      for (const f of pending) {
-        this.inside = true;
-        try { this.slirp.input(f); } finally { this.inside = false; }
-      }
+      this.insideSlirp = false;
     }
   }
 
@@ -204,13 +203,13 @@ export class SlirpUplink {
     }
     this.counters.fromHost++;
     this.held.push(frame);
-    if (!this.inside) this.call(() => {});
+    if (!this.insideSlirp) this.call(() => {});
   }
 
   /** What the gateway already says itself: ARP replies for its address, RAs, NAs for its addresses. */
   private suppressed(f: Uint8Array): boolean {
+    if (isArpReplyFor(f, this.gatewayIp)) return true;
     const type = (f[ETH_TYPE] << 8) | f[ETH_TYPE + 1];
-    if (type === ETHERTYPE_ARP && f.length >= 42) return f[21] === 2 && sameIp(f.subarray(28, 32), this.gatewayIp);
     if (type === ETHERTYPE_IPV6 && f.length > ICMP6 + 24 && f[IP6_NEXT] === IPPROTO_ICMPV6) {
       if (f[ICMP6] === ND_ROUTER_ADVERT) return true;
       if (f[ICMP6] === ND_NEIGHBOR_ADVERT && this.ipv6) {
@@ -255,12 +254,12 @@ export class SlirpUplink {
 }
 
 function toEpoll(events: number): number {
-  return (events & SLIRP_POLL_IN ? libc.EPOLLIN : 0) | (events & SLIRP_POLL_OUT ? libc.EPOLLOUT : 0) | (events & SLIRP_POLL_PRI ? EPOLLPRI : 0);
+  return (events & SLIRP_POLL_IN ? libc.EPOLLIN : 0) | (events & SLIRP_POLL_OUT ? libc.EPOLLOUT : 0) | (events & SLIRP_POLL_PRI ? libc.EPOLLPRI : 0);
 }
 
 function toSlirp(events: number): number {
   return (events & libc.EPOLLIN ? SLIRP_POLL_IN : 0) | (events & libc.EPOLLOUT ? SLIRP_POLL_OUT : 0)
-    | (events & EPOLLPRI ? SLIRP_POLL_PRI : 0) | (events & libc.EPOLLERR ? SLIRP_POLL_ERR : 0) | (events & libc.EPOLLHUP ? SLIRP_POLL_HUP : 0);
+    | (events & libc.EPOLLPRI ? SLIRP_POLL_PRI : 0) | (events & libc.EPOLLERR ? SLIRP_POLL_ERR : 0) | (events & libc.EPOLLHUP ? SLIRP_POLL_HUP : 0);
 }
 
 function withLastByte(prefix: Uint8Array, last: number): Uint8Array {

@@ -41,6 +41,7 @@ export const EPOLL_CTL_DEL = 2;
 export const EPOLL_CTL_MOD = 3;
 export const EPOLLONESHOT = 1 << 30;
 export const EPOLLIN = 0x001;
+export const EPOLLPRI = 0x002;
 export const EPOLLOUT = 0x004;
 export const EPOLLERR = 0x008;
 export const EPOLLHUP = 0x010;
@@ -87,11 +88,23 @@ const c = {
   sendmsg: lib.func("intptr_t sendmsg(int fd, void *msg, int flags)"),
   unlink: lib.func("int unlink(const char *path)"),
   mmapAnon: lib.func("mmap", "uintptr_t", ["uintptr_t", "size_t", "int", "int", "int", "int64_t"]),
+  memcpyIn: lib.func("void *memcpy(_Out_ uint8_t *dst, uintptr_t src, size_t n)"),
+  free: lib.func("void free(void *ptr)"),
 };
 
 function check(call: string, r: number): number {
   if (r < 0) throw new SysError(call, koffi.errno());
   return r;
+}
+
+/** Copies `dst.length` bytes from the native address `src` (memory another library owns) into `dst`. */
+export function copyFromNative(dst: Uint8Array, src: bigint | number): void {
+  c.memcpyIn(dst, src, dst.length);
+}
+
+/** free(3) of memory another library allocated with malloc and handed over. */
+export function freeNative(ptr: unknown): void {
+  c.free(ptr);
 }
 
 /** open(2); throws SysError. */

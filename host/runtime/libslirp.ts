@@ -5,6 +5,7 @@
  * library is a `SlirpUnavailable` error that names the package.
  */
 import koffi, { type LibraryHandle } from "koffi";
+import { copyFromNative, freeNative } from "./libc.js";
 
 /** Poll event bits slirp uses in add_poll / get_revents. */
 export const SLIRP_POLL_IN = 1 << 0;
@@ -154,39 +155,35 @@ function bind(lib: LibraryHandle): SlirpBindings {
   const addHostfwd = lib.func("int slirp_add_hostfwd(void *slirp, int is_udp, vnw_in_addr host_addr, int host_port, vnw_in_addr guest_addr, int guest_port)");
   const connectionInfo = lib.func("void *slirp_connection_info(void *slirp)");
   const versionString = lib.func("const char *slirp_version_string()");
-  const libc = koffi.load("libc.so.6");
-  const free = libc.func("void free(void *ptr)");
-  const memcpy = libc.func("void *memcpy(_Out_ uint8_t *dst, uintptr_t src, size_t n)");
   const cString = (p: unknown) => koffi.decode(p, "char", -1) as string;
 
   const create = (s: SlirpSettings, cb: SlirpCallbacks): SlirpHandle => {
     const t0 = process.hrtime.bigint();
-    const registered = [
-      koffi.register((buf: bigint, len: number) => {
+    const callbacks = {
+      send_packet: koffi.register((buf: bigint, len: number) => {
         const frame = new Uint8Array(Number(len));
-        memcpy(frame, buf, frame.length);
+        copyFromNative(frame, buf);
         cb.sendPacket(frame);
         return len;
       }, koffi.pointer(SendPacket)),
-      koffi.register((msg: string) => cb.guestError(msg), koffi.pointer(GuestError)),
-      koffi.register(() => process.hrtime.bigint() - t0, koffi.pointer(ClockGetNs)),
+      guest_error: koffi.register((msg: string) => cb.guestError(msg), koffi.pointer(GuestError)),
+      clock_get_ns: koffi.register(() => process.hrtime.bigint() - t0, koffi.pointer(ClockGetNs)),
       // timer_new is only used when timer_new_opaque is missing; it is not.
-      koffi.register(() => 0n, koffi.pointer(TimerNew)),
-      koffi.register((timer: bigint) => cb.timerFree(BigInt(timer)), koffi.pointer(TimerFree)),
+      timer_new: koffi.register(() => 0n, koffi.pointer(TimerNew)),
+      timer_free: koffi.register((timer: bigint) => cb.timerFree(BigInt(timer)), koffi.pointer(TimerFree)),
       // expire_time is in ms of the clock above.
-      koffi.register((timer: bigint, expire: bigint) => cb.timerMod(BigInt(timer), Number(expire) - Number((process.hrtime.bigint() - t0) / 1_000_000n)), koffi.pointer(TimerMod)),
+      timer_mod: koffi.register((timer: bigint, expire: bigint) => cb.timerMod(BigInt(timer), Number(expire) - Number((process.hrtime.bigint() - t0) / 1_000_000n)), koffi.pointer(TimerMod)),
       // Slirp also announces each socket here; fill() lists them again before every wait.
-      koffi.register(() => {}, koffi.pointer(PollFd)),
-      koffi.register(() => {}, koffi.pointer(PollFd)),
-      koffi.register(() => cb.notify(), koffi.pointer(Notify)),
-      koffi.register(() => {}, koffi.pointer(InitCompleted)),
-      koffi.register((id: number, cbOpaque: bigint) => cb.timerNew(id, BigInt(cbOpaque)), koffi.pointer(TimerNewOpaque)),
-    ];
-    const names = ["send_packet", "guest_error", "clock_get_ns", "timer_new", "timer_free", "timer_mod",
-      "register_poll_fd", "unregister_poll_fd", "notify", "init_completed", "timer_new_opaque"];
+      register_poll_fd: koffi.register(() => {}, koffi.pointer(PollFd)),
+      unregister_poll_fd: koffi.register(() => {}, koffi.pointer(PollFd)),
+      notify: koffi.register(() => cb.notify(), koffi.pointer(Notify)),
+      init_completed: koffi.register(() => {}, koffi.pointer(InitCompleted)),
+      timer_new_opaque: koffi.register((id: number, cbOpaque: bigint) => cb.timerNew(id, BigInt(cbOpaque)), koffi.pointer(TimerNewOpaque)),
+    };
+    const registered = Object.values(callbacks);
     // Slirp keeps the callbacks pointer: the struct lives in memory of our own until cleanup.
     const cbs = koffi.alloc(Callbacks, 1);
-    koffi.encode(cbs, Callbacks, Object.fromEntries(names.map((n, i) => [n, registered[i]])));
+    koffi.encode(cbs, Callbacks, callbacks);
     const zero6 = new Uint8Array(16);
     const slirp = slirpNew({
       version: 4, restricted: 0, in_enabled: true,
@@ -206,20 +203,20 @@ function bind(lib: LibraryHandle): SlirpBindings {
       koffi.free(cbs);
       throw new Error("slirp_new refused the configuration");
     }
-    let fds: number[] = [];
+    // add_poll's index is the fd's place in this fill's order (what get_revents is asked by).
+    let added = 0;
     let adder: ((fd: number, events: number) => void) | null = null;
     let getter: ((index: number) => number) | null = null;
     const addPoll = koffi.register((fd: number, events: number) => {
       adder?.(fd, events);
-      fds.push(fd);
-      return fds.length - 1;
+      return added++;
     }, koffi.pointer(AddPoll));
     const getREvents = koffi.register((idx: number) => getter?.(idx) ?? 0, koffi.pointer(GetREvents));
     let alive = true;
     return {
       input: (frame) => { if (alive) slirpInput(slirp, frame, frame.length); },
       fill: (add, timeoutMs) => {
-        fds = [];
+        added = 0;
         adder = add;
         const t = [timeoutMs < 0 ? 0xffff_ffff : timeoutMs];
         pollfdsFill(slirp, t, addPoll, null);
@@ -237,7 +234,7 @@ function bind(lib: LibraryHandle): SlirpBindings {
       connectionInfo: () => {
         const p = connectionInfo(slirp);
         const text = cString(p);
-        free(p);
+        freeNative(p);
         return text;
       },
       cleanup: () => {

@@ -12,6 +12,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { NetHdr } from "../../assembly/abi.js";
 import { buildFrame, decodeFrame, ipv4HeaderValid, l4ChecksumValid, payload } from "../../host/driver/frames.js";
 import { embeddedNetwork, type EmbeddedNetwork } from "../../host/net/embedded-network.js";
+import { arpReply } from "../../host/net/gateway/arp.js";
 import type { NetFrame, SwitchPort } from "../../host/net/switch.js";
 import { libslirp, SlirpUnavailable } from "../../host/runtime/libslirp.js";
 import { dhcpOption, dhcpRequest } from "../helpers/dhcp.js";
@@ -39,16 +40,9 @@ class StandInGuest implements SwitchPort {
   deliver(f: NetFrame): void {
     const d = f.data.slice();
     this.got.push({ data: d, hdr: { ...f.hdr } });
-    if (d[12] === 0x08 && d[13] === 0x06 && d[21] === 1 && GUEST_IP.every((b, i) => d[38 + i] === b)) {
-      const r = new Uint8Array(42);
-      r.set(d.subarray(6, 12), 0);
-      r.set(GUEST_MAC, 6);
-      r.set([0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 2], 12);
-      r.set(GUEST_MAC, 22);
-      r.set(GUEST_IP, 28);
-      r.set(d.subarray(22, 32), 32);
-      this.send(r);
-    }
+    // It answers ARP for its address as any host does (the gateway's ARP code serves here too).
+    const reply = d[12] === 0x08 && d[13] === 0x06 ? arpReply(d, GUEST_IP, GUEST_MAC) : null;
+    if (reply) this.send(reply);
   }
   send(data: Uint8Array, hdr: NetFrame["hdr"] = NONE): void { this.net.sw.input(this, { data, hdr }); }
 }
