@@ -28,6 +28,11 @@ describe("virtio-net-wasm CLI", () => {
     [["vhost-user", "--socket", "/tmp/x.sock", "--forward", "tcp:70000:10.215.0.10:80"], /"70000" is not a port/],
     [["vhost-user", "--socket", "/tmp/x.sock", "--forward", "udp:8080:10.215.0.300:80"], /"10.215.0.300" is not an IPv4 address/],
     [["vhost-user", "--socket", "/tmp/x.sock", "--no-uplink", "--forward", "tcp:8080:10.215.0.10:80"], /--forward needs the uplink/],
+    [["relay"], /--listen ADDR:PORT is required/],
+    [["relay", "--listen", "127.0.0.1:0", "--log-level", "loud"], /--log-level must be one of error, warn, info, debug/],
+    [["relay", "--listen", "127.0.0.1:0", "--net", "10.1.2"], /--net must be an IPv4 \/24/],
+    [["relay", "--listen", "127.0.0.1:0", "--no-uplink", "--forward", "tcp:8080:10.215.0.10:80"], /--forward needs the uplink/],
+    [["relay", "--listen", "127.0.0.1:0", "--forward", "tcp:8080"], /--forward tcp:8080: wrong number of fields/],
     [["vhost-user", "--socket", "/tmp/x.sock", "--net6", "2001:db8:zz::"], /bad IPv6 address/],
     [["vhost-user", "--socket", "/tmp/x.sock", "--offloads", "host_tso4"], /prerequisite/],
     [["vhost-user", "--socket", "/tmp/x.sock", "--pcap", "/nonexistent-dir/x.pcap"], /--pcap \/nonexistent-dir\/x.pcap: ENOENT/],
@@ -49,7 +54,7 @@ describe("virtio-net-wasm CLI", () => {
 
 describe("--forward", () => {
   it("parses QEMU's hostfwd forms", async () => {
-    const { parseForward } = await import("../host/cli/vhost-user.js");
+    const { parseForward } = await import("../host/cli/network-flags.js");
     expect(parseForward("tcp:8080:10.215.0.10:80")).toEqual({ proto: "tcp", hostAddr: [127, 0, 0, 1], hostPort: 8080, guestAddr: [10, 215, 0, 10], guestPort: 80 });
     expect(parseForward("udp:0.0.0.0:5353:10.215.0.11:53")).toEqual({ proto: "udp", hostAddr: [0, 0, 0, 0], hostPort: 5353, guestAddr: [10, 215, 0, 11], guestPort: 53 });
     expect(parseForward("2222:10.215.0.10:22")).toMatchObject({ proto: "tcp", hostPort: 2222, guestPort: 22 });

@@ -10,7 +10,8 @@ import { embeddedNetwork, type EmbeddedNetwork } from "../net/embedded-network.j
 import { WebSocketPort, type WebSocketLike } from "../net/websocket-port.js";
 import { VhostUserNetBackend } from "../vhost-user/backend.js";
 import { VhostUserServer } from "../vhost-user/server.js";
-import { parseForward } from "./vhost-user.js";
+import { consoleLog, parseLogLevel } from "./logging.js";
+import { parseNetworkFlags } from "./network-flags.js";
 
 export const RELAY_HELP = `usage: virtio-net-wasm relay --listen ADDR:PORT [options]
 
@@ -24,7 +25,7 @@ options:
   --no-uplink          no way out to the host and the world (libslirp)
   --forward SPEC       as for vhost-user: [tcp|udp]:[HOSTADDR:]HOSTPORT:GUESTADDR:GUESTPORT
   --socket PATH        also serve a QEMU guest on this vhost-user socket (repeatable)
-  --log-level L        error, warn, info (default)`;
+  --log-level L        error, warn, info (default), debug`;
 
 export interface Relay {
   network: EmbeddedNetwork;
@@ -88,17 +89,17 @@ export async function relayMain(args: string[], out: (s: string) => void, err: (
   const fail = (m: string) => { err(`virtio-net-wasm relay: ${m}`); return 2; };
   const m = values.listen?.match(/^(.+):(\d{1,5})$/);
   if (!m || Number(m[2]) > 65535) return fail(`--listen ADDR:PORT is required (e.g. 127.0.0.1:8089), got "${values.listen ?? ""}"`);
-  if (values["no-uplink"] && values.forward) return fail("--forward needs the uplink (drop --no-uplink)");
-  const quiet = values["log-level"] === "error" || values["log-level"] === "warn";
-  const log = (s: string) => { if (!quiet) out(`${new Date().toISOString()} info: ${s}`); };
   let network: EmbeddedNetwork;
+  let logTo: ReturnType<typeof consoleLog>;
   try {
-    const forwards = (values.forward ?? []).map(parseForward);
-    network = embeddedNetwork({ subnet: values.net!, uplink: values["no-uplink"] ? false : { forwards, log } });
+    logTo = consoleLog(parseLogLevel(values["log-level"]!), out, err);
+    const flags = parseNetworkFlags(values);
+    network = embeddedNetwork({ subnet: flags.subnet, uplink: flags.uplink ? { forwards: flags.forwards, log: (m) => logTo("warn", m) } : false });
   } catch (e) {
     return fail((e as Error).message);
   }
-  if (network.uplinkError) err(`virtio-net-wasm relay: no uplink: ${network.uplinkError}`);
+  const log = (s: string) => logTo("info", s);
+  if (network.uplinkError) logTo("warn", `no uplink: ${network.uplinkError}; the embedded network is an island`);
   let relay: Relay;
   try {
     relay = await startRelay(m[1], Number(m[2]), network, log);

@@ -2,12 +2,13 @@
 import { parseArgs } from "node:util";
 import { CsumPolicy, QueueIndex } from "../../assembly/abi.js";
 import { FULL_OFFER_LIST, parseFeatureList } from "../device/features.js";
-import { embeddedNetwork, VhostUserNetBackend, type LogLevel } from "../vhost-user/backend.js";
+import { embeddedNetwork, VhostUserNetBackend } from "../vhost-user/backend.js";
 import { VhostUserServer } from "../vhost-user/server.js";
 import { PcapPort } from "../net/pcap-port.js";
 import type { PortForward } from "../net/uplink.js";
 import { parseRate, type RateLimit } from "../device/rate-limiter.js";
-import { rateLimited } from "./rate-limit.js";
+import { consoleLog, parseLogLevel } from "./logging.js";
+import { parseNetworkFlags } from "./network-flags.js";
 
 export const VHOST_USER_HELP = `usage: virtio-net-wasm vhost-user --socket PATH [--socket PATH ...] [--tap IFNAME] [options]
 
@@ -67,7 +68,6 @@ QEMU (7.2, TCG; shared guest RAM is required for vhost-user):
 example:
   virtio-net-wasm vhost-user --socket /tmp/vnw.sock --tap vnw0 --stats 5`;
 
-const LEVELS: LogLevel[] = ["error", "warn", "info", "debug"];
 const DEFAULT_OFFLOADS = FULL_OFFER_LIST;
 
 /** Runs the command; resolves with the exit code. */
@@ -102,7 +102,6 @@ export async function vhostUserMain(args: string[], out: (s: string) => void, er
   if (values.tap && (values.dns !== undefined || values.pcap !== undefined || values.net6 !== undefined || values.forward !== undefined || values["no-uplink"])) {
     return fail("--dns, --net6, --pcap, --forward and --no-uplink apply to the embedded network (without --tap); capture a tap with tcpdump");
   }
-  if (values["no-uplink"] && values.forward) return fail("--forward needs the uplink (drop --no-uplink)");
   let limits: { tx?: RateLimit; rx?: RateLimit } | undefined;
   try {
     limits = {
@@ -112,17 +111,15 @@ export async function vhostUserMain(args: string[], out: (s: string) => void, er
   } catch (e) {
     return fail((e as Error).message);
   }
-  let forwards: PortForward[];
+  let netFlags: ReturnType<typeof parseNetworkFlags>;
+  let level: number;
   try {
-    forwards = (values.forward ?? []).map(parseForward);
+    netFlags = parseNetworkFlags(values);
+    level = parseLogLevel(values["log-level"]!);
   } catch (e) {
     return fail((e as Error).message);
   }
-  if (!/^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(values.net!) || values.net!.split(".").some((x) => Number(x) > 255)) {
-    return fail(`--net must be an IPv4 /24 network address such as 10.215.0.0, got "${values.net}"`);
-  }
-  const level = LEVELS.indexOf(values["log-level"] as LogLevel);
-  if (level < 0) return fail(`--log-level must be one of ${LEVELS.join(", ")}`);
+  const { forwards } = netFlags;
   const mtu = Number(values.mtu);
   if (!Number.isInteger(mtu) || mtu < 68 || mtu > 65535) return fail(`--mtu must be 68..65535, got "${values.mtu}"`);
   const policies: Record<string, CsumPolicy> = { complete: CsumPolicy.COMPLETE, drop: CsumPolicy.DROP, pass: CsumPolicy.PASS };
@@ -142,15 +139,14 @@ export async function vhostUserMain(args: string[], out: (s: string) => void, er
     stats = Number(values.stats);
     if (!(stats > 0)) return fail(`--stats must be a positive number of seconds`);
   }
-  // Identical events (numbers aside) beyond 5 per 10 s are counted, not printed.
-  const log = rateLimited((l: LogLevel, m: string) => { if (LEVELS.indexOf(l) <= level) (l === "error" || l === "warn" ? err : out)(`${new Date().toISOString()} ${l}: ${m}`); });
+  const log = consoleLog(level, out, err);
 
   const backends: VhostUserNetBackend[] = [];
   let network: ReturnType<typeof embeddedNetwork> | undefined;
   try {
     network = values.tap ? undefined : embeddedNetwork({
-      subnet: values.net!, dns: values.dns, prefix6: values.net6,
-      uplink: values["no-uplink"] ? false : { forwards, log: (m) => log("warn", m) },
+      subnet: netFlags.subnet, dns: values.dns, prefix6: values.net6,
+      uplink: netFlags.uplink ? { forwards, log: (m) => log("warn", m) } : false,
     });
   } catch (e) {
     return fail((e as Error).message);
@@ -207,28 +203,6 @@ export async function vhostUserMain(args: string[], out: (s: string) => void, er
     for (const b of backends) await b.close();
     await network?.close();
   }
-}
-
-/** Parses `[tcp|udp]:[HOSTADDR:]HOSTPORT:GUESTADDR:GUESTPORT` (QEMU's hostfwd, with ':' after the protocol). */
-export function parseForward(spec: string): PortForward {
-  const parts = spec.split(":");
-  const bad = (why: string) => new Error(`--forward ${spec}: ${why} (want [tcp|udp]:[HOSTADDR:]HOSTPORT:GUESTADDR:GUESTPORT)`);
-  let proto: "tcp" | "udp" = "tcp";
-  if (parts[0] === "tcp" || parts[0] === "udp") proto = parts.shift() as "tcp" | "udp";
-  else if (/^[a-z]+$/i.test(parts[0])) throw bad(`protocol must be tcp or udp, not "${parts[0]}"`);
-  if (parts.length !== 3 && parts.length !== 4) throw bad("wrong number of fields");
-  const port = (s: string) => {
-    const n = Number(s);
-    if (!/^\d+$/.test(s) || n < 1 || n > 65535) throw bad(`"${s}" is not a port`);
-    return n;
-  };
-  const addr = (s: string) => {
-    const a = s.split(".").map(Number);
-    if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(s) || a.some((x) => x > 255)) throw bad(`"${s}" is not an IPv4 address`);
-    return a;
-  };
-  const hostAddr = parts.length === 4 ? addr(parts.shift()!) : [127, 0, 0, 1];
-  return { proto, hostAddr, hostPort: port(parts[0]), guestAddr: addr(parts[1]), guestPort: port(parts[2]) };
 }
 
 function forwardText(f: PortForward): string {
