@@ -416,9 +416,10 @@ export class VirtioNetDevice {
     this.processTx((iov, n) => {
       const parts = this.iovecs(iov, n);
       const body = hasHeader ? parts.slice(1) : parts;
-      if (accept && !accept(body.reduce((a, p) => a + p.len, 0))) return Code.RETRY;
+      const bytes = body.reduce((a, p) => a + p.len, 0);
+      if (accept && !accept(bytes)) return Code.RETRY;
       const header = hasHeader ? this.u8.slice(parts[0].addr, parts[0].addr + parts[0].len) : new Uint8Array(0);
-      const frame = new Uint8Array(body.reduce((a, p) => a + p.len, 0));
+      const frame = new Uint8Array(bytes);
       let at = 0;
       for (const p of body) {
         frame.set(this.u8.subarray(p.addr, p.addr + p.len), at);

@@ -87,7 +87,8 @@ export class TapPort<Tap extends TapIo = TapIo> {
     const limit = this.limits.tx;
     const r = this.dev.processTx((iov, n) => {
       if (limit) {
-        const bytes = this.iovBytes(iov, n);
+        // What writev would write (the backend header included), as the charge below counts it.
+        const bytes = this.dev.iovecs(iov, n).reduce((a, v) => a + v.len, 0);
         if (!limit.allows(bytes)) {
           // No drop: the frame stays on the ring and goes when the tokens are back.
           this.txHeldBytes = bytes;
@@ -186,14 +187,6 @@ export class TapPort<Tap extends TapIo = TapIo> {
     if (this.txLimited && this.limits.tx) waits.push(this.limits.tx.waitMs(this.txHeldBytes));
     if (this.rxLimited && this.limits.rx) waits.push(this.limits.rx.waitMs(1));
     return waits.length ? Math.max(1, Math.min(...waits)) : null;
-  }
-
-  /** Bytes an iovec array at Wasm address `iov` covers. */
-  private iovBytes(iov: number, n: number): number {
-    const dv = new DataView(this.dev.memory.buffer);
-    let bytes = 0;
-    for (let i = 0; i < n; i++) bytes += Number(dv.getBigUint64(iov + 16 * i + 8, true));
-    return bytes;
   }
 
   /**
