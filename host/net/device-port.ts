@@ -53,6 +53,21 @@ export class DevicePort implements SwitchPort {
   private txTimer: ReturnType<typeof setTimeout> | undefined;
   private rxTimer: ReturnType<typeof setTimeout> | undefined;
 
+  /** A rate-limited port is off the core's fast path, both as sender and as receiver. */
+  private get limited(): boolean { return this.limitsNow.tx !== undefined || this.limitsNow.rx !== undefined; }
+
+  /**
+   * Leaves the switch; a retry a rate limit scheduled is cancelled, so nothing touches the
+   * device after its owner frees it.
+   */
+  close(): void {
+    clearTimeout(this.txTimer);
+    clearTimeout(this.rxTimer);
+    this.txTimer = this.rxTimer = undefined;
+    this.backlog.length = 0;
+    this.sw.detach(this);
+  }
+
   /** The guest queued frames (TX notification): into the switch. Returns the frames taken. */
   pumpTx(): number {
     const limit = this.limits.tx;
@@ -96,14 +111,14 @@ export class DevicePort implements SwitchPort {
    * path now (turned off, a capture port must see everything, or nothing learned to use).
    */
   private refreshTable(): boolean {
-    if (!this.fastPath || this.limits.tx || this.limits.rx) return false;
+    if (!this.fastPath || this.limited) return false;
     if (this.tableVersion === this.sw.version) return this.tablePorts.length > 0;
     const entries: ForwardEntry[] = [];
     const ports: DevicePort[] = [];
     if (!this.sw.capturing) {
       for (const [mac, port] of this.sw.learned()) {
         if (entries.length >= Forward.TABLE_MAX) break;
-        if (!(port instanceof DevicePort) || port.dev.memory !== this.dev.memory || !port.fastPath || port.limits.rx || port.limits.tx) continue;
+        if (!(port instanceof DevicePort) || port.dev.memory !== this.dev.memory || !port.fastPath || port.limited) continue;
         // A receiver that is queueing keeps its frames in order behind the queue (our own
         // addresses stay: they only vouch for frames' sources).
         if (port !== this && port.backlog.length > 0) continue;

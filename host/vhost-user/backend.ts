@@ -473,7 +473,7 @@ export class VhostUserNetBackend {
     await this.disconnect();
     await this.worker?.stop();
     this.worker = null;
-    if (this.network) this.network.sw.detach(this.network.port);
+    this.network?.port.close();
     this.tap?.close();
     this.space.free(this.stateAddress);
     this.space.free(this.lockAddress);

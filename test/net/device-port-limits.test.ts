@@ -4,7 +4,7 @@
  * wait in its port's queue and arrive in order later; a limited port leaves the core's fast path
  * (which would not ask the limiter).
  */
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { BackendKind, Feature, QueueIndex } from "../../assembly/abi.js";
 import { featureMask } from "../../host/device/features.js";
 import { RateLimiter } from "../../host/device/rate-limiter.js";
@@ -73,5 +73,32 @@ describe("rate limits on the embedded network", () => {
     const last = b.drv.receiveAll();
     expect(last.map((r) => hex(r.frame))).toEqual([hex(frame(4))]);
     expect(b.port.metrics().backlogDrops).toBe(0);
+  });
+
+  it("a closed port's pending retry never runs (its device may be freed by then)", () => {
+    vi.useFakeTimers();
+    try {
+      let t = 0;
+      const { sw, guests: [a] } = pair();
+      a.port.limits = { tx: new RateLimiter({ ops: { size: 1, refillMs: 50 } }, () => t) };
+      for (let i = 0; i < 3; i++) a.drv.send(frame(i));
+      expect(a.port.pumpTx()).toBe(1);
+      const sent = a.dev.metrics(QueueIndex.TX).packets;
+      a.port.close();
+      t = 1000;
+      vi.advanceTimersByTime(1000);
+      expect(a.dev.metrics(QueueIndex.TX).packets).toBe(sent);
+      // And the retry does run for a port that stays.
+      const { guests: [c] } = pair();
+      c.port.limits = { tx: new RateLimiter({ ops: { size: 1, refillMs: 50 } }, () => t) };
+      for (let i = 0; i < 2; i++) c.drv.send(frame(i));
+      c.port.pumpTx();
+      t += 100;
+      vi.advanceTimersByTime(100);
+      expect(c.dev.metrics(QueueIndex.TX).packets).toBe(1 + 2);
+      expect(sw.counters.dropped).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
