@@ -10,18 +10,13 @@ import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { boot, guestAvailable } from "../host/guests/qemu.js";
 import { libslirp } from "../host/runtime/libslirp.js";
+import { dhcpScript } from "../host/guests/shell.js";
 import { table } from "./harness.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const SECONDS = Number(process.env.VNW_IPERF_SECONDS ?? 8);
 
-const dhcp = `
-echo '#!/bin/sh' > /tmp/u.sh
-echo 'case "$1" in bound|renew) ip addr add $ip/$mask dev $interface; echo "VNW router $router";; esac' >> /tmp/u.sh
-chmod +x /tmp/u.sh
-ip addr flush dev eth0
-udhcpc -i eth0 -n -q -f -t 10 -T 2 -s /tmp/u.sh 2>/dev/null
-`;
+const dhcp = dhcpScript(["router"]);
 
 /** Bits per second from iperf3's "receiver" summary line. */
 function bitsPerSecond(line: string): number {

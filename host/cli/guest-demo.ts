@@ -15,6 +15,7 @@ import type { AddressInfo } from "node:net";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { boot, GUEST_DIR, guestAvailable, PACKAGE_ROOT, type Guest } from "../guests/qemu.js";
+import { dhcpScript } from "../guests/shell.js";
 import { embeddedNetwork, VhostUserNetBackend } from "../vhost-user/backend.js";
 import { QueueIndex } from "../../assembly/abi.js";
 import { VhostUserServer } from "../vhost-user/server.js";
@@ -50,13 +51,7 @@ async function ensureGuest(log: (s: string) => void): Promise<string | null> {
 
 /** The guest's /test.sh: DHCP, then either listen for the transfer (peer null) or ping and send. */
 function script(peer: number | null, httpPort: number): string {
-  const udhcpc = `
-echo '#!/bin/sh' > /tmp/u.sh
-echo 'case "$1" in bound|renew) ip addr add $ip/$mask dev $interface; echo "VNW lease $ip router $router";; esac' >> /tmp/u.sh
-chmod +x /tmp/u.sh
-ip addr flush dev eth0
-udhcpc -i eth0 -n -q -f -t 10 -T 2 -s /tmp/u.sh 2>/tmp/udhcpc.log || echo "VNW lease failed"
-`;
+  const udhcpc = dhcpScript(["router"]);
   if (peer === null) {
     return `${udhcpc}
 wget -q -O /tmp/page http://${SUBNET}.1:${httpPort}/ && echo "VNW page $(sha256sum /tmp/page | cut -d' ' -f1) $(wc -c < /tmp/page)"

@@ -12,6 +12,7 @@ import { dirname, extname, join, normalize } from "node:path";
 import { parseArgs } from "node:util";
 import { gzipSync } from "node:zlib";
 import { cpioWithFile, PACKAGE_ROOT } from "../guests/image.js";
+import { dhcpScript } from "../guests/shell.js";
 import { I386_GUEST_DIR, v86GuestAvailable } from "../guests/v86.js";
 import { INDEX_HTML } from "../web/index-html.js";
 
@@ -29,26 +30,18 @@ options:
 
 /** The guests' scripts: A pings the gateway and then B; B takes a fixed second address. */
 export const WEB_GUEST_SCRIPTS: Record<"a" | "b", string> = {
-  a: `${dhcp()}
+  a: `${dhcpScript()}
 ping -c 2 -W 3 10.215.0.1 >/dev/null && echo "VNW gwping ok"
 for i in $(seq 1 60); do ping -c 1 -W 1 10.215.0.211 >/dev/null && echo "VNW peer ok (10.215.0.211)" && break; sleep 0.5; done
 echo "VNW done"
 while true; do ping -c 1 -W 1 10.215.0.211 >/dev/null; sleep 0.2; done`,
-  b: `${dhcp()}
+  b: `${dhcpScript()}
 ip addr add 10.215.0.211/24 dev eth0 && echo "VNW alias 10.215.0.211"
 ping -c 2 -W 3 10.215.0.1 >/dev/null && echo "VNW gwping ok"
 echo "VNW done"
 while true; do sleep 5; done`,
 };
 
-function dhcp(): string {
-  return `
-echo '#!/bin/sh' > /tmp/u.sh
-echo 'case "$1" in bound|renew) ip addr add $ip/$mask dev $interface; echo "VNW lease $ip";; esac' >> /tmp/u.sh
-chmod +x /tmp/u.sh
-ip addr flush dev eth0
-udhcpc -i eth0 -n -q -f -t 10 -T 2 -s /tmp/u.sh 2>/dev/null || echo "VNW lease failed"`;
-}
 
 const TYPES: Record<string, string> = { ".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm", ".map": "application/json" };
 

@@ -10,7 +10,7 @@ import { startRelay, type Relay } from "../../host/cli/relay.js";
 import { startWeb, type WebServer } from "../../host/cli/web.js";
 import { bootV86Guest, type V86Guest } from "../../host/guests/v86.js";
 import { embeddedNetwork } from "../../host/net/embedded-network.js";
-import { dhcpScript } from "../e2e/guest-shell.js";
+import { dhcpScript } from "../../host/guests/shell.js";
 import { chromiumUnavailable, withPage } from "./chromium.js";
 
 const why = chromiumUnavailable(true);

@@ -12,7 +12,7 @@ import { QueueIndex } from "../../assembly/abi.js";
 import { boot, guestAvailable, type Guest } from "../../host/guests/qemu.js";
 import { embeddedNetwork, VhostUserNetBackend } from "../../host/vhost-user/backend.js";
 import { VhostUserServer } from "../../host/vhost-user/server.js";
-import { dhcpScript } from "./guest-shell.js";
+import { dhcpScript } from "../../host/guests/shell.js";
 
 const avail = guestAvailable();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

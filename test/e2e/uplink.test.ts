@@ -19,7 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { boot, guestAvailable, type Guest } from "../../host/guests/qemu.js";
 import { libslirp } from "../../host/runtime/libslirp.js";
 import { DnsResponder } from "../support/dns-responder.js";
-import { dhcpScript } from "./guest-shell.js";
+import { dhcpScript } from "../../host/guests/shell.js";
 import { cli, sleep } from "./qemu-env.js";
 
 const guestOk = guestAvailable();

@@ -9,7 +9,7 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { libslirp } from "../../host/runtime/libslirp.js";
-import { dhcpScript } from "./guest-shell.js";
+import { dhcpScript } from "../../host/guests/shell.js";
 import { QueueIndex } from "../../assembly/abi.js";
 import { featureList } from "../../host/device/features.js";
 import { bootV86Guest, v86GuestAvailable, type V86Guest } from "../../host/guests/v86.js";

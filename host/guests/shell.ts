@@ -1,4 +1,4 @@
-/** Shell snippets the test guests' /test.sh scripts share (busybox sh, awk, udhcpc). */
+/** Shell snippets the small guests' /test.sh scripts share (busybox sh, awk, udhcpc): the demo, the web page, tests and benches. */
 
 /** `csumerr PROTO` prints the kernel's InCsumErrors counter for Tcp or Udp (/proc/net/snmp). */
 export const CSUMERR_FN = `csumerr() { awk -v g="$1:" '$1 == g { if (!h) { for (i = 1; i <= NF; i++) if ($i == "InCsumErrors") c = i; h = 1 } else print $c }' /proc/net/snmp; }`;
