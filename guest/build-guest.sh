@@ -2,18 +2,18 @@
 # Builds the small Linux guests the end-to-end tests and benchmarks boot, from Debian packages
 # only: the distribution kernel (downloaded with apt-get download and unpacked, not installed),
 # busybox-static, and an /init that loads the virtio modules and runs a per-boot script.
-#   guest/build-guest.sh          amd64 guest for QEMU, with iperf3 and its libraries
+#   guest/build-guest.sh          amd64 guest for QEMU, with iperf3, ethtool and their libraries
 #                                 -> $VNW_GUEST_DIR (default .guest/): vmlinuz, base.cpio.gz
 #   guest/build-guest.sh i386     32-bit guest for v86 (an i686 without long mode):
 #                                 linux-image-686 and busybox-static:i386, no iperf3
 #                                 -> $VNW_GUEST_I386_DIR (default .guest/i386/)
-# Needs: busybox-static, cpio, iperf3 (amd64); dpkg's i386 architecture with apt lists (i386).
+# Needs: busybox-static, cpio, iperf3, ethtool (amd64); dpkg's i386 architecture with apt lists (i386).
 # .ci/run installs and enables all of it.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 ARCH="${1:-amd64}"
 case "$ARCH" in
-  amd64) OUT="${VNW_GUEST_DIR:-$ROOT/.guest}"; meta=linux-image-amd64; tools="busybox cpio iperf3" ;;
+  amd64) OUT="${VNW_GUEST_DIR:-$ROOT/.guest}"; meta=linux-image-amd64; tools="busybox cpio iperf3 ethtool" ;;
   i386) OUT="${VNW_GUEST_I386_DIR:-$ROOT/.guest/i386}"; meta=linux-image-686; tools="cpio" ;;
   *) echo "build-guest: unknown architecture $ARCH (amd64 or i386)" >&2; exit 2 ;;
 esac
@@ -23,7 +23,7 @@ if [ -s "$OUT/vmlinuz" ] && [ -s "$OUT/base.cpio.gz" ] && [ "$OUT/base.cpio.gz" 
   exit 0
 fi
 for tool in $tools; do
-  command -v "$tool" >/dev/null || { echo "build-guest: $tool is missing (apt-get install busybox-static cpio iperf3)" >&2; exit 1; }
+  command -v "$tool" >/dev/null || { echo "build-guest: $tool is missing (apt-get install busybox-static cpio iperf3 ethtool)" >&2; exit 1; }
 done
 work="$(mktemp -d)"
 chmod 755 "$work"  # apt-get download drops to _apt where it can
@@ -60,11 +60,14 @@ for m in $mods; do
 done
 echo "$mods" > "$rootfs/lib/modules/order"
 if [ "$ARCH" = amd64 ]; then
-  # iperf3 and the shared libraries it needs (same Debian release as the guest's userland).
-  cp "$(command -v iperf3)" "$rootfs/usr/bin/iperf3"
-  for lib in $(ldd "$(command -v iperf3)" | awk '/=>/ {print $3} /ld-linux/ {print $1}'); do
-    mkdir -p "$rootfs$(dirname "$lib")"
-    cp -L "$lib" "$rootfs$lib"
+  # iperf3, ethtool (queue pairs: ethtool -L) and the shared libraries they need (same Debian
+  # release as the guest's userland).
+  for bin in iperf3 ethtool; do
+    cp "$(command -v "$bin")" "$rootfs/usr/bin/$bin"
+    for lib in $(ldd "$(command -v "$bin")" | awk '/=>/ {print $3} /ld-linux/ {print $1}'); do
+      mkdir -p "$rootfs$(dirname "$lib")"
+      cp -L "$lib" "$rootfs$lib"
+    done
   done
 fi
 cp "$ROOT/guest/init" "$rootfs/init"

@@ -3,7 +3,7 @@
 # when run as root, and builds the small guests. One script for `npm start` (the demo runs it
 # as `demo`), `npm test` and .ci/run (as `test`).
 #
-#   demo: QEMU to run the guests; busybox, cpio and iperf3 to build their initramfs (the guest
+#   demo: QEMU to run the guests; busybox, cpio, iperf3 and ethtool to build their initramfs (the guest
 #         kernel is downloaded, not installed); libslirp0 for the uplink; builds the amd64 guest.
 #   test: that, and network namespaces (iproute2), ping, tshark (decodes pcap captures),
 #         SeaBIOS and the i386 guest for v86, DPDK's testpmd (a fast vhost-user front-end),
@@ -21,6 +21,7 @@ command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v cpio >/dev/null || need+=(cpio)
 command -v iperf3 >/dev/null || need+=(iperf3)
+command -v ethtool >/dev/null || need+=(ethtool)  # into the guest (ethtool -L for queue pairs)
 ldconfig -p 2>/dev/null | grep -q 'libslirp\.so\.0 ' || need+=(libslirp0)  # the embedded network's uplink
 if [ "$profile" = test ]; then
   command -v ip >/dev/null || need+=(iproute2)

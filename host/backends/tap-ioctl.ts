@@ -11,10 +11,16 @@ export const TUNSETOFFLOAD = 0x400454d0;
 export const TUNGETVNETHDRSZ = 0x800454d7;
 export const TUNSETVNETHDRSZ = 0x400454d8;
 export const TUNSETVNETLE = 0x400454dc;
+/** _IOW('T', 217, int): attach or detach one queue of a multi-queue tap (struct ifreq flags). */
+export const TUNSETQUEUE = 0x400454d9;
+/** _IOR('T', 224, int): the eBPF program (fd, -1 for none) that picks a multi-queue tap's queue. */
+export const TUNSETSTEERINGEBPF = 0x800454e0;
 
 export const IFF_TAP = 0x0002;
 export const IFF_NO_PI = 0x1000;
 export const IFF_MULTI_QUEUE = 0x0100;
+export const IFF_ATTACH_QUEUE = 0x0200;
+export const IFF_DETACH_QUEUE = 0x0400;
 export const IFF_VNET_HDR = 0x4000;
 
 export const TUN_F_CSUM = 0x01;

@@ -8,8 +8,8 @@ import { Feature } from "../../assembly/abi.js";
 import { hasFeature } from "../device/features.js";
 import * as libc from "../runtime/libc.js";
 import {
-  IFF_MULTI_QUEUE, IFF_NO_PI, IFF_TAP, IFF_VNET_HDR, IFNAMSIZ, IFREQ_SIZE, TUNGETFEATURES, TUNSETIFF,
-  TUNSETOFFLOAD, TUNSETVNETHDRSZ, TUN_F_CSUM, TUN_F_USO4, TUN_F_USO6, tapOffloadFlags,
+  IFF_ATTACH_QUEUE, IFF_DETACH_QUEUE, IFF_MULTI_QUEUE, IFF_NO_PI, IFF_TAP, IFF_VNET_HDR, IFNAMSIZ, IFREQ_SIZE, TUNGETFEATURES, TUNSETIFF,
+  TUNSETOFFLOAD, TUNSETQUEUE, TUNSETSTEERINGEBPF, TUNSETVNETHDRSZ, TUN_F_CSUM, TUN_F_USO4, TUN_F_USO6, tapOffloadFlags,
 } from "./tap-ioctl.js";
 
 export type TapErrorKind = "no-tun" | "permission" | "busy" | "bad-name" | "unsupported" | "io";
@@ -83,6 +83,46 @@ export class LinuxTap {
       libc.close(fd);
       throw e;
     }
+  }
+
+  /**
+   * Opens `n` queues of multi-queue tap `name` (IFF_MULTI_QUEUE; created if missing), one fd
+   * each, as vhost-net and QEMU do for a device with `n` queue pairs. The kernel steers each
+   * received flow to one attached queue.
+   */
+  static openQueues(name: string, n: number, opts: Omit<TapOpenOptions, "multiQueue"> = {}): LinuxTap[] {
+    const queues: LinuxTap[] = [];
+    try {
+      for (let i = 0; i < n; i++) queues.push(LinuxTap.open(i === 0 ? name : queues[0].name, { ...opts, multiQueue: true }));
+    } catch (e) {
+      for (const q of queues) q.close();
+      if (e instanceof TapError && (e.kind === "bad-name" || e.kind === "busy")) {
+        throw new TapError(e.kind, `${e.message}; for ${n} queue pairs the tap must be multi-queue (ip tuntap add NAME mode tap multi_queue) or not exist yet`, e.cause as libc.SysError);
+      }
+      throw e;
+    }
+    return queues;
+  }
+
+  /**
+   * TUNSETQUEUE: a multi-queue tap's queue takes part in the kernel's steering (attached) or
+   * not (detached: nothing is queued for it while its queue pair is off). Control side only.
+   */
+  setQueueAttached(on: boolean): void {
+    const ifr = new Uint8Array(IFREQ_SIZE);
+    new DataView(ifr.buffer).setUint16(16, on ? IFF_ATTACH_QUEUE : IFF_DETACH_QUEUE, true);
+    libc.ioctl(this.fd, TUNSETQUEUE, ifr, "TUNSETQUEUE");
+  }
+
+  /**
+   * TUNSETSTEERINGEBPF: the eBPF program (fd; -1 removes it) whose result, modulo the attached
+   * queues, picks the queue of each frame the tap receives; the tap keeps its own reference.
+   * Control side only.
+   */
+  setSteeringProgram(progFd: number): void {
+    const v = new Uint8Array(4);
+    new DataView(v.buffer).setInt32(0, progFd, true);
+    libc.ioctl(this.fd, TUNSETSTEERINGEBPF, v, "TUNSETSTEERINGEBPF");
   }
 
   /** Wraps an fd opened elsewhere (another thread's LinuxTap.open); closing stays with the opener. */

@@ -2,11 +2,12 @@
 import { parseArgs } from "node:util";
 import { CsumPolicy, QueueIndex } from "../../assembly/abi.js";
 import { FULL_OFFER_LIST, parseFeatureList } from "../device/features.js";
-import { embeddedNetwork, VhostUserNetBackend } from "../vhost-user/backend.js";
+import { embeddedNetwork, MAX_QUEUE_PAIRS, VhostUserNetBackend } from "../vhost-user/backend.js";
 import { VhostUserServer } from "../vhost-user/server.js";
 import { PcapPort } from "../net/pcap-port.js";
 import type { PortForward } from "../net/uplink.js";
 import { parseRate, type RateLimit } from "../device/rate-limiter.js";
+import { addMetrics } from "../device/metrics.js";
 import { consoleLog, parseLogLevel } from "./logging.js";
 import { parseNetworkFlags } from "./network-flags.js";
 
@@ -37,6 +38,12 @@ options:
                        guest, like QEMU's hostfwd; may be repeated
   --pcap FILE          without --tap: capture the embedded network to FILE (libpcap format,
                        checksums finished as on a wire; read it with tshark or Wireshark)
+  --queues N           queue pairs (default 1, up to 16): offers VIRTIO_NET_F_MQ, one data-path
+                       thread per pair; with --tap the tap is multi-queue (one queue per pair;
+                       an existing tap must have been made with multi_queue); received flows
+                       are steered over the pairs the guest enabled (by the kernel on a tap, by
+                       a flow hash on the embedded network). QEMU: -netdev vhost-user,...,queues=N
+                       and -device virtio-net-pci,mq=on
   --mac MAC            MAC in the device's config (QEMU keeps its own; informational)
   --mtu N              MTU offered with VIRTIO_NET_F_MTU (68..65535, default 1500)
   --offloads LIST      features to offer, comma-separated (default: version_1,mac,status,mtu,
@@ -80,7 +87,7 @@ export async function vhostUserMain(args: string[], out: (s: string) => void, er
         socket: { type: "string", multiple: true }, client: { type: "boolean", default: false }, tap: { type: "string" },
         net: { type: "string", default: "10.215.0.0" }, net6: { type: "string" }, dns: { type: "string" }, pcap: { type: "string" },
         "no-uplink": { type: "boolean", default: false }, forward: { type: "string", multiple: true },
-        "tx-rate": { type: "string" }, "rx-rate": { type: "string" },
+        "tx-rate": { type: "string" }, "rx-rate": { type: "string" }, queues: { type: "string", default: "1" },
         mac: { type: "string" }, mtu: { type: "string", default: "1500" }, offloads: { type: "string" },
         "csum-policy": { type: "string", default: "complete" }, "locked-mac": { type: "boolean", default: false },
         stats: { type: "string" }, "poll-us": { type: "string", default: "0" }, "log-level": { type: "string", default: "info" }, help: { type: "boolean", default: false },
@@ -132,6 +139,9 @@ export async function vhostUserMain(args: string[], out: (s: string) => void, er
   } catch (e) {
     return fail((e as Error).message);
   }
+  const queuePairs = Number(values.queues);
+  if (!Number.isInteger(queuePairs) || queuePairs < 1 || queuePairs > MAX_QUEUE_PAIRS) return fail(`--queues must be a whole number from 1 to ${MAX_QUEUE_PAIRS}, got "${values.queues}"`);
+  if (queuePairs > 1 && (limits.tx || limits.rx)) return fail("--tx-rate and --rx-rate apply to one queue pair; they cannot be combined with --queues");
   const pollUs = Number(values["poll-us"]);
   if (!Number.isInteger(pollUs) || pollUs < 0 || pollUs > 10_000_000) return fail(`--poll-us must be a whole number of microseconds from 0 to 10000000, got ${values["poll-us"]}`);
   let stats = 0;
@@ -155,7 +165,7 @@ export async function vhostUserMain(args: string[], out: (s: string) => void, er
   try {
     for (const [i, socket] of sockets.entries()) {
       backends.push(new VhostUserNetBackend({
-        tap: values.tap, features, csumPolicy, lockedMac: values["locked-mac"], mac: values.mac, mtu, network, pollUs, limits,
+        tap: values.tap, features, queuePairs, csumPolicy, lockedMac: values["locked-mac"], mac: values.mac, mtu, network, pollUs, limits,
         portName: sockets.length > 1 ? `guest${i}:${socket}` : "guest",
         log: sockets.length > 1 ? (l, m) => log(l, `[${socket}] ${m}`) : log,
       }));
@@ -213,8 +223,11 @@ const lastStats = new Map<VhostUserNetBackend, { t: number; rx: number; tx: numb
 
 function printStats(b: VhostUserNetBackend, out: (s: string) => void, label: string): void {
   const last = lastStats.get(b) ?? null;
-  const rx = b.dev.metrics(QueueIndex.RX);
-  const tx = b.dev.metrics(QueueIndex.TX);
+  const rx = addMetrics(b.devices.map((d) => d.metrics(QueueIndex.RX)));
+  const tx = addMetrics(b.devices.map((d) => d.metrics(QueueIndex.TX)));
+  const perPair = b.devices.length > 1
+    ? `; per pair rx/tx ${b.devices.map((d) => `${d.metrics(QueueIndex.RX).packets}/${d.metrics(QueueIndex.TX).packets}`).join(" ")}`
+    : "";
   const now = performance.now();
   const rate = (v: number, p: number) => (last ? ((v - p) / ((now - last.t) / 1000)).toFixed(0) : "-");
   const drops = (m: typeof rx) => Object.entries(m).filter(([k, v]) => k.startsWith("drop") && v > 0).map(([k, v]) => `${k}=${v}`).join(" ");
@@ -223,6 +236,7 @@ function printStats(b: VhostUserNetBackend, out: (s: string) => void, label: str
     + `csum offloaded tx ${tx.csumOffloaded} rx ${rx.csumOffloaded}, software tx ${tx.csumSoftware} rx ${rx.csumSoftware}; `
     + `large segments whole tx ${tx.gsoOffloaded} rx ${rx.gsoOffloaded}, split tx ${tx.gsoSegmented} rx ${rx.gsoSegmented}`
     + `${drops(rx) || drops(tx) ? `; drops ${[drops(rx), drops(tx)].filter(Boolean).join(" ")}` : ""}`
-    + `${b.network?.port.backlogDrops ? `; switch backlog drops ${b.network.port.backlogDrops}` : ""}`);
+    + `${b.network?.port.backlogDrops ? `; switch backlog drops ${b.network.port.backlogDrops}` : ""}${perPair}`);
   lastStats.set(b, { t: now, rx: rx.packets, tx: tx.packets, rxb: rx.bytes, txb: tx.bytes });
 }
+

@@ -66,3 +66,10 @@ export function sumMetrics(m: QueueMetrics, prefix: string): number {
   for (const [name, v] of Object.entries(m)) if (name.startsWith(prefix)) total += v;
   return total;
 }
+
+/** Counters of several queues (a device's queue pairs) added up, name by name. */
+export function addMetrics(list: readonly QueueMetrics[]): QueueMetrics {
+  const out = {} as QueueMetrics;
+  for (const name of Object.keys(METRIC_NAMES) as MetricName[]) out[name] = list.reduce((a, m) => a + m[name], 0);
+  return out;
+}

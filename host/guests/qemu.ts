@@ -42,6 +42,10 @@ export interface BootOptions {
   /** The NIC's MAC (QEMU's virtio-net-pci `mac=`). */
   mac?: string;
   memMiB?: number;
+  /** Virtual CPUs (default 1). */
+  cpus?: number;
+  /** Queue pairs (default 1): QEMU's `-netdev ...,queues=N` and `-device virtio-net-pci,mq=on`. */
+  queuePairs?: number;
   /** Let the guest reboot inside the same QEMU process (default: a reboot ends QEMU). */
   allowReboot?: boolean;
 }
@@ -63,14 +67,16 @@ export function boot(opts: BootOptions): Guest {
   const initrd = join(dir, "initrd");
   writeFileSync(initrd, Buffer.concat([readFileSync(join(GUEST_DIR, "base.cpio.gz")), gzipSync(cpioWithFile("test.sh", `#!/bin/sh\n${opts.script}\n`))]));
   const mem = opts.memMiB ?? 256;
+  const mq = (opts.queuePairs ?? 1) > 1;
+  if (mq && (opts.qemuTap || opts.qemuUser)) throw new Error("queuePairs > 1 is for the vhost-user back-end");
   const net = opts.qemuTap
     ? ["-netdev", `tap,id=n0,ifname=${opts.qemuTap},script=no,downscript=no,vhost=off`]
     : opts.qemuUser ? ["-netdev", "user,id=n0"]
-    : ["-chardev", `socket,id=c0,path=${opts.socket}`, "-netdev", "vhost-user,id=n0,chardev=c0"];
-  const props = ["virtio-net-pci", "netdev=n0", "romfile=", ...(opts.qemuTap || opts.qemuUser ? [] : ["vectors=0"]), ...(opts.mac ? [`mac=${opts.mac}`] : []),
+    : ["-chardev", `socket,id=c0,path=${opts.socket}`, "-netdev", `vhost-user,id=n0,chardev=c0${mq ? `,queues=${opts.queuePairs}` : ""}`];
+  const props = ["virtio-net-pci", "netdev=n0", "romfile=", ...(opts.qemuTap || opts.qemuUser ? [] : ["vectors=0"]), ...(opts.mac ? [`mac=${opts.mac}`] : []), ...(mq ? ["mq=on"] : []),
     ...(opts.deviceProps ? [opts.deviceProps] : [])].join(",");
   const args = [
-    "-M", "q35", "-accel", "tcg,thread=multi", "-cpu", "max", "-m", `${mem}M`, "-smp", "1", "-nographic", ...(opts.allowReboot ? [] : ["-no-reboot"]),
+    "-M", "q35", "-accel", "tcg,thread=multi", "-cpu", "max", "-m", `${mem}M`, "-smp", String(opts.cpus ?? 1), "-nographic", ...(opts.allowReboot ? [] : ["-no-reboot"]),
     "-object", `memory-backend-memfd,id=mem,size=${mem}M,share=on`, "-numa", "node,memdev=mem",
     "-kernel", join(GUEST_DIR, "vmlinuz"), "-initrd", initrd,
     "-append", `console=ttyS0 quiet panic=-1${opts.netParams ? ` vnw.net=${opts.netParams}` : ""}`,

@@ -33,12 +33,20 @@ export class DevicePort implements SwitchPort {
   /** The ports behind the table's entries, by index (for flushing their RX rings). */
   private tablePorts: DevicePort[] = [];
 
+  /** The port the switch sees this device as: itself, or the multi-queue port it is one queue pair of. */
+  private readonly self: SwitchPort;
+  private readonly fastPath: boolean;
+
   /**
    * @param fastPath let the core forward to other device ports in the same memory (default true).
+   * @param owner the switch port this device is a queue pair of (MultiQueuePort): frames enter
+   *   the switch as the owner's, the owner delivers, and there is no fast path.
    */
-  constructor(readonly name: string, readonly dev: VirtioNetDevice, private readonly sw: Switch, private readonly backlogMax = 256, private readonly fastPath = true) {
+  constructor(readonly name: string, readonly dev: VirtioNetDevice, private readonly sw: Switch, private readonly backlogMax = 256, fastPath = true, owner: SwitchPort | null = null) {
     if (dev.backendKind !== BackendKind.VNET_HDR) throw new Error(`${name}: a switch port device needs BackendKind.VNET_HDR`);
-    sw.attach(this);
+    this.self = owner ?? this;
+    this.fastPath = fastPath && owner === null;
+    if (owner === null) sw.attach(this);
   }
 
   private limitsNow: { tx?: RateLimiter; rx?: RateLimiter } = {};
@@ -65,7 +73,7 @@ export class DevicePort implements SwitchPort {
     clearTimeout(this.rxTimer);
     this.txTimer = this.rxTimer = undefined;
     this.backlog.length = 0;
-    this.sw.detach(this);
+    if (this.self === this) this.sw.detach(this);
   }
 
   /** The guest queued frames (TX notification): into the switch. Returns the frames taken. */
@@ -80,7 +88,7 @@ export class DevicePort implements SwitchPort {
         held = bytes;
         return false;
       });
-      for (const o of out) this.sw.input(this, { data: o.frame, hdr: decodeVirtioHdr(o.header) });
+      for (const o of out) this.sw.input(this.self, { data: o.frame, hdr: decodeVirtioHdr(o.header) });
       if (held && !this.txTimer) {
         this.txTimer = setTimeout(() => { this.txTimer = undefined; this.pumpTx(); }, Math.max(1, limit.waitMs(held)));
         this.txTimer.unref?.();
@@ -100,7 +108,7 @@ export class DevicePort implements SwitchPort {
       // The switch's own path: all of the ring without a fast path, else one frame at a time (the
       // one the core stopped at; it may teach the switch an address that makes the table useful).
       const out = this.dev.collectTx(this.fastPath ? 1 : Infinity);
-      for (const o of out) this.sw.input(this, { data: o.frame, hdr: decodeVirtioHdr(o.header) });
+      for (const o of out) this.sw.input(this.self, { data: o.frame, hdr: decodeVirtioHdr(o.header) });
       moved += out.length;
       if (!this.fastPath || out.length === 0) return moved;
     }

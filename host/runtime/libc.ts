@@ -90,6 +90,10 @@ const c = {
   mmapAnon: lib.func("mmap", "uintptr_t", ["uintptr_t", "size_t", "int", "int", "int", "int64_t"]),
   memcpyIn: lib.func("void *memcpy(_Out_ uint8_t *dst, uintptr_t src, size_t n)"),
   free: lib.func("void free(void *ptr)"),
+  malloc: lib.func("uintptr_t malloc(size_t size)"),
+  freeAddress: lib.func("free", "void", ["uintptr_t"]),
+  memcpyOut: lib.func("memcpy", "uintptr_t", ["uintptr_t", "void *", "size_t"]),
+  syscall: lib.func("long syscall(long number, ...)"),
 };
 
 function check(call: string, r: number): number {
@@ -105,6 +109,28 @@ export function copyFromNative(dst: Uint8Array, src: bigint | number): void {
 /** free(3) of memory another library allocated with malloc and handed over. */
 export function freeNative(ptr: unknown): void {
   c.free(ptr);
+}
+
+/**
+ * Runs `fn` with `size` bytes of native memory (for kernel structures that point at other
+ * memory, e.g. bpf(2)'s attributes); `put` copies bytes in at an offset. Freed afterwards.
+ */
+export function withNative<T>(size: number, fn: (base: bigint, put: (offset: number, bytes: Uint8Array) => void) => T): T {
+  const base = BigInt(c.malloc(Math.max(1, size)));
+  if (base === 0n) throw new SysError("malloc", constants.errno.ENOMEM);
+  try {
+    return fn(base, (offset, bytes) => {
+      if (offset < 0 || offset + bytes.length > size) throw new RangeError("withNative: write outside the block");
+      c.memcpyOut(base + BigInt(offset), bytes, bytes.length);
+    });
+  } finally {
+    c.freeAddress(base);
+  }
+}
+
+/** syscall(2) with an int and a buffer (the kernel reads and writes it) and its length, e.g. bpf(2); throws SysError. */
+export function syscall3(name: string, nr: number, a: number, buf: Uint8Array, len: number): number {
+  return check(name, Number(c.syscall(nr, "int", a, "void *", buf, "unsigned int", len)));
 }
 
 /** open(2); throws SysError. */

@@ -6,20 +6,21 @@
  * fds directly. This object is the control side: it alone issues ioctls (TUNSETOFFLOAD).
  */
 import { readlinkSync } from "node:fs";
-import { BackendKind, CsumPolicy, Feature, GsoMask, QueueIndex } from "../../assembly/abi.js";
+import { BackendKind, CsumPolicy, Feature, GsoMask } from "../../assembly/abi.js";
 import { LinuxTap } from "../backends/tap-linux.js";
+import { loadSteeringProgram } from "../backends/tap-steering.js";
 import { featureList, FULL_OFFER, hasFeature } from "../device/features.js";
 import { RateLimiter, type RateLimit } from "../device/rate-limiter.js";
 import { VirtioNetDevice } from "../device/virtio-net.js";
 import { DeviceLock } from "../device/device-lock.js";
-import { TapWorker } from "../io/tap-worker.js";
 import { DevicePort } from "../net/device-port.js";
+import { MultiQueuePort } from "../net/multi-queue-port.js";
 import type { GatewayOptions } from "../net/gateway.js";
 import { embeddedNetwork, type EmbeddedNetwork } from "../net/embedded-network.js";
-import { KickLoop } from "../io/kick-loop.js";
 import { WasmSpace } from "../memory/wasm-space.js";
 import * as libc from "../runtime/libc.js";
 import { MappedGuestMemory } from "./guest-map.js";
+import { QueuePair, type Ring } from "./queue-pair.js";
 import {
   F_PROTOCOL_FEATURES, FLAG_NEED_REPLY, ProtocolError, ProtocolFeature, readMemTable, readSingleRegion, readU64,
   readVringAddr, readVringState, Req, REQUEST_NAMES, u64Payload, VRING_NOFD, vringStatePayload,
@@ -45,6 +46,13 @@ export interface VhostUserNetOptions {
   network?: EmbeddedNetwork;
   /** Name of this guest's port on the switch (default "guest"). */
   portName?: string;
+  /**
+   * Queue pairs (default 1; up to MAX_QUEUE_PAIRS). With more than one, VIRTIO_NET_F_MQ is
+   * offered and the front-end learns the number from GET_QUEUE_NUM; each pair has its own
+   * state and data path (a Worker on its own queue of a multi-queue tap, or a kick loop on the
+   * embedded network, which steers received flows over the pairs the guest enabled).
+   */
+  queuePairs?: number;
   /** Features to offer (default FULL_OFFER: offloads both ways, MRG_RXBUF). QEMU keeps MAC/STATUS for itself. */
   features?: bigint;
   csumPolicy?: CsumPolicy;
@@ -80,24 +88,11 @@ export interface Outcome {
   close?: string;
 }
 
-interface Ring {
-  size: number;
-  desc: bigint | null;
-  avail: bigint | null;
-  used: bigint | null;
-  base: number;
-  kickFd: number;
-  callFd: number;
-  errFd: number;
-  enabled: boolean;
-}
-
 const PROTOCOL_FEATURES = (1n << BigInt(ProtocolFeature.MQ)) | (1n << BigInt(ProtocolFeature.REPLY_ACK))
   | (1n << BigInt(ProtocolFeature.CONFIGURE_MEM_SLOTS)) | (1n << BigInt(ProtocolFeature.STATUS));
 
-function newRing(): Ring {
-  return { size: 0, desc: null, avail: null, used: null, base: 0, kickFd: -1, callFd: -1, errFd: -1, enabled: false };
-}
+/** Most queue pairs a back-end serves (QEMU's vhost-user net allows up to 1024; 16 is beyond any machine here). */
+export const MAX_QUEUE_PAIRS = 16;
 
 /** Bytes of the host word area per device (the DeviceLock word). */
 const HOST_AREA = 64;
@@ -105,20 +100,20 @@ const HOST_AREA = 64;
 export class VhostUserNetBackend {
   /** The memory the device's state and its guest's RAM live in (the network's, if it joined one). */
   readonly space: WasmSpace;
-  /** Wasm address of the DeviceLock word. */
-  private readonly lockAddress: number;
-  private readonly stateAddress: number;
+  /** The queue pairs, by index (pair k has rings 2k and 2k + 1). */
+  readonly pairs: readonly QueuePair[];
+  /** Pair 0's device (the only one without multiqueue). */
   readonly dev: VirtioNetDevice;
-  /** The tap, or null when the device is on the embedded network. */
+  /** The tap (its first queue), or null when the device is on the embedded network. */
   readonly tap: LinuxTap | null;
-  /** The embedded network (switch and gateway) when there is no tap. */
-  readonly network: (EmbeddedNetwork & { port: DevicePort }) | null = null;
+  /** The tap's queues, one per pair (one without multiqueue). */
+  private readonly taps: LinuxTap[];
+  /** The embedded network (switch and gateway) when there is no tap; the port is a MultiQueuePort with several pairs. */
+  readonly network: (EmbeddedNetwork & { port: DevicePort | MultiQueuePort }) | null = null;
   private readonly mapped: MappedGuestMemory;
   private readonly nativeBase: bigint;
   private readonly log: Logger;
   private readonly pollUs: number;
-  private readonly limits: VhostUserNetOptions["limits"];
-  private rings: [Ring, Ring] = [newRing(), newRing()];
   private protocolFeatures = 0n;
   /** The front-end acked VHOST_USER_F_PROTOCOL_FEATURES in SET_FEATURES. */
   private protocolAcked = false;
@@ -126,63 +121,140 @@ export class VhostUserNetBackend {
   /** Features the front-end set (SET_FEATURES), adopted by the device at every start; null until then. */
   private acked: bigint | null = null;
   private loggedFeatures = -1n;
-  private worker: TapWorker | null = null;
-  private workerRunning = false;
-  private kicks: KickLoop | null = null;
 
   constructor(opts: VhostUserNetOptions) {
     this.log = opts.log ?? (() => {});
     this.pollUs = opts.pollUs ?? 0;
-    this.limits = opts.limits;
+    const n = opts.queuePairs ?? 1;
+    if (!Number.isInteger(n) || n < 1 || n > MAX_QUEUE_PAIRS) throw new Error(`queue pairs must be 1..${MAX_QUEUE_PAIRS}, got ${n}`);
+    if (n > 1 && (opts.limits?.tx || opts.limits?.rx)) {
+      throw new Error("rate limits apply to a device with one queue pair (a token bucket shared by several data-path threads is not supported)");
+    }
     const net = opts.tap ? null : opts.network ?? embeddedNetwork(opts.gateway);
     this.space = net ? net.space : new WasmSpace();
     this.nativeBase = libc.memoryAddress(this.space.memory);
-    this.stateAddress = this.space.alloc(VirtioNetDevice.stateSize(), 64);
-    this.lockAddress = this.space.alloc(HOST_AREA, 64);
-    this.tap = opts.tap ? LinuxTap.open(opts.tap) : null;
+    this.taps = opts.tap ? (n > 1 ? LinuxTap.openQueues(opts.tap, n) : [LinuxTap.open(opts.tap)]) : [];
+    this.tap = this.taps[0] ?? null;
+    const tap = this.tap;
+    const blocks: { state: number; lock: number }[] = [];
+    const pairs: QueuePair[] = [];
+    this.pairs = pairs;
+    let port: DevicePort | MultiQueuePort | null = null;
     try {
-      this.dev = new VirtioNetDevice({
-        memory: this.space.memory, stateAddress: this.stateAddress, regions: [], nativeBase: this.nativeBase,
-        backend: this.tap && !this.tap.vnetHdr ? BackendKind.PLAIN : BackendKind.VNET_HDR, features: opts.features ?? FULL_OFFER,
-        csumPolicy: opts.csumPolicy, lockedMac: opts.lockedMac, mac: opts.mac, mtu: opts.mtu,
-        lock: new DeviceLock(this.space.memory, this.lockAddress),
-        hooks: {
-          negotiated: (f) => {
-            const flags = this.tap ? this.tap.applyNegotiated(f) : 0;
-            // adopt() replays the negotiation at every (re)start: say it once per change.
-            if (f !== this.loggedFeatures) {
-              this.log("info", `negotiated ${featureList(f).join(" ")}${this.tap ? `; tap offload 0x${flags.toString(16)}` : ""}`);
-            }
-            this.loggedFeatures = f;
+      const offer = opts.features ?? FULL_OFFER;
+      const devs: VirtioNetDevice[] = [];
+      for (let i = 0; i < n; i++) {
+        const block = { state: this.space.alloc(VirtioNetDevice.stateSize(), 64), lock: this.space.alloc(HOST_AREA, 64) };
+        blocks.push(block);
+        devs.push(new VirtioNetDevice({
+          memory: this.space.memory, stateAddress: block.state, regions: [], nativeBase: this.nativeBase,
+          backend: tap && !tap.vnetHdr ? BackendKind.PLAIN : BackendKind.VNET_HDR, features: offer,
+          csumPolicy: opts.csumPolicy, lockedMac: opts.lockedMac, mac: opts.mac, mtu: opts.mtu,
+          lock: new DeviceLock(this.space.memory, block.lock),
+          hooks: {
+            // The tap's offloads and header size are the device's, not a queue's: pair 0 sets them.
+            ...(i === 0 ? { negotiated: (f: bigint) => this.negotiated(f) } : {}),
+            // With a tap the Worker signals the call fds itself; on the embedded network we do.
+            interrupt: (q) => { const fd = this.pairs[i].rings[q].callFd; if (fd >= 0) libc.eventfdSignal(fd); },
           },
-          // With a tap the Worker signals the call fds itself; on the embedded network we do.
-          interrupt: (q) => { if (this.rings[q].callFd >= 0) libc.eventfdSignal(this.rings[q].callFd); },
-        },
-      });
-      if (this.tap) {
+        }));
+      }
+      this.dev = devs[0];
+      if (tap) {
         // The kernel takes TSO on write from any tap, USO only from Linux 6.2 on; whatever
         // it cannot take, the core segments before writing.
-        if (this.tap.vnetHdr) this.dev.setBackendGso(this.tap.supportsUso() ? GsoMask.ALL : GsoMask.TAP_DEFAULT);
+        if (tap.vnetHdr) {
+          const gso = tap.supportsUso() ? GsoMask.ALL : GsoMask.TAP_DEFAULT;
+          for (const d of devs) d.setBackendGso(gso);
+        }
+        // A queue the kernel steers to must be read: the queues of pairs not running are detached.
+        for (const q of this.taps.slice(1)) q.setQueueAttached(false);
+        if (n > 1) this.steerByFlow(tap);
+      } else if (n > 1) {
+        port = new MultiQueuePort(opts.portName ?? "guest", devs, net!.sw);
       } else {
-        this.network = { ...net!, port: new DevicePort(opts.portName ?? "guest", this.dev, net!.sw) };
+        const p = new DevicePort(opts.portName ?? "guest", devs[0], net!.sw);
         if (opts.limits?.tx || opts.limits?.rx) {
-          this.network.port.limits = {
+          p.limits = {
             ...(opts.limits.tx ? { tx: new RateLimiter(opts.limits.tx) } : {}),
             ...(opts.limits.rx ? { rx: new RateLimiter(opts.limits.rx) } : {}),
           };
         }
+        port = p;
       }
-      this.mapped = new MappedGuestMemory(this.space, this.dev);
+      if (port) this.network = { ...net!, port };
+      for (const [i, dev] of devs.entries()) {
+        const q = this.taps[i];
+        const onRunning = q
+          ? (on: boolean) => { if (i > 0) q.setQueueAttached(on); }
+          : (on: boolean) => { if (port instanceof MultiQueuePort) port.setActive(i, on); };
+        const io = q
+          ? {
+            kind: "tap" as const, tap: q, nativeBase: this.nativeBase, limits: opts.limits, onRunning,
+            onNeedsReset: () => this.log("error", `${this.pairName(i)}the guest's rings are malformed: device needs reset`),
+            onTapError: (m: string) => this.log("error", `tap ${q.name}: ${m}`),
+          }
+          : { kind: "switch" as const, port: port instanceof MultiQueuePort ? port.pairs[i] : port!, onRunning };
+        pairs.push(new QueuePair(i, dev, this.space, blocks[i].state, blocks[i].lock, io));
+      }
+      this.mapped = new MappedGuestMemory(this.space, {
+        addRegion: (r) => { for (const d of devs) d.addRegion(r); },
+        removeRegion: (gpa) => devs.map((d) => d.removeRegion(gpa)).every(Boolean),
+      });
     } catch (e) {
-      this.tap?.close();
-      this.space.free(this.stateAddress);
-      this.space.free(this.lockAddress);
+      port?.close();
+      for (const t of this.taps) t.close();
+      for (const b of blocks) {
+        this.space.free(b.state);
+        this.space.free(b.lock);
+      }
       throw e;
     }
   }
 
+  /** Pair 0's features were negotiated (adopted): the tap follows. */
+  private negotiated(f: bigint): void {
+    const flags = this.tap ? this.tap.applyNegotiated(f) : 0;
+    // adopt() replays the negotiation at every (re)start: say it once per change.
+    if (f !== this.loggedFeatures) {
+      this.log("info", `negotiated ${featureList(f).join(" ")}${this.tap ? `; tap offload 0x${flags.toString(16)}` : ""}`);
+    }
+    this.loggedFeatures = f;
+  }
+
+  /**
+   * Puts the flow-hash steering program on the multi-queue tap, so each flow stays on one
+   * queue pair; without the privilege to load it, the kernel's own steering remains (it may move
+   * a flow between queues, and so reorder it, when the guest's packets of it change queue).
+   */
+  private steerByFlow(tap: LinuxTap): void {
+    let prog = -1;
+    try {
+      prog = loadSteeringProgram();
+      tap.setSteeringProgram(prog);
+      this.log("info", `tap ${tap.name}: ${this.taps.length} queues, steered by flow hash (eBPF)`);
+    } catch (e) {
+      this.log("warn", `tap ${tap.name}: flow steering program not installed (${(e as Error).message}; needs CAP_BPF); the kernel's steering may move a flow between queue pairs`);
+    } finally {
+      libc.closeQuietly(prog);
+    }
+  }
+
+  /** VIRTIO_NET_F_MQ when there are several pairs (the core's devices are one pair each), else 0. */
+  private get mqFeature(): bigint {
+    return this.pairs.length > 1 ? 1n << BigInt(Feature.MQ) : 0n;
+  }
+
+  /** "pair k: " in log lines when there are several. */
+  private pairName(i: number): string {
+    return this.pairs.length > 1 ? `pair ${i}: ` : "";
+  }
+
   /** Whether the data path is running. */
-  get running(): boolean { return this.workerRunning || this.kicks !== null; }
+  get running(): boolean { return this.pairs.some((p) => p.running); }
+
+  /** Every pair's device (pair k's is [k]). */
+  get devices(): VirtioNetDevice[] { return this.pairs.map((p) => p.dev); }
 
   /** Fds the message being handled handed over for keeps (the rest are closed after it). */
   private taken = new Set<number>();
@@ -201,7 +273,7 @@ export class VhostUserNetBackend {
       out = await this.dispatch(m);
       // Whatever the order a front-end uses (call fd after kick fd, features after memory, enable
       // early or late, a driver reset and re-initialisation), the rings start once complete.
-      if (!out.close) await this.maybeStart();
+      if (!out.close) await this.reconcile();
     } catch (e) {
       ok = false;
       if (e instanceof ProtocolError) out = { close: `${name}: ${e.message}` };
@@ -229,7 +301,8 @@ export class VhostUserNetBackend {
     const p = m.payload;
     switch (m.request) {
       case Req.GET_FEATURES:
-        return { reply: u64Payload(this.dev.offeredFeatures | (1n << F_PROTOCOL_FEATURES)) };
+        // MQ is the back-end's (its queue pairs), not one device's: offered beside the core's offer.
+        return { reply: u64Payload(this.dev.offeredFeatures | this.mqFeature | (1n << F_PROTOCOL_FEATURES)) };
       case Req.SET_FEATURES: {
         const f = readU64(p);
         this.protocolAcked = ((f >> F_PROTOCOL_FEATURES) & 1n) === 1n;
@@ -242,7 +315,8 @@ export class VhostUserNetBackend {
         this.protocolFeatures = readU64(p) & PROTOCOL_FEATURES;
         return {};
       case Req.GET_QUEUE_NUM:
-        return { reply: u64Payload(1n) }; // one queue pair
+        // Queue pairs, not queues (vhost-user.rst: VHOST_USER_GET_QUEUE_NUM, "the number of queues" a net device counts as pairs in QEMU).
+        return { reply: u64Payload(BigInt(this.pairs.length)) };
       case Req.SET_OWNER:
         return {};
       case Req.RESET_OWNER:
@@ -317,7 +391,7 @@ export class VhostUserNetBackend {
         // Stops the ring; the front-end waits for this reply (virtio state handed back).
         const s = readVringState(p);
         const r = this.ring(s.index);
-        await this.stopDataPath();
+        await this.pairOf(s.index).stop();
         r.kickFd = replaceFd(r.kickFd, -1);
         return { reply: vringStatePayload(s.index, r.base) };
       }
@@ -333,11 +407,11 @@ export class VhostUserNetBackend {
         const why = notAnEventfd(m.fds[0]);
         if (why) throw new Error(`${REQUEST_NAMES[m.request]} ring ${v & 0xff}: ${why}`);
         if (m.request === Req.SET_VRING_KICK) {
-          await this.withDataPathStopped(() => { r.kickFd = replaceFd(r.kickFd, this.take(m.fds[0])); });
+          await this.withPairStopped(this.pairOf(v & 0xff), () => { r.kickFd = replaceFd(r.kickFd, this.take(m.fds[0])); });
           // Without protocol features a ring is enabled once started (vhost-user.rst, "Ring states").
           if (!this.protocolAcked) r.enabled = true;
         } else if (m.request === Req.SET_VRING_CALL) {
-          await this.withDataPathStopped(() => { r.callFd = replaceFd(r.callFd, this.take(m.fds[0])); });
+          await this.withPairStopped(this.pairOf(v & 0xff), () => { r.callFd = replaceFd(r.callFd, this.take(m.fds[0])); });
         } else {
           r.errFd = replaceFd(r.errFd, this.take(m.fds[0]));
         }
@@ -374,72 +448,56 @@ export class VhostUserNetBackend {
   }
 
   private ring(index: number): Ring {
-    if (index > 1) throw new ProtocolError(`ring ${index}: only one queue pair (rings 0 and 1)`);
-    return this.rings[index];
+    return this.pairOf(index).rings[index & 1];
+  }
+
+  private pairOf(index: number): QueuePair {
+    if (!Number.isInteger(index) || index < 0 || index >= 2 * this.pairs.length) {
+      throw new ProtocolError(`ring ${index}: ${this.pairs.length} queue pair(s), rings 0..${2 * this.pairs.length - 1}`);
+    }
+    return this.pairs[index >> 1];
   }
 
   private async setFeatures(acked: bigint): Promise<void> {
-    await this.stopDataPath();
     const dev = this.dev;
     // The guest already agreed these with the front-end; a feature without its prerequisite
     // (QEMU passes GUEST_TSO4 without GUEST_CSUM under csum=off,guest_csum=off) is treated as
     // off rather than failing the whole device.
+    acked &= ~this.mqFeature;
     const f = dev.core.featureWithoutUnmet(acked);
+    // QEMU sends SET_FEATURES once per queue pair: the same features again change nothing.
+    if (f === this.acked) return;
+    await this.stopDataPath();
     if (f !== acked) {
       this.log("warn", `front-end acked ${featureList(acked & ~f).join(" ")} without their prerequisites; treating them as off`);
     }
     this.acked = null;
-    dev.adopt({ features: f });
+    for (const p of this.pairs) p.dev.adopt({ features: f });
     this.acked = f;
   }
 
-  /** Starts the data path once both rings are fully described, started and enabled. */
-  private async maybeStart(): Promise<void> {
-    if (this.running || this.acked === null) return;
-    const ready = this.rings.every((r) => r.size && r.desc !== null && r.kickFd >= 0 && r.callFd >= 0 && r.enabled);
-    if (!ready) return;
-    const queue = (r: Ring) => ({ size: r.size, desc: r.desc!, avail: r.avail!, used: r.used!, nextAvail: r.base });
-    this.dev.adopt({ features: this.acked, queues: [queue(this.rings[QueueIndex.RX]), queue(this.rings[QueueIndex.TX])] });
-    const kickFds: [number, number] = [this.rings[0].kickFd, this.rings[1].kickFd];
-    if (this.tap) {
-      // One data-path thread per back-end, kept across sessions and guest reboots.
-      this.worker ??= await TapWorker.spawn({
-        dev: this.dev, lockAddress: this.lockAddress, tap: this.tap, nativeBase: this.nativeBase, limits: this.limits,
-        onMessage: (m) => {
-          if (m.kind === "needs-reset") this.log("error", "the guest's rings are malformed: device needs reset");
-          if (m.kind === "tap-error") this.log("error", `tap ${this.tap!.name}: ${m.message}`);
-        },
-      });
-      await this.worker.run({ kickFds, callFds: [this.rings[0].callFd, this.rings[1].callFd], pollUs: this.pollUs });
-      this.workerRunning = true;
-    } else {
-      const port = this.network!.port;
-      this.kicks = new KickLoop(kickFds, (q) => (q === QueueIndex.TX ? port.pumpTx() : port.pumpRx()), {
-        pollUs: this.pollUs,
-        setPolling: (on) => [QueueIndex.RX, QueueIndex.TX].map((q) => this.dev.setPolling(q, on)).some(Boolean),
-      });
-      this.kicks.start();
+  /**
+   * Starts each pair whose rings are fully described, started and enabled, and stops each
+   * running pair that no longer is (a ring disabled: the guest turned the pair off, or the
+   * front-end is stopping the device).
+   */
+  private async reconcile(): Promise<void> {
+    if (this.acked === null) return;
+    for (const p of this.pairs) {
+      if (p.running && !p.ready) {
+        await p.stop();
+        this.log("info", `${this.pairName(p.index)}rings stopped`);
+      } else if (!p.running && p.ready) {
+        await p.start(this.acked, this.pollUs);
+        this.log("info", `${this.pairName(p.index)}rings started (rx ${p.rings[0].size}, tx ${p.rings[1].size})`);
+      }
     }
-    // Anything the guest queued before we started: look once.
-    libc.eventfdSignal(kickFds[0]);
-    libc.eventfdSignal(kickFds[1]);
-    this.log("info", `rings started (rx ${this.rings[0].size}, tx ${this.rings[1].size})`);
   }
 
-  /** Stops the Worker; the rings' next available indices become their bases. */
+  /** Stops every pair; the rings' next available indices become their bases. */
   private async stopDataPath(): Promise<void> {
     if (!this.running) return;
-    const k = this.kicks;
-    this.kicks = null;
-    if (this.workerRunning) {
-      this.workerRunning = false;
-      await this.worker!.pause();
-    }
-    await k?.stop();
-    for (const q of [QueueIndex.RX, QueueIndex.TX]) {
-      this.rings[q].base = this.dev.nextAvail(q);
-      this.dev.enableQueue(q, false);
-    }
+    for (const p of this.pairs) await p.stop();
     this.log("info", "rings stopped");
   }
 
@@ -447,15 +505,20 @@ export class VhostUserNetBackend {
     const was = this.running;
     await this.stopDataPath();
     fn();
-    if (was) await this.maybeStart();
+    if (was) await this.reconcile();
+  }
+
+  private async withPairStopped(p: QueuePair, fn: () => void): Promise<void> {
+    const was = p.running;
+    await p.stop();
+    fn();
+    if (was) await this.reconcile();
   }
 
   /** Device reset (RESET_OWNER, RESET_DEVICE, status 0): rings and negotiation start over. */
   async reset(): Promise<void> {
     await this.stopDataPath();
-    for (const r of this.rings) for (const fd of [r.kickFd, r.callFd, r.errFd]) libc.closeQuietly(fd);
-    this.rings = [newRing(), newRing()];
-    this.dev.setStatus(0);
+    for (const p of this.pairs) await p.resetRings();
     this.acked = null;
     this.status = 0;
   }
@@ -471,12 +534,9 @@ export class VhostUserNetBackend {
   /** Stops everything, leaves the switch, closes the tap. */
   async close(): Promise<void> {
     await this.disconnect();
-    await this.worker?.stop();
-    this.worker = null;
     this.network?.port.close();
-    this.tap?.close();
-    this.space.free(this.stateAddress);
-    this.space.free(this.lockAddress);
+    for (const p of this.pairs) await p.close();
+    for (const t of this.taps) t.close();
   }
 
   /** Negotiated guest features (after SET_FEATURES). */

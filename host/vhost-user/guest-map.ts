@@ -10,7 +10,7 @@
  * mapped at a native address that is a multiple of its page size, whatever the runtime's
  * memory base (Node's happens to be 2 MiB aligned, Bun's only 4 KiB).
  */
-import type { VirtioNetDevice } from "../device/virtio-net.js";
+import type { GuestRegion } from "../memory/layout.js";
 import type { WasmSpace } from "../memory/wasm-space.js";
 import * as libc from "../runtime/libc.js";
 import type { MemRegion } from "./protocol.js";
@@ -31,11 +31,17 @@ export class GuestMapError extends Error {
   }
 }
 
+/** Where mapped regions are registered: a device, or every queue pair's device. */
+export interface RegionSink {
+  addRegion(r: GuestRegion): void;
+  removeRegion(gpa: bigint): boolean;
+}
+
 export class MappedGuestMemory {
   private readonly mapped: Mapped[] = [];
   private readonly base: bigint;
 
-  constructor(readonly space: WasmSpace, readonly dev: VirtioNetDevice) {
+  constructor(readonly space: WasmSpace, readonly dev: RegionSink) {
     this.base = libc.memoryAddress(space.memory);
     if (this.base % 4096n !== 0n) throw new GuestMapError("memory backing store is not page aligned");
   }

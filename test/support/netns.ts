@@ -103,15 +103,15 @@ export class Netns {
     return out;
   }
 
-  /** A counter from /proc/net/snmp, e.g. ("Udp", "InDatagrams"). */
-  snmp(group: string, name: string): number {
-    const snmp = this.exec(["cat", "/proc/net/snmp"]).trim().split("\n");
+  /** A counter from /proc/net/snmp, e.g. ("Udp", "InDatagrams"), or /proc/net/netstat ("TcpExt", ...). */
+  snmp(group: string, name: string, file: "snmp" | "netstat" = "snmp"): number {
+    const snmp = this.exec(["cat", `/proc/net/${file}`]).trim().split("\n");
     for (let i = 0; i + 1 < snmp.length; i += 2) {
       const names = snmp[i].split(/\s+/);
       if (names[0] !== `${group}:`) continue;
       return Number(snmp[i + 1].split(/\s+/)[names.indexOf(name)]);
     }
-    throw new Error(`no ${group} ${name} in /proc/net/snmp`);
+    throw new Error(`no ${group} ${name} in /proc/net/${file}`);
   }
 
   destroy(): void {
