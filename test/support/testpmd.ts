@@ -9,9 +9,14 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-/** A virtio-user port (`--vdev`) on the vhost-user socket `path`, one queue pair of 256, MAC `mac`. */
-export function virtioUserVdev(i: number, path: string, mac: string): string {
-  return `net_virtio_user${i},path=${path},queues=1,queue_size=256,mac=${mac}`;
+/**
+ * A virtio-user port (`--vdev`) on the vhost-user socket `path`, queues of 256, MAC `mac`: one
+ * queue pair, or `queues` pairs with virtio-user's own control queue (cq=1, which turns the
+ * pairs on with VQ_PAIRS_SET: SET_VRING_ENABLE to the back-end); `packed` asks for packed rings.
+ */
+export function virtioUserVdev(i: number, path: string, mac: string, opts: { queues?: number; packed?: boolean } = {}): string {
+  const q = opts.queues ?? 1;
+  return `net_virtio_user${i},path=${path},queues=${q}${q > 1 ? ",cq=1" : ""},queue_size=256,mac=${mac}${opts.packed ? ",packed_vq=1" : ""}`;
 }
 
 /** Where testpmd is (Debian: dpdk-dev), or null. */
