@@ -55,10 +55,59 @@ export const enum Feature {
   RSC_EXT = 61,
 }
 
-/** Queue indices for one queue pair (virtio 1.2, 5.1.2). */
+/** Queue indices of a device with one queue pair (virtio 1.2, 5.1.2). */
 export const enum QueueIndex {
   RX = 0,
   TX = 1,
+  /** The control queue, with VIRTIO_NET_F_CTRL_VQ (after the last pair's queues: 2N). */
+  CTRL = 2,
+}
+
+/**
+ * The control queue's commands (virtio 1.2, 5.1.6.5): class, command, and what they carry.
+ * Each command is `u8 class, u8 command, data` (device-readable), then `u8 ack` (writable).
+ */
+export const enum Ctrl {
+  OK = 0,
+  ERR = 1,
+  CLASS_RX = 0,
+  RX_PROMISC = 0,
+  RX_ALLMULTI = 1,
+  RX_ALLUNI = 2,
+  RX_NOMULTI = 3,
+  RX_NOUNI = 4,
+  RX_NOBCAST = 5,
+  CLASS_MAC = 1,
+  MAC_TABLE_SET = 0,
+  MAC_ADDR_SET = 1,
+  CLASS_VLAN = 2,
+  VLAN_ADD = 0,
+  VLAN_DEL = 1,
+  CLASS_ANNOUNCE = 3,
+  ANNOUNCE_ACK = 0,
+  CLASS_MQ = 4,
+  MQ_VQ_PAIRS_SET = 0,
+  CLASS_GUEST_OFFLOADS = 5,
+  GUEST_OFFLOADS_SET = 0,
+  /** MAC filter entries kept (unicast and multicast together, as QEMU's MAC_TABLE_ENTRIES); beyond, that kind is all accepted. */
+  MAC_TABLE_MAX = 64,
+  /** VLAN ids 0..4095. */
+  VLAN_IDS = 4096,
+  /** Largest queue pair count a device may advertise (virtio 1.2, 5.1.4: VQ_PAIRS_MAX). */
+  PAIRS_MAX = 0x8000,
+}
+
+/** The receive filter's mode bits (CTRL_RX commands), as rxMode() reports them. */
+export const enum RxMode {
+  PROMISC = 1,
+  ALLMULTI = 2,
+  ALLUNI = 4,
+  NOMULTI = 8,
+  NOUNI = 16,
+  NOBCAST = 32,
+  /** MAC_TABLE_SET had more unicast / multicast entries than the table holds: all of that kind pass. */
+  UNI_OVERFLOW = 64,
+  MULTI_OVERFLOW = 128,
 }
 
 /** What the backend on the far side of the device expects in front of each frame. */
@@ -94,6 +143,8 @@ export const enum DeviceOption {
    * take none whatever this says.
    */
   BACKEND_GSO = 5,
+  /** max_virtqueue_pairs in config space (with MQ; default 1): VQ_PAIRS_SET accepts 1..this. */
+  MAX_QUEUE_PAIRS = 6,
 }
 
 /** Bits of DeviceOption.BACKEND_GSO. */
@@ -117,6 +168,12 @@ export const enum DeviceEvent {
   NEEDS_RESET = 4,
   /** The device was reset by the driver (status 0). */
   RESET = 8,
+  /** CTRL_GUEST_OFFLOADS changed the offloads the guest takes: guestOffloads(); the backend's follow. */
+  OFFLOADS_CHANGED = 16,
+  /** CTRL_MQ VQ_PAIRS_SET was accepted: queuePairs() pairs are in use. */
+  QUEUE_PAIRS_CHANGED = 32,
+  /** CTRL_MAC_ADDR_SET changed the device's MAC. */
+  MAC_CHANGED = 64,
 }
 
 /** Return codes of the core's calls. Negative values are errors; zero and positive are results. */
@@ -138,7 +195,7 @@ export const enum Code {
 
 /** Number of counters per queue. */
 export const enum MetricCount {
-  N = 44,
+  N = 45,
 }
 
 /**
@@ -202,6 +259,12 @@ export const enum Metric {
   GSO_SEGMENTED = 40,
   /** Frames produced by software segmentation. */
   GSO_SEGMENTS = 41,
+  /** Control queue: commands answered VIRTIO_NET_OK. */
+  CTRL_OK = 42,
+  /** Control queue: commands answered VIRTIO_NET_ERR (unknown, unnegotiated, malformed, out of range), or with no room for the answer. */
+  CTRL_ERR = 43,
+  /** RX: frames the guest's receive filter refused (CTRL_RX modes, MAC table, VLAN filter). */
+  DROP_FILTERED = 44,
 }
 
 /** virtio_net_hdr flags and gso types (virtio 1.2, 5.1.6). */
@@ -255,7 +318,7 @@ export const enum ParseField {
 
 /** Layout version of the state block; bump when any offset moves. */
 export const enum Layout {
-  VERSION = 4,
+  VERSION = 5,
   /** Maximum number of guest memory regions. */
   MAX_REGIONS = 32,
   /** Maximum iovecs per frame, as Linux IOV_MAX. */

@@ -2,10 +2,11 @@
 // host allocated (stateSize() bytes, 16-byte aligned) and initialised with init(). The core
 // imports only env.memory and touches only that block and the guest regions registered in it.
 
-import { Code, Layout } from "./abi";
+import { Code, Layout, QueueIndex } from "./abi";
 import { memAdd, memClear, memRemove, translate } from "./mem/guest";
 import { sumScalar, sumSimd, fold } from "./net/checksum";
 import * as dev from "./net/device";
+import * as ctrl from "./net/ctrl";
 import { flush } from "./net/datapath";
 import * as rx from "./net/rx";
 import * as tx from "./net/tx";
@@ -13,7 +14,7 @@ import { dependenciesMet, withoutUnmet } from "./net/features";
 import { parseSg } from "./net/parse";
 import { sgSum } from "./net/sg";
 import {
-  device, guestMem, parsed, queueAt, sgAt, OFF_PARSE_SCRATCH, OFF_SG_TOOL, OFF_TOOL_IOV, STATE_SIZE,
+  device, guestMem, parsed, queueAt, rxFilter, sgAt, OFF_PARSE_SCRATCH, OFF_SG_TOOL, OFF_TOOL_IOV, STATE_SIZE,
   TOOL_IOV_MAX, MAGIC,
 } from "./state";
 import { iovecSet, IOV_SIZE } from "./virtq/layout";
@@ -86,11 +87,11 @@ export function queueEnable(st: usize, q: u32, on: bool): i32 { return dev.queue
 export function queueSetNextAvail(st: usize, q: u32, idx: u32): i32 { return dev.queueSetNextAvail(st, q, idx); }
 /** The next available index the device will read: RX buffers held in the pool do not count (they go back). */
 export function queueNextAvail(st: usize, q: u32): u32 {
-  if (q > 1) return 0;
+  if (q > <u32>QueueIndex.CTRL) return 0;
   const n = queueAt(st, q).nextAvail;
   return q == 0 ? (n - device(st).rxPoolN) & 0xffff : n;
 }
-export function queueBroken(st: usize, q: u32): bool { return q > 1 ? false : queueAt(st, q).broken != 0; }
+export function queueBroken(st: usize, q: u32): bool { return q > <u32>QueueIndex.CTRL ? false : queueAt(st, q).broken != 0; }
 
 export function txNext(st: usize): i32 { return tx.txNext(st); }
 /** Address of the first iovec of the frame txNext() returned. */
@@ -116,6 +117,21 @@ export function rxStagingSize(): u32 { return rx.stagingSize(); }
 export function rxSegmentStaged(st: usize, frameLen: u32): i32 { return rx.rxSegmentStaged(st, frameLen); }
 /** Publishes completed RX buffers; 1 if the guest wants an interrupt now. */
 export function rxFlush(st: usize): i32 { return flush(st, 0); }
+
+/** Answers up to `budget` control-queue commands; the number answered or a negative Code. */
+export function ctrlProcess(st: usize, budget: u32): i32 { return ctrl.ctrlProcess(st, budget); }
+/** Publishes answered control commands; 1 if the guest wants an interrupt now. */
+export function ctrlFlush(st: usize): i32 { return flush(st, QueueIndex.CTRL); }
+/** Asks the guest to announce itself (VIRTIO_NET_S_ANNOUNCE + config change); NOT_READY without GUEST_ANNOUNCE running. */
+export function announce(st: usize): i32 { return ctrl.announce(st); }
+/** The receive filter's RxMode bits. */
+export function rxMode(st: usize): u32 { return rxFilter(st).mode; }
+/** The device's MAC (it changes with CTRL_MAC_ADDR_SET), low 48 bits in memory order. */
+export function mac(st: usize): u64 { return device(st).mac; }
+/** Queue pairs in use (CTRL_MQ VQ_PAIRS_SET). */
+export function queuePairs(st: usize): u32 { return device(st).pairs; }
+/** The guest offloads in effect (GUEST_* feature bits; CTRL_GUEST_OFFLOADS changes them). */
+export function guestOffloads(st: usize): u64 { return device(st).guestOffloads; }
 
 /** Host polling of queue `q` on/off (off: 1 if work is already there, look before sleeping). */
 export function queueSetPolling(st: usize, q: u32, on: bool): i32 { return dev.queueSetPolling(st, q, on); }

@@ -5,16 +5,20 @@
 // module writes nothing. Layout (offsets from the block's start, each 16-byte aligned):
 //
 //   ┌───────────────┬─────────────┬──────────────┬───────────────────┬────────────┐
-//   │ Device        │ GuestMemory │ SplitQueue×2 │ metrics u64×N×2   │ ChainWalk  │
+//   │ Device        │ GuestMemory │ SplitQueue×3 │ metrics u64×N×3   │ ChainWalk  │
 //   ├───────────────┼─────────────┼──────────────┼───────────────────┼────────────┤
 //   │ Parsed        │ Sg tx/rx/rxChain/tool │ headers & scratch │ parse scratch   │
 //   ├───────────────┴───────────────────────┴───────────────────┴─────────────────┤
 //   │ txIov[MAX_IOV] │ rxIov[MAX_IOV] │ rxChain[MAX_IOV] │ toolIov[64]              │
 //   ├──────────────────────────────────────────────────────────────────────────────┤
 //   │ SegPlan, segment headers, segIov[MAX_IOV+2] │ RX pool │ staging (64 KiB frame) │
+//   ├──────────────────────────────────────────────────────────────────────────────┤
+//   │ forwarding table │ RxFilter, MAC table, VLAN bitmap │ control command iovecs   │
 //   └──────────────────────────────────────────────────────────────────────────────┘
+//
+// Queues 0 and 1 are the pair's RX and TX, queue 2 the control queue (QueueIndex).
 
-import { Forward, Layout, MetricCount } from "./abi";
+import { Ctrl, Forward, Layout, MetricCount } from "./abi";
 import { GUEST_MEMORY_SIZE } from "./mem/guest";
 import { SplitQueue } from "./virtq/queue";
 import { ChainWalk } from "./virtq/chain";
@@ -71,6 +75,29 @@ export class Device {
   rxPoolCap: u32;
   /** Bytes the backend may write for the pending RX frame (its header included). */
   rxOffered: u32;
+  /** 1 while RX frames must pass the receive filter (locked MAC, or a filter the guest set). */
+  filtering: u32;
+  /** VIRTIO_NET_S_ANNOUNCE in config status: the host asked the guest to announce itself, not yet acked. */
+  announce: u32;
+  /** max_virtqueue_pairs in config space. */
+  maxPairs: u32;
+  /** Queue pairs in use (VQ_PAIRS_SET; 1 until the driver sets more). */
+  pairs: u32;
+  /** The guest offloads in effect: the negotiated GUEST_* features until CTRL_GUEST_OFFLOADS changes them. */
+  guestOffloads: u64;
+  /** What the RX path goes by: the negotiated features with the GUEST_* offloads as in effect now. */
+  rxFeatures: u64;
+}
+
+/** The receive filter the guest programs through the control queue (virtio 1.2, 5.1.6.5.1-3). */
+@unmanaged
+export class RxFilter {
+  /** RxMode bits. */
+  mode: u32;
+  /** Entries in the MAC table: unicast first, then multicast. */
+  uniCount: u32;
+  multiCount: u32;
+  _pad: u32;
 }
 
 /** Software segmentation in progress (net/segment.ts). */
@@ -124,11 +151,13 @@ export class PoolEntry {
 // @ts-ignore: decorator
 @inline export const QUEUE_STRIDE: usize = ((offsetof<SplitQueue>()) + 15 & ~15);
 // @ts-ignore: decorator
-@inline export const OFF_METRICS: usize = OFF_QUEUES + 2 * QUEUE_STRIDE;
+@inline export const QUEUE_COUNT: u32 = 3;
+// @ts-ignore: decorator
+@inline export const OFF_METRICS: usize = OFF_QUEUES + <usize>QUEUE_COUNT * QUEUE_STRIDE;
 // @ts-ignore: decorator
 @inline export const METRICS_STRIDE: usize = 8 * MetricCount.N;
 // @ts-ignore: decorator
-@inline export const OFF_WALK: usize = ((OFF_METRICS + 2 * METRICS_STRIDE) + 15 & ~15);
+@inline export const OFF_WALK: usize = ((OFF_METRICS + <usize>QUEUE_COUNT * METRICS_STRIDE) + 15 & ~15);
 // @ts-ignore: decorator
 @inline export const OFF_PARSED: usize = ((OFF_WALK + offsetof<ChainWalk>()) + 15 & ~15);
 // @ts-ignore: decorator
@@ -210,8 +239,24 @@ export class PoolEntry {
 @inline export const OFF_FWD: usize = ((OFF_SG_STAGING + SG_STRIDE) + 15 & ~15);
 // @ts-ignore: decorator
 @inline export const FWD_BYTES: usize = 64 + <usize>Forward.TABLE_MAX * 16;
+/** The receive filter: RxFilter, the MAC table (u64 per entry), the VLAN bitmap (1 bit per id). */
 // @ts-ignore: decorator
-@inline export const STATE_SIZE: usize = ((OFF_FWD + FWD_BYTES) + 15 & ~15);
+@inline export const OFF_FILTER: usize = ((OFF_FWD + FWD_BYTES) + 15 & ~15);
+// @ts-ignore: decorator
+@inline export const OFF_MAC_TABLE: usize = OFF_FILTER + 16;
+// @ts-ignore: decorator
+@inline export const OFF_VLAN_BITS: usize = OFF_MAC_TABLE + <usize>Ctrl.MAC_TABLE_MAX * 8;
+/** iovecs of one control command (readable part, then the writable ack). */
+// @ts-ignore: decorator
+@inline export const CTRL_IOV_MAX: u32 = 64;
+// @ts-ignore: decorator
+@inline export const OFF_CTRL_IOV: usize = OFF_VLAN_BITS + <usize>Ctrl.VLAN_IDS / 8;
+// @ts-ignore: decorator
+@inline export const OFF_SG_CTRL: usize = OFF_CTRL_IOV + <usize>CTRL_IOV_MAX * IOV_SIZE;
+// @ts-ignore: decorator
+@inline export const OFF_SG_CTRL_ACK: usize = OFF_SG_CTRL + SG_STRIDE;
+// @ts-ignore: decorator
+@inline export const STATE_SIZE: usize = ((OFF_SG_CTRL_ACK + SG_STRIDE) + 15 & ~15);
 
 // @ts-ignore: decorator
 @inline export function device(st: usize): Device { return changetype<Device>(st + OFF_DEVICE); }
@@ -229,6 +274,8 @@ export class PoolEntry {
 @inline export function poolAt(st: usize, i: u32): PoolEntry { return changetype<PoolEntry>(st + OFF_RX_POOL + <usize>i * 16); }
 // @ts-ignore: decorator
 @inline export function sgAt(st: usize, off: usize): Sg { return changetype<Sg>(st + off); }
+// @ts-ignore: decorator
+@inline export function rxFilter(st: usize): RxFilter { return changetype<RxFilter>(st + OFF_FILTER); }
 
 /** Adds one to counter `m` of queue `q`. */
 // @ts-ignore: decorator

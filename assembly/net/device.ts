@@ -11,7 +11,8 @@ import {
   queueDisableNotify, queueEnableNotify, queuePublish, queueReset, queueResolve, queueSizeValid,
 } from "../virtq/queue";
 import { device, guestMem, metrics, queueAt, MAGIC, OFF_SEG_TX, STATE_SIZE } from "../state";
-import { dependenciesMet, has, DEFAULT_OFFER, IMPLEMENTED } from "./features";
+import { dependenciesMet, has, DEFAULT_OFFER, GUEST_OFFLOADS, IMPLEMENTED } from "./features";
+import { filterNegotiated, filterReset } from "./filter";
 import { segPlanAt } from "./segment";
 import { fault, queueUsable } from "./datapath";
 import { txAbandon } from "./tx";
@@ -32,7 +33,10 @@ export function deviceInit(st: usize): void {
   d.backendGso = GsoMask.TAP_DEFAULT;
   d.txHead = -1;
   d.rxHead = -1;
+  d.maxPairs = 1;
+  d.pairs = 1;
   memClear(guestMem(st));
+  filterReset(st);
 }
 
 /** Device reset (status 0, virtio 1.2, 2.1.2): queues, features and status return to initial values. */
@@ -51,6 +55,12 @@ export function deviceReset(st: usize): void {
   d.rxPoolCap = 0;
   queueReset(queueAt(st, QueueIndex.RX));
   queueReset(queueAt(st, QueueIndex.TX));
+  queueReset(queueAt(st, QueueIndex.CTRL));
+  d.announce = 0;
+  d.pairs = 1;
+  d.guestOffloads = 0;
+  d.rxFeatures = 0;
+  filterReset(st);
   d.events |= DeviceEvent.RESET;
 }
 
@@ -94,6 +104,9 @@ export function setStatus(st: usize, v: u32): u32 {
       next &= ~(<u32>Status.FEATURES_OK);
     } else {
       d.negotiated = f;
+      d.rxFeatures = f;
+      d.guestOffloads = f & GUEST_OFFLOADS;
+      filterNegotiated(st);
       d.hdrLen = has(f, Feature.VERSION_1) || has(f, Feature.MRG_RXBUF) ? NetHdr.SIZE_V1 : NetHdr.SIZE_LEGACY;
       d.events |= DeviceEvent.NEGOTIATED;
     }
@@ -109,8 +122,8 @@ export function configByte(st: usize, off: u32): u32 {
   const d = device(st);
   if (off < 6) return <u32>(d.mac >> (<u64>off * 8)) & 0xff;
   let v: u32 = 0;
-  if (off < 8) v = d.linkUp != 0 ? 1 : 0; // VIRTIO_NET_S_LINK_UP
-  else if (off < 10) v = 1;
+  if (off < 8) v = (d.linkUp != 0 ? 1 : 0) | (d.announce != 0 ? 2 : 0); // VIRTIO_NET_S_LINK_UP, S_ANNOUNCE
+  else if (off < 10) v = d.maxPairs;
   else if (off < 12) v = d.mtu;
   else return 0;
   return (off & 1) == 0 ? v & 0xff : (v >> 8) & 0xff;
@@ -133,7 +146,7 @@ export function setLink(st: usize, up: bool): void {
 }
 
 export function queueSetSize(st: usize, qi: u32, n: u32): i32 {
-  if (qi > <u32>QueueIndex.TX || !queueSizeValid(n)) return Code.INVALID;
+  if (qi > <u32>QueueIndex.CTRL || !queueSizeValid(n)) return Code.INVALID;
   const q = queueAt(st, qi);
   if (q.enabled != 0) return Code.SEQUENCE;
   q.size = n;
@@ -141,7 +154,7 @@ export function queueSetSize(st: usize, qi: u32, n: u32): i32 {
 }
 
 export function queueSetAddrs(st: usize, qi: u32, desc: u64, avail: u64, used: u64): i32 {
-  if (qi > <u32>QueueIndex.TX) return Code.INVALID;
+  if (qi > <u32>QueueIndex.CTRL) return Code.INVALID;
   const q = queueAt(st, qi);
   if (q.enabled != 0) return Code.SEQUENCE;
   q.descGpa = desc;
@@ -157,11 +170,11 @@ export function queueSetAddrs(st: usize, qi: u32, desc: u64, avail: u64, used: u
  * (0 after reset, or SET_VRING_BASE's value).
  */
 export function queueEnable(st: usize, qi: u32, on: bool): i32 {
-  if (qi > <u32>QueueIndex.TX) return Code.INVALID;
+  if (qi > <u32>QueueIndex.CTRL) return Code.INVALID;
   const q = queueAt(st, qi);
   if (!on) {
     if (qi == <u32>QueueIndex.RX) rxPoolRelease(st);
-    else txAbandon(st);
+    else if (qi == <u32>QueueIndex.TX) txAbandon(st);
     // Whatever was completed reaches the driver before the queue stops.
     if (q.enabled != 0 && q.broken == 0 && q.used != 0) queuePublish(q, has(device(st).negotiated, Feature.EVENT_IDX));
     q.enabled = 0;
@@ -183,7 +196,7 @@ export function queueEnable(st: usize, qi: u32, on: bool): i32 {
 }
 
 export function queueSetNextAvail(st: usize, qi: u32, idx: u32): i32 {
-  if (qi > <u32>QueueIndex.TX) return Code.INVALID;
+  if (qi > <u32>QueueIndex.CTRL) return Code.INVALID;
   const q = queueAt(st, qi);
   if (q.enabled != 0) return Code.SEQUENCE;
   q.nextAvail = idx & 0xffff;
@@ -236,5 +249,5 @@ export function memoryRemoved(st: usize): void {
 
 /** Address of counter block of queue `qi` (METRICS_STRIDE bytes). */
 export function metricsPtr(st: usize, qi: u32): usize {
-  return qi > <u32>QueueIndex.TX ? 0 : metrics(st, qi);
+  return qi > <u32>QueueIndex.CTRL ? 0 : metrics(st, qi);
 }

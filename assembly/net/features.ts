@@ -53,10 +53,21 @@ export function withoutUnmet(f: u64): u64 {
   return f;
 }
 
+/** The control queue and what it carries (net/ctrl.ts). MQ: the host runs one core per pair. */
+// @ts-ignore: decorator
+@inline export const CTRL_FEATURES: u64 = (<u64>1 << Feature.CTRL_VQ) | (<u64>1 << Feature.CTRL_RX) | (<u64>1 << Feature.CTRL_RX_EXTRA)
+  | (<u64>1 << Feature.CTRL_VLAN) | (<u64>1 << Feature.CTRL_MAC_ADDR) | (<u64>1 << Feature.GUEST_ANNOUNCE)
+  | (<u64>1 << Feature.CTRL_GUEST_OFFLOADS) | (<u64>1 << Feature.MQ);
+
+/** The offloads CTRL_GUEST_OFFLOADS may turn on and off (virtio 1.2, 5.1.6.5.6.1). */
+// @ts-ignore: decorator
+@inline export const GUEST_OFFLOADS: u64 = (<u64>1 << Feature.GUEST_CSUM) | (<u64>1 << Feature.GUEST_TSO4) | (<u64>1 << Feature.GUEST_TSO6)
+  | (<u64>1 << Feature.GUEST_ECN) | (<u64>1 << Feature.GUEST_UFO) | (<u64>1 << Feature.GUEST_USO4) | (<u64>1 << Feature.GUEST_USO6);
+
 /**
  * Features this core implements. Anything else cannot be offered: a guest would rely on
- * behaviour the device does not have. (Control queue and MQ come later; UFO is
- * not offered: Linux stopped producing it in 4.14 and IP fragmentation is not segmentation.)
+ * behaviour the device does not have. (UFO is not offered: Linux stopped producing it in 4.14
+ * and IP fragmentation is not segmentation.)
  */
 // @ts-ignore: decorator
 @inline export const IMPLEMENTED: u64 = (<u64>1 << Feature.CSUM) | (<u64>1 << Feature.GUEST_CSUM) | (<u64>1 << Feature.MTU)
@@ -65,7 +76,7 @@ export function withoutUnmet(f: u64): u64 {
   | (<u64>1 << Feature.HOST_TSO4) | (<u64>1 << Feature.HOST_TSO6) | (<u64>1 << Feature.HOST_ECN)
   | (<u64>1 << Feature.GUEST_TSO4) | (<u64>1 << Feature.GUEST_TSO6) | (<u64>1 << Feature.GUEST_ECN)
   | (<u64>1 << Feature.HOST_USO) | (<u64>1 << Feature.GUEST_USO4) | (<u64>1 << Feature.GUEST_USO6)
-  | (<u64>1 << Feature.MRG_RXBUF);
+  | (<u64>1 << Feature.MRG_RXBUF) | CTRL_FEATURES;
 
 /**
  * Whether a GSO type (with its ECN bit) may be used in the direction given: HOST_* features

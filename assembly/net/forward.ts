@@ -116,7 +116,7 @@ function macOf(st: usize, sg: Sg, off: u32): u64 {
 
 /** Whether `peer` takes a large segment of `gsoType` whole (its core would not segment it). */
 function takesWhole(peer: usize, gsoType: u32): bool {
-  const f = device(peer).negotiated;
+  const f = device(peer).rxFeatures;
   return has(f, Feature.GUEST_CSUM) && gsoAllowed(f, gsoType, false, false) && gsoAllowed(f, gsoType, false, true);
 }
 

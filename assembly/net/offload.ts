@@ -248,7 +248,7 @@ function rxInsertVlanTag(st: usize, chain: Sg, base: u32, frameLen: u32, tci: u3
 export function rxTranslate(st: usize, chain: Sg, frameLen: u32, cap: u32): i32 {
   const d = device(st);
   const base = d.hdrLen;
-  const guestCsum = has(d.negotiated, Feature.GUEST_CSUM);
+  const guestCsum = has(d.rxFeatures, Feature.GUEST_CSUM);
   const hdr = st + OFF_SCRATCH + 16;
   let flags: u32 = 0;
   let start: u32 = 0;
@@ -273,7 +273,7 @@ export function rxTranslate(st: usize, chain: Sg, frameLen: u32, cap: u32): i32 
       }
       // GSO goes whole only to a guest that negotiated it (virtio 1.2, 5.1.6.4.1); for any
       // other the caller segments it.
-      if (!guestCsum || !gsoAllowed(d.negotiated, gsoType, false, ipv6)) return RX_SEGMENT;
+      if (!guestCsum || !gsoAllowed(d.rxFeatures, gsoType, false, ipv6)) return RX_SEGMENT;
     }
     if ((inFlags & NetHdr.F_NEEDS_CSUM) != 0) {
       start = <u32>load<u16>(hdr, VH_CSUM_START);
@@ -327,7 +327,7 @@ export function rxTranslate(st: usize, chain: Sg, frameLen: u32, cap: u32): i32 
         if (mss != 0) {
           // TUN_H_TCP_MSS: a TSO frame; virtio can carry it to a guest that negotiated GUEST_TSO.
           gsoType = p.l3Kind == L3_IPV4 ? NetHdr.GSO_TCPV4 : NetHdr.GSO_TCPV6;
-          if (!guestCsum || !gsoAllowed(d.negotiated, gsoType, false) || p.l3End != frameLen) return -Metric.DROP_GSO_UNSUPPORTED;
+          if (!guestCsum || !gsoAllowed(d.rxFeatures, gsoType, false) || p.l3End != frameLen) return -Metric.DROP_GSO_UNSUPPORTED;
           gsoSize = mss;
         }
         if (guestCsum && want != IPPROTO_ICMP && want != IPPROTO_ICMPV6 && p.l3End == frameLen) {

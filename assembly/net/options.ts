@@ -1,6 +1,7 @@
 // Device options the host sets before or between negotiations (DeviceOption in abi.ts).
 
-import { BackendKind, Code, CsumPolicy, DeviceOption, GsoMask, Status } from "../abi";
+import { BackendKind, Code, CsumPolicy, Ctrl, DeviceOption, GsoMask, Status } from "../abi";
+import { filterUpdate } from "./filter";
 import { device } from "../state";
 import { setLink } from "./device";
 import { rxPoolRelease } from "./rx";
@@ -22,6 +23,7 @@ export function setOption(st: usize, option: u32, value: u32): i32 {
       return Code.OK;
     case DeviceOption.LOCKED_MAC:
       d.lockedMac = value != 0 ? 1 : 0;
+      filterUpdate(st);
       return Code.OK;
     case DeviceOption.MTU:
       // virtio 1.2, 5.1.4.1: 68..65535, and immutable once the driver may have read it.
@@ -36,6 +38,12 @@ export function setOption(st: usize, option: u32, value: u32): i32 {
       if ((value & ~(<u32>GsoMask.ALL)) != 0) return Code.INVALID;
       d.backendGso = value;
       return Code.OK;
+    case DeviceOption.MAX_QUEUE_PAIRS:
+      // virtio 1.2, 5.1.4: 1..0x8000; fixed once the driver may have read it.
+      if (value < 1 || value > <u32>Ctrl.PAIRS_MAX) return Code.INVALID;
+      if ((d.status & Status.FEATURES_OK) != 0) return Code.SEQUENCE;
+      d.maxPairs = value;
+      return Code.OK;
   }
   return Code.INVALID;
 }
@@ -49,6 +57,7 @@ export function getOption(st: usize, option: u32): u32 {
     case DeviceOption.MTU: return d.mtu;
     case DeviceOption.LINK_UP: return d.linkUp;
     case DeviceOption.BACKEND_GSO: return d.backendGso;
+    case DeviceOption.MAX_QUEUE_PAIRS: return d.maxPairs;
   }
   return 0;
 }

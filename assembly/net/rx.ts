@@ -13,6 +13,7 @@ import {
   RX_POOL_MAX, SegPlan, STAGING_SIZE,
 } from "../state";
 import { has } from "./features";
+import { filterAccepts } from "./filter";
 import { rxTranslate, RX_SEGMENT } from "./offload";
 import { ETH_HLEN } from "./parse";
 import {
@@ -221,7 +222,7 @@ export function rxCommit(st: usize, nread: u32): i32 {
     // would not fit the staging area segmentation copies it into.
     if (frameLen > MAX_FRAME) reason = Metric.DROP_OVERSIZE;
     else if (frameLen > d.rxCap - d.hdrLen) reason = Metric.DROP_BUFFER_TOO_SMALL;
-    else if (d.lockedMac != 0 && !destinationAccepted(st, chain)) reason = Metric.DROP_LOCKED_MAC;
+    else if (d.filtering != 0 && !filterAccepts(st, chain, d.hdrLen, frameLen)) reason = d.lockedMac != 0 && !lockedMacAccepts(st, chain) ? Metric.DROP_LOCKED_MAC : Metric.DROP_FILTERED;
   }
   if (reason == 0) {
     const r = rxTranslate(st, chain, frameLen, d.rxCap);
@@ -314,8 +315,12 @@ function rxSegment(st: usize, frameLen: u32, wait: bool): i32 {
   src.n = 1;
   src.nb = 0;
   iovecSet(st + OFF_STAGING_IOV, 0, frame, frameLen);
+  if (wait && d.filtering != 0 && !filterAccepts(st, src, 0, frameLen)) {
+    count(st, QueueIndex.RX, Metric.DROP_FILTERED);
+    return -Metric.DROP_FILTERED;
+  }
   const area = st + OFF_SEG_RX;
-  const guestCsum = has(d.negotiated, Feature.GUEST_CSUM);
+  const guestCsum = has(d.rxFeatures, Feature.GUEST_CSUM);
   const flags = <u32>load<u8>(hdr, 0);
   const gsoType = <u32>load<u8>(hdr, VH_GSO_TYPE);
   const r = (flags & NetHdr.F_NEEDS_CSUM) == 0 || gsoType == NetHdr.GSO_NONE ? -Metric.DROP_BAD_GSO
@@ -373,8 +378,8 @@ function rxSegment(st: usize, frameLen: u32, wait: bool): i32 {
   return <i32>delivered;
 }
 
-/** vmd's locked lladdr on RX: only frames for our MAC, broadcast or multicast. */
-function destinationAccepted(st: usize, chain: Sg): bool {
+/** vmd's locked lladdr on RX: only frames for our MAC, broadcast or multicast (which rule dropped a frame). */
+function lockedMacAccepts(st: usize, chain: Sg): bool {
   const dst = macAt(st, chain, device(st).hdrLen);
   return (dst & 1) != 0 || dst == device(st).mac;
 }

@@ -20,16 +20,26 @@ export class ChainWalk {
   first: u32;
   /** In: capacity of the array. */
   cap: u32;
-  /** In: 1 to expect device-writable buffers (RX), 0 for device-readable (TX). */
+  /**
+   * In: 1 to expect device-writable buffers (RX), 0 for device-readable (TX), WALK_MIXED for
+   * readable buffers followed by writable ones (a control command and its answer).
+   */
   writable: u32;
   /** In: 1 if VIRTIO_F_INDIRECT_DESC was negotiated. */
   indirect: u32;
-  _pad: u32;
+  /** Out (WALK_MIXED): index of the first writable iovec (the end if none). */
+  split: u32;
   /** In: added to every Wasm address written into an iovec (the memory's native address, or 0). */
   nativeBase: u64;
   /** Out: total bytes of the chain. */
   total: u64;
+  /** Out (WALK_MIXED): bytes of the readable part. */
+  readBytes: u64;
 }
+
+/** ChainWalk.writable for a chain of readable then writable buffers (virtio 1.2, 2.7.4.2). */
+// @ts-ignore: decorator
+@inline export const WALK_MIXED: u32 = 2;
 
 /** Walk result when the chain has more buffers than the iovec array holds (frame-level drop). */
 // @ts-ignore: decorator
@@ -68,7 +78,10 @@ export function walkChain(q: SplitQueue, mem: usize, head: u32, w: ChainWalk): i
   let inIndirect = false;
   let n = w.first;
   let total: u64 = 0;
-  const wantWrite: u16 = w.writable != 0 ? DESC_F_WRITE : 0;
+  let wantWrite: u16 = w.writable == 1 ? DESC_F_WRITE : 0;
+  const mixed = w.writable == WALK_MIXED;
+  w.split = 0xffffffff;
+  w.readBytes = 0;
 
   while (true) {
     // Guard against infinitely looping chains: each table is walked at most once per entry.
@@ -99,8 +112,14 @@ export function walkChain(q: SplitQueue, mem: usize, head: u32, w: ChainWalk): i
       continue;
     }
 
-    // virtio 1.2, 2.7.4.2: RX chains are all device-writable, TX chains all device-readable.
-    if ((flags & DESC_F_WRITE) != wantWrite) return -Metric.RESET_DIRECTION;
+    // virtio 1.2, 2.7.4.2: RX chains are all device-writable, TX chains all device-readable;
+    // elsewhere the writable buffers come after the readable ones.
+    if ((flags & DESC_F_WRITE) != wantWrite) {
+      if (!mixed || wantWrite != 0) return -Metric.RESET_DIRECTION;
+      wantWrite = DESC_F_WRITE;
+      w.split = n;
+      w.readBytes = total;
+    }
     total += len;
     // virtio 1.2, 2.7.5.2: a chain is shorter than 2^32 bytes in total.
     if (total >= 0x1_0000_0000) return -Metric.RESET_CHAIN_TOO_BIG;
@@ -113,5 +132,9 @@ export function walkChain(q: SplitQueue, mem: usize, head: u32, w: ChainWalk): i
   }
   if (total == 0) return -Metric.RESET_ZERO_LENGTH;
   w.total = total;
+  if (mixed && w.split == 0xffffffff) {
+    w.split = n;
+    w.readBytes = total;
+  }
   return <i32>(n - w.first);
 }

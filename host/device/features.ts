@@ -94,3 +94,17 @@ export function parseFeatureList(list: string): bigint {
 export const FULL_OFFER_LIST = "version_1,mac,status,mtu,csum,guest_csum,event_idx,indirect_desc,mrg_rxbuf,"
   + "host_tso4,host_tso6,host_ecn,host_uso,guest_tso4,guest_tso6,guest_ecn,guest_uso4,guest_uso6";
 export const FULL_OFFER: bigint = parseFeatureList(FULL_OFFER_LIST);
+
+/**
+ * The control queue and what it carries, for hosts that own the whole device (the PCI and
+ * MMIO transports, the v86 adapter, embedders): receive filter modes, MAC table and address,
+ * VLAN filter, announce, guest offloads (core: net/ctrl.ts). Not under vhost-user, where the
+ * front-end keeps the control queue (the back-end never offers or adopts these).
+ */
+export const CTRL_OFFER_LIST = "ctrl_vq,ctrl_rx,ctrl_rx_extra,ctrl_vlan,ctrl_mac_addr,guest_announce,ctrl_guest_offloads";
+export const CTRL_OFFER: bigint = parseFeatureList(CTRL_OFFER_LIST);
+/** Every feature that needs the control queue (CTRL_OFFER, MQ, and the ones the core does not implement). */
+export const NEEDS_CTRL_VQ: bigint = CTRL_OFFER | featureMask(Feature.MQ, Feature.RSS, Feature.NOTF_COAL, Feature.HASH_REPORT);
+/** The offloads CTRL_GUEST_OFFLOADS may switch (virtio 1.2, 5.1.6.5.6.1). */
+export const GUEST_OFFLOADS: bigint = featureMask(Feature.GUEST_CSUM, Feature.GUEST_TSO4, Feature.GUEST_TSO6, Feature.GUEST_ECN,
+  Feature.GUEST_UFO, Feature.GUEST_USO4, Feature.GUEST_USO6);

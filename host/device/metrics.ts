@@ -45,6 +45,9 @@ export const METRIC_NAMES = {
   resetDirection: Metric.RESET_DIRECTION,
   resetRingAddr: Metric.RESET_RING_ADDR,
   resetChainTooBig: Metric.RESET_CHAIN_TOO_BIG,
+  ctrlOk: Metric.CTRL_OK,
+  ctrlErr: Metric.CTRL_ERR,
+  dropFiltered: Metric.DROP_FILTERED,
 } as const;
 
 export type MetricName = keyof typeof METRIC_NAMES;

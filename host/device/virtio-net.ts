@@ -12,10 +12,13 @@ import {
 import type { GuestRegion } from "../memory/layout.js";
 import { coreStateSize, instantiateCore, type CoreExports } from "../wasm/core.js";
 import { readMetrics, type QueueMetrics } from "./metrics.js";
-import { hasFeature } from "./features.js";
+import { GUEST_OFFLOADS, hasFeature } from "./features.js";
 import type { DeviceLock } from "./device-lock.js";
 
 export { BackendKind, CsumPolicy, GsoMask, QueueIndex, Status };
+
+/** The queues of the data path (a pair's RX and TX), as opposed to the control queue. */
+export type DataQueue = QueueIndex.RX | QueueIndex.TX;
 
 /** Callbacks through which the device reaches its transport and its privileged side. */
 export interface DeviceHooks {
@@ -32,6 +35,16 @@ export interface DeviceHooks {
   needsReset?(): void;
   /** The driver reset the device. */
   reset?(): void;
+  /**
+   * CTRL_GUEST_OFFLOADS changed the offloads the guest takes (`features`: the negotiated
+   * features with the GUEST_* bits as now in effect). The backend's offloads follow
+   * (TUNSETOFFLOAD with them), on the control side.
+   */
+  offloadsChanged?(features: bigint): void;
+  /** CTRL_MQ VQ_PAIRS_SET: the driver uses `pairs` queue pairs now. */
+  queuePairsChanged?(pairs: number): void;
+  /** CTRL_MAC_ADDR_SET: the driver set the device's MAC ("52:54:00:..." form). */
+  macChanged?(mac: string): void;
 }
 
 export interface DeviceOptions {
@@ -58,6 +71,8 @@ export interface DeviceOptions {
   backendGso?: number;
   /** Drop TX frames not from our MAC and RX frames not for it (vmd's locked lladdr). */
   lockedMac?: boolean;
+  /** max_virtqueue_pairs in config space (with MQ offered; default 1). */
+  maxQueuePairs?: number;
   /** Native address of Wasm address 0, so iovecs can go to readv/writev. Default 0. */
   nativeBase?: bigint;
   hooks?: DeviceHooks;
@@ -127,10 +142,10 @@ export interface AdoptedQueue {
   nextAvail?: number;
 }
 
-/** What `adopt()` takes over: the negotiated features and, to start the device, both queues (RX, TX). */
+/** What `adopt()` takes over: the negotiated features and, to start the device, both queues (RX, TX) and the control queue if the driver set one up. */
 export interface AdoptedState {
   features: bigint;
-  queues?: readonly [rx: AdoptedQueue, tx: AdoptedQueue];
+  queues?: readonly [rx: AdoptedQueue, tx: AdoptedQueue] | readonly [rx: AdoptedQueue, tx: AdoptedQueue, ctrl: AdoptedQueue];
 }
 
 /** Parses "aa:bb:cc:dd:ee:ff" (or 6 bytes) into the core's 48-bit form (byte 0 lowest). */
@@ -189,6 +204,7 @@ export class VirtioNetDevice {
     this.option(DeviceOption.CSUM_POLICY, opts.csumPolicy ?? CsumPolicy.COMPLETE, "csumPolicy");
     this.option(DeviceOption.LOCKED_MAC, opts.lockedMac ? 1 : 0, "lockedMac");
     this.option(DeviceOption.BACKEND_GSO, opts.backendGso ?? GsoMask.TAP_DEFAULT, "backendGso");
+    this.option(DeviceOption.MAX_QUEUE_PAIRS, opts.maxQueuePairs ?? 1, "maxQueuePairs");
     if (opts.features !== undefined && c.setOfferedFeatures(st, opts.features) !== Code.OK) {
       throw new DeviceError("invalid-option", `cannot offer features 0x${opts.features.toString(16)}: unimplemented or missing a prerequisite`);
     }
@@ -295,8 +311,7 @@ export class VirtioNetDevice {
         `features 0x${state.features.toString(16)} refused (offered 0x${this.offeredFeatures.toString(16)})`);
     }
     if (!state.queues) return;
-    for (const q of [QueueIndex.RX, QueueIndex.TX]) {
-      const r = state.queues[q];
+    for (const [q, r] of state.queues.entries() as IterableIterator<[QueueIndex, AdoptedQueue]>) {
       const why = this.configureQueue(q, r.size, r.desc, r.avail, r.used) !== Code.OK ? `bad size ${r.size}`
         : this.setNextAvail(q, r.nextAvail ?? 0) !== Code.OK ? "resume index refused"
         : this.enableQueue(q, true) !== Code.OK ? "rings are not in guest memory" : "";
@@ -363,6 +378,55 @@ export class VirtioNetDevice {
     if (e & DeviceEvent.NEGOTIATED) this.hooks.negotiated?.(this.negotiatedFeatures);
     if (e & DeviceEvent.NEEDS_RESET) this.hooks.needsReset?.();
     if (e & DeviceEvent.CONFIG_CHANGED) this.hooks.configChanged?.();
+    if (e & DeviceEvent.OFFLOADS_CHANGED) this.hooks.offloadsChanged?.(this.rxFeatures);
+    if (e & DeviceEvent.QUEUE_PAIRS_CHANGED) this.hooks.queuePairsChanged?.(this.core.queuePairs(this.state));
+    if (e & DeviceEvent.MAC_CHANGED) this.hooks.macChanged?.(this.mac);
+  }
+
+  // ───────────────────────────── control queue (VIRTIO_NET_F_CTRL_VQ) ─────────────────────────────
+
+  /**
+   * Answers the control commands the driver queued (the control queue's notification) and
+   * raises the interrupt hook for QueueIndex.CTRL if the driver wants one. Returns the number
+   * answered, or a negative Code (NOT_READY, BROKEN).
+   */
+  processCtrl(budget = 64): number {
+    return this.locked(() => {
+      const r = this.core.ctrlProcess(this.state, budget);
+      if (this.core.ctrlFlush(this.state)) this.hooks.interrupt?.(QueueIndex.CTRL);
+      this.dispatchEvents();
+      return r;
+    });
+  }
+
+  /**
+   * Asks the guest to announce itself (gratuitous ARP / unsolicited NA), as after a migration
+   * (VIRTIO_NET_F_GUEST_ANNOUNCE): a config change with VIRTIO_NET_S_ANNOUNCE set, until the
+   * driver acks. False if the guest did not negotiate it or is not running.
+   */
+  announce(): boolean {
+    return this.locked(() => {
+      const ok = this.core.announce(this.state) === Code.OK;
+      this.dispatchEvents();
+      return ok;
+    });
+  }
+
+  /** The receive filter's mode (RxMode bits: PROMISC until the driver says otherwise). */
+  get rxMode(): number { return this.core.rxMode(this.state); }
+
+  /** The device's MAC as the driver last set it (or as configured). */
+  get mac(): string {
+    const v = this.core.mac(this.state);
+    return Array.from({ length: 6 }, (_, i) => Number((v >> BigInt(8 * i)) & 0xffn).toString(16).padStart(2, "0")).join(":");
+  }
+
+  /** Queue pairs the driver uses (CTRL_MQ VQ_PAIRS_SET; 1 until then). */
+  get queuePairs(): number { return this.core.queuePairs(this.state); }
+
+  /** The negotiated features with the GUEST_* offloads as in effect now (CTRL_GUEST_OFFLOADS). */
+  get rxFeatures(): bigint {
+    return (this.negotiatedFeatures & ~GUEST_OFFLOADS) | this.core.guestOffloads(this.state);
   }
 
   // ──────────────────────────────────── data path ──────────────────────────────────────
@@ -533,7 +597,7 @@ export class VirtioNetDevice {
 
   /** Whether the guest negotiated taking GSO frames of this virtio_net_hdr gso_type whole. */
   private guestTakesGso(gsoType: number): boolean {
-    const f = this.core.negotiatedFeatures(this.state);
+    const f = this.rxFeatures;
     const has = (b: Feature) => hasFeature(f, b);
     if (!has(Feature.GUEST_CSUM)) return false;
     if ((gsoType & NetHdr.GSO_ECN) !== 0 && !has(Feature.GUEST_ECN)) return false;

@@ -20,6 +20,8 @@ export interface DriverTransport {
 import type { GuestMemory } from "../memory/layout.js";
 import { featureMask, hasFeature } from "../device/features.js";
 
+/** Entries of the control queue (as Linux's and QEMU's). */
+export const CTRL_QUEUE_SIZE = 64;
 export const DESC_F_NEXT = 1;
 export const DESC_F_WRITE = 2;
 export const DESC_F_INDIRECT = 4;
@@ -161,9 +163,14 @@ export class GuestDriver {
     return ok;
   }
 
-  /** Lays out both rings (Linux style: three separate allocations) and enables them. */
-  setupQueues(size = 256): void {
-    for (const q of [QueueIndex.RX, QueueIndex.TX]) {
+  /**
+   * Lays out the rings (Linux style: three separate allocations) and enables them: RX and TX,
+   * and the control queue (64 entries, as Linux and QEMU) when CTRL_VQ was negotiated.
+   */
+  setupQueues(ringSize = 256): void {
+    const ctrl = hasFeature(this.features, Feature.CTRL_VQ);
+    for (const q of ctrl ? [QueueIndex.RX, QueueIndex.TX, QueueIndex.CTRL] : [QueueIndex.RX, QueueIndex.TX]) {
+      const size = q === QueueIndex.CTRL ? CTRL_QUEUE_SIZE : ringSize;
       const desc = this.alloc(16 * size, 16);
       const avail = this.alloc(6 + 2 * size, 2);
       const used = this.alloc(6 + 8 * size, 4);
@@ -196,24 +203,25 @@ export class GuestDriver {
   // ───────────────────────────── rings ─────────────────────────────
 
   /**
-   * Places a chain of buffers ({gpa, len, write}) on queue `qi`, directly or through an
-   * indirect table, and makes it available. Returns the head.
+   * Places a chain of buffers on queue `qi`, directly or through an indirect table, and makes
+   * it available. Returns the head. Buffers are device-writable if `write`, unless a buffer
+   * says otherwise (a control command: readable parts, then the writable ack).
    */
-  addChain(qi: QueueIndex, bufs: { gpa: bigint; len: number }[], write: boolean, indirect = false): number {
+  addChain(qi: QueueIndex, bufs: { gpa: bigint; len: number; write?: boolean }[], write: boolean, indirect = false): number {
     const q = this.queues[qi];
-    const wflag = write ? DESC_F_WRITE : 0;
+    const wflag = (b: { write?: boolean }) => ((b.write ?? write) ? DESC_F_WRITE : 0);
     let head: number;
     let descs: number[];
     if (indirect) {
       const table = this.alloc(16 * bufs.length, 16);
-      bufs.forEach((b, i) => this.writeDesc(table, i, b.gpa, b.len, wflag | (i + 1 < bufs.length ? DESC_F_NEXT : 0), i + 1 < bufs.length ? i + 1 : 0));
+      bufs.forEach((b, i) => this.writeDesc(table, i, b.gpa, b.len, wflag(b) | (i + 1 < bufs.length ? DESC_F_NEXT : 0), i + 1 < bufs.length ? i + 1 : 0));
       head = this.takeFree(q, 1)[0];
       this.writeDesc(q.desc, head, table, 16 * bufs.length, DESC_F_INDIRECT, 0);
       descs = [head];
     } else {
       descs = this.takeFree(q, bufs.length);
       head = descs[0];
-      bufs.forEach((b, i) => this.writeDesc(q.desc, descs[i], b.gpa, b.len, wflag | (i + 1 < bufs.length ? DESC_F_NEXT : 0), i + 1 < bufs.length ? descs[i + 1] : 0));
+      bufs.forEach((b, i) => this.writeDesc(q.desc, descs[i], b.gpa, b.len, wflag(b) | (i + 1 < bufs.length ? DESC_F_NEXT : 0), i + 1 < bufs.length ? descs[i + 1] : 0));
     }
     q.chains.set(head, { descs, bufs });
     this.publishAvail(qi, head);
@@ -348,6 +356,43 @@ export class GuestDriver {
       heads.push(this.addChain(QueueIndex.RX, bufs, true, opts.indirect ?? false));
     }
     return heads;
+  }
+
+  // ───────────────────────────── control queue ─────────────────────────────
+
+  /**
+   * Queues a control command (virtio 1.2, 5.1.6.5): `class, command, data` readable, split at
+   * `splits` (offsets into those bytes), then a 1-byte writable ack (set to 0xff first).
+   * Returns the head and where the ack is.
+   */
+  queueCtrl(cls: number, cmd: number, data: Uint8Array = new Uint8Array(0), opts: { splits?: number[]; indirect?: boolean } = {}): { head: number; ack: bigint } {
+    const whole = Uint8Array.of(cls, cmd, ...data);
+    const points = [0, ...(opts.splits ?? []).filter((c) => c > 0 && c < whole.length).sort((a, b) => a - b), whole.length];
+    const bufs: { gpa: bigint; len: number; write?: boolean }[] = [];
+    for (let i = 0; i + 1 < points.length; i++) {
+      if (points[i] === points[i + 1]) continue;
+      const gpa = this.alloc(points[i + 1] - points[i], 1);
+      this.write(gpa, whole.subarray(points[i], points[i + 1]));
+      bufs.push({ gpa, len: points[i + 1] - points[i], write: false });
+    }
+    const ack = this.alloc(1, 1);
+    this.write(ack, Uint8Array.of(0xff));
+    bufs.push({ gpa: ack, len: 1, write: true });
+    return { head: this.addChain(QueueIndex.CTRL, bufs, false, opts.indirect ?? false), ack };
+  }
+
+  /**
+   * Sends a control command and waits for it the way Linux does (virtnet_send_command): queue,
+   * notify (`notify`: the transport's kick, or the device's processCtrl), then the used entry.
+   * Returns the ack (Ctrl.OK / Ctrl.ERR), or -1 if the device did not answer.
+   */
+  ctrl(cls: number, cmd: number, data: Uint8Array, notify: () => void, opts: { splits?: number[]; indirect?: boolean } = {}): number {
+    const { head, ack } = this.queueCtrl(cls, cmd, data, opts);
+    notify();
+    const used = this.takeUsed(QueueIndex.CTRL);
+    const mine = used.find((u) => u.id === head);
+    if (!mine || mine.len < 1) return -1;
+    return this.read(ack, 1)[0];
   }
 
   /** Completed receive buffers as header + frame. */

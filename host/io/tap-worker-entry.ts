@@ -31,7 +31,8 @@ let callFds: [number, number] | undefined;
 const dev = new VirtioNetDevice({
   memory: data.memory, stateAddress: data.stateAddress, regions: [], attach: true, nativeBase: data.nativeBase,
   hooks: {
-    interrupt: (q) => (callFds ? libc.eventfdSignal(callFds[q]) : post({ kind: "interrupt", queue: q })),
+    // The Worker runs the data queues only; the control queue is the main thread's.
+    interrupt: (q) => { if (q !== QueueIndex.CTRL) (callFds ? libc.eventfdSignal(callFds[q]) : post({ kind: "interrupt", queue: q })); },
     configChanged: () => post({ kind: "config-changed" }),
     needsReset: () => post({ kind: "needs-reset" }),
   },

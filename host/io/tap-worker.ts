@@ -14,7 +14,7 @@ import { Worker } from "node:worker_threads";
 import type { QueueIndex } from "../../assembly/abi.js";
 import type { LinuxTap } from "../backends/tap-linux.js";
 import type { RateLimit } from "../device/rate-limiter.js";
-import type { VirtioNetDevice } from "../device/virtio-net.js";
+import type { DataQueue, VirtioNetDevice } from "../device/virtio-net.js";
 import * as libc from "../runtime/libc.js";
 
 /** What the Worker is started with (once per device). */
@@ -165,7 +165,7 @@ export class TapWorker {
   }
 
   /** A guest notification on queue `q` (for hosts whose transport is in this thread). */
-  kick(q: QueueIndex): void {
+  kick(q: DataQueue): void {
     libc.eventfdSignal(this.kickFds[q]);
   }
 

@@ -6,10 +6,10 @@
  * fds directly. This object is the control side: it alone issues ioctls (TUNSETOFFLOAD).
  */
 import { readlinkSync } from "node:fs";
-import { BackendKind, CsumPolicy, Feature, GsoMask } from "../../assembly/abi.js";
+import { BackendKind, CsumPolicy, Feature, GsoMask, QueueIndex } from "../../assembly/abi.js";
 import { LinuxTap } from "../backends/tap-linux.js";
 import { loadSteeringProgram } from "../backends/tap-steering.js";
-import { featureList, FULL_OFFER, hasFeature } from "../device/features.js";
+import { featureList, FULL_OFFER, hasFeature, NEEDS_CTRL_VQ } from "../device/features.js";
 import { RateLimiter, type RateLimit } from "../device/rate-limiter.js";
 import { VirtioNetDevice } from "../device/virtio-net.js";
 import { DeviceLock } from "../device/device-lock.js";
@@ -155,7 +155,8 @@ export class VhostUserNetBackend {
             // The tap's offloads and header size are the device's, not a queue's: pair 0 sets them.
             ...(i === 0 ? { negotiated: (f: bigint) => this.negotiated(f) } : {}),
             // With a tap the Worker signals the call fds itself; on the embedded network we do.
-            interrupt: (q) => { const fd = this.pairs[i].rings[q].callFd; if (fd >= 0) libc.eventfdSignal(fd); },
+            // (No control queue here: the front-end keeps it.)
+            interrupt: (q) => { const fd = q === QueueIndex.CTRL ? -1 : this.pairs[i].rings[q].callFd; if (fd >= 0) libc.eventfdSignal(fd); },
           },
         }));
       }
@@ -301,8 +302,9 @@ export class VhostUserNetBackend {
     const p = m.payload;
     switch (m.request) {
       case Req.GET_FEATURES:
-        // MQ is the back-end's (its queue pairs), not one device's: offered beside the core's offer.
-        return { reply: u64Payload(this.dev.offeredFeatures | this.mqFeature | (1n << F_PROTOCOL_FEATURES)) };
+        // The control queue is the front-end's (vhost-user.rst: the back-end sees data queues
+        // only); MQ is the back-end's queue pairs, not one device's: offered beside the core's offer.
+        return { reply: u64Payload((this.dev.offeredFeatures & ~NEEDS_CTRL_VQ) | this.mqFeature | (1n << F_PROTOCOL_FEATURES)) };
       case Req.SET_FEATURES: {
         const f = readU64(p);
         this.protocolAcked = ((f >> F_PROTOCOL_FEATURES) & 1n) === 1n;
@@ -463,7 +465,8 @@ export class VhostUserNetBackend {
     // The guest already agreed these with the front-end; a feature without its prerequisite
     // (QEMU passes GUEST_TSO4 without GUEST_CSUM under csum=off,guest_csum=off) is treated as
     // off rather than failing the whole device.
-    acked &= ~this.mqFeature;
+    // What the front-end keeps (the control queue and all it carries, MQ) is not the devices'.
+    acked &= ~NEEDS_CTRL_VQ;
     const f = dev.core.featureWithoutUnmet(acked);
     // QEMU sends SET_FEATURES once per queue pair: the same features again change nothing.
     if (f === this.acked) return;

@@ -105,7 +105,7 @@ export class QueuePair {
       await this.worker!.pause();
     }
     await k?.stop();
-    for (const q of [QueueIndex.RX, QueueIndex.TX]) {
+    for (const q of [QueueIndex.RX, QueueIndex.TX] as const) {
       this.rings[q].base = this.dev.nextAvail(q);
       this.dev.enableQueue(q, false);
     }

@@ -54,6 +54,13 @@ export interface CoreExports {
   rxFlush(st: number): number;
   metricsPtr(st: number, q: number): number;
   queueSetPolling(st: number, q: number, on: number): number;
+  ctrlProcess(st: number, budget: number): number;
+  ctrlFlush(st: number): number;
+  announce(st: number): number;
+  rxMode(st: number): number;
+  mac(st: number): bigint;
+  queuePairs(st: number): number;
+  guestOffloads(st: number): bigint;
   forwardSet(st: number, i: number, mac: bigint, peer: number): number;
   forwardSetCount(st: number, n: number): number;
   forwardTouched(st: number): number;

@@ -27,7 +27,7 @@ export interface FixtureOptions extends Omit<Partial<DeviceOptions>, "memory" | 
 export function fixture(opts: FixtureOptions = {}): Fixture {
   const mem = createGuestMemory({ guestSize: opts.guestSize ?? 4 << 20, holes: opts.holes, shared: opts.shared });
   opts.fill?.(new Uint8Array(mem.memory.buffer));
-  const f = { mem, irqs: { [QueueIndex.RX]: 0, [QueueIndex.TX]: 0 }, negotiated: [], configChanges: 0 } as unknown as Fixture;
+  const f = { mem, irqs: { [QueueIndex.RX]: 0, [QueueIndex.TX]: 0, [QueueIndex.CTRL]: 0 }, negotiated: [], configChanges: 0 } as unknown as Fixture;
   f.dev = new VirtioNetDevice({
     ...opts,
     memory: mem.memory,

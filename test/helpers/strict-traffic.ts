@@ -11,15 +11,16 @@
  * owed, or a loop asleep with work pending), and the run fails with the counts.
  */
 import { QueueIndex } from "../../assembly/abi.js";
+import type { DataQueue } from "../../host/device/virtio-net.js";
 import type { GuestDriver } from "../../host/driver/guest-driver.js";
 import * as libc from "../../host/runtime/libc.js";
 
 /** The loop under test, as the driver and the network see it. */
 export interface LoopUnderTest {
   /** The guest's notification on queue `q`. */
-  kick(q: QueueIndex): void;
+  kick(q: DataQueue): void;
   /** Interrupts raised on queue `q` since the last call. */
-  takeInterrupts(q: QueueIndex): number;
+  takeInterrupts(q: DataQueue): number;
 }
 
 export interface TrafficPlan {
@@ -70,7 +71,7 @@ export async function runStrictTraffic(drv: GuestDriver, loop: LoopUnderTest, pe
   const stallMs = plan.stallMs ?? 4000;
 
   /** Makes `count` buffers available on `q` via `post`, kicking once or per buffer, only when asked. */
-  const publish = (q: QueueIndex, count: number, post: () => void) => {
+  const publish = (q: DataQueue, count: number, post: () => void) => {
     const perBuffer = rand() < 0.3;
     let old = drv.queues[q].availIdx;
     for (let i = 0; i < count; i++) {
@@ -157,7 +158,7 @@ export async function runStrictTraffic(drv: GuestDriver, loop: LoopUnderTest, pe
     }
     while (!woke) {
       await sleep(1);
-      for (const q of [QueueIndex.RX, QueueIndex.TX]) {
+      for (const q of [QueueIndex.RX, QueueIndex.TX] as const) {
         const n = loop.takeInterrupts(q);
         if (n === 0) continue;
         res.interrupts += n;

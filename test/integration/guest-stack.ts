@@ -6,6 +6,7 @@
  * then verify it with the independent reference.
  */
 import { Feature, NetHdr, QueueIndex } from "../../assembly/abi.js";
+import type { DataQueue } from "../../host/device/virtio-net.js";
 import type { GuestDriver } from "../../host/driver/guest-driver.js";
 import {
   buildFrame, completePartial, decodeFrame, ipv4HeaderValid, l4ChecksumValid, type DecodedFrame, type FrameSpec,
@@ -40,7 +41,7 @@ export class GuestStack {
   constructor(
     readonly drv: GuestDriver,
     readonly features: bigint,
-    private readonly kick: (q: QueueIndex) => void,
+    private readonly kick: (q: DataQueue) => void,
     readonly rxBuffers = 64,
     /** This guest's MAC and IPv4 address (what it answers ARP for). */
     readonly mac: Uint8Array = GUEST_MAC,

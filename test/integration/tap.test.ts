@@ -6,6 +6,7 @@
  * Run once for a guest that negotiates CSUM/GUEST_CSUM and once for one that negotiates none.
  */
 import { fileURLToPath } from "node:url";
+import type { DataQueue } from "../../host/device/virtio-net.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BackendKind, Feature, QueueIndex } from "../../assembly/abi.js";
 import { LinuxTap } from "../../host/backends/tap-linux.js";
@@ -65,7 +66,7 @@ async function setup(features: bigint, mode: Mode): Promise<Env> {
   env.port = new TapPort(env.dev, tap, nativeBase);
   const drv = new GuestDriver(mem, env.dev, 3);
   drv.bringUp(BASE | features, 256);
-  let kick: (q: QueueIndex) => void;
+  let kick: (q: DataQueue) => void;
   if (shared) {
     env.worker = await TapWorker.start({
       dev: env.dev, lockAddress: mem.hostAddresses[0], tap, nativeBase,

@@ -47,7 +47,7 @@ async function run(c: Case, frames: number): Promise<{ fast: number; got: number
   const [a, b] = side;
   const rand = a.drv.random;
   const pick = (n: number) => 1 + Math.floor(rand() * n);
-  const kick = (s: typeof a, q: QueueIndex, old: number) => { if (s.drv.kickNeeded(q, old)) libc.eventfdSignal(s.kickFds[q]); };
+  const kick = (s: typeof a, q: QueueIndex.RX | QueueIndex.TX, old: number) => { if (s.drv.kickNeeded(q, old)) libc.eventfdSignal(s.kickFds[q]); };
   // Frames go A -> B by MAC; B's address is learned from one frame it sends first.
   const toB = (i: number) => { const f = numberedFrame(0, i); f.set([2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1]); return f; };
   let sent = 0;

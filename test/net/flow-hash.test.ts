@@ -27,7 +27,7 @@ const frames = fc.record({
   l4: fc.constantFrom("tcp" as const, "udp" as const, "icmp" as const),
   src4: ip4, dst4: ip4, src6: ip6, dst6: ip6, sport: port, dport: port,
   options: fc.constantFrom(0, 0, 4, 12),
-  ext: fc.constantFrom([], [], ["hop" as const], ["frag" as const]),
+  ext: fc.constantFrom<("hop" | "frag")[]>([], [], ["hop"], ["frag"]),
   vlan: fc.constantFrom(false, false, false, true),
   len: fc.integer({ min: 0, max: 64 }),
 }).map((r) => buildFrame({
