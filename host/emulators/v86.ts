@@ -9,13 +9,16 @@
  *
  * v86 offers MAC, STATUS, CTRL_VQ, MQ and VERSION_1 only. The adapter replaces that offer with
  * CSUM, GUEST_CSUM, segmentation offloads both ways, MRG_RXBUF, EVENT_IDX and INDIRECT_DESC
- * (plus MAC, STATUS, VERSION_1); no control queue, so v86's control-queue code is not used either.
+ * (plus MAC, STATUS, VERSION_1) and the control queue with what it carries (receive filter,
+ * MAC, VLAN filter, announce, guest offloads; core: net/ctrl.ts), whose notifications are
+ * taken over too, so v86's control-queue code is not used either. v86 keeps the config space:
+ * the adapter mirrors the MAC and the announce bit into it.
  *
  * The internals used here are not in v86.d.ts; the shapes below are those of v86 0.5.462.
  */
 import { Feature, QueueIndex, Status } from "../../assembly/abi.js";
 import { BackendKind, DeviceError, VirtioNetDevice } from "../device/virtio-net.js";
-import { featureMask, FULL_OFFER } from "../device/features.js";
+import { CTRL_OFFER, featureMask, FULL_OFFER, hasFeature } from "../device/features.js";
 import { DevicePort } from "../net/device-port.js";
 import type { Switch } from "../net/switch.js";
 
@@ -41,7 +44,7 @@ export interface V86Like {
     cpu: {
       mem8: Uint8Array;
       io: { ports: { write16: (v: number) => void; write8: (v: number) => void }[] };
-      devices: { virtio_net?: { virtio: V86Virtio; mac?: ArrayLike<number> } };
+      devices: { virtio_net?: { virtio: V86Virtio; mac?: Uint8Array; status?: number } };
     };
   };
 }
@@ -78,7 +81,7 @@ const LOW_RAM_END = 0xa0000;
 const HIGH_RAM_START = 0x100000;
 
 export interface V86NetOptions {
-  /** Features to offer (default FULL_OFFER without MTU, which v86's config space lacks). */
+  /** Features to offer (default FULL_OFFER and CTRL_OFFER, without MTU, which v86's config space lacks). */
   features?: bigint;
   /** Switch to attach the device to (the embedded network's, typically). */
   network: Switch;
@@ -87,8 +90,9 @@ export interface V86NetOptions {
 }
 
 /**
- * The I/O ports of v86's virtio-net RX and TX queue notifications, from its PCI capability
- * list (VIRTIO_PCI_CAP_NOTIFY_CFG: BAR, offset and notify_off_multiplier; virtio 1.2, 4.1.4.4).
+ * The I/O ports of v86's virtio-net queue notifications (RX, TX, control), from its PCI
+ * capability list (VIRTIO_PCI_CAP_NOTIFY_CFG: BAR, offset and notify_off_multiplier; virtio
+ * 1.2, 4.1.4.4); v86's notify_off of queue q is q.
  */
 export function v86NotifyPorts(virtio: V86Virtio): number[] {
   const ps = virtio.pci_space;
@@ -98,7 +102,7 @@ export function v86NotifyPorts(virtio: V86Virtio): number[] {
       const bar = u32(0x10 + 4 * ps[at + 4]) & ~3;
       const base = bar + u32(at + 8);
       const multiplier = u32(at + 16);
-      return [QueueIndex.RX, QueueIndex.TX].map((q) => base + q * multiplier);
+      return [QueueIndex.RX, QueueIndex.TX, QueueIndex.CTRL].map((q) => base + q * multiplier);
     }
   }
   throw new Error("v86 virtio-net has no notify capability");
@@ -108,7 +112,7 @@ export class V86VirtioNet {
   readonly dev: VirtioNetDevice;
   readonly port: DevicePort;
   /** Notifications handled here, per queue, how often the core was brought in line with v86's registers, and driver resets seen. */
-  readonly counters = { notifications: [0, 0], syncs: 0, resets: 0 };
+  readonly counters = { notifications: [0, 0, 0], syncs: 0, resets: 0 };
   /** Device-side time spent in the adapter's notification handlers, ms. */
   deviceMs = 0;
   private readonly virtio: V86Virtio;
@@ -122,7 +126,7 @@ export class V86VirtioNet {
     this.virtio = net.virtio;
     this.base = cpu.mem8.byteOffset;
     const size = cpu.mem8.length;
-    const offer = opts.features ?? FULL_OFFER & ~featureMask(Feature.MTU);
+    const offer = opts.features ?? (FULL_OFFER | CTRL_OFFER) & ~featureMask(Feature.MTU);
     const raw = wasm.v86_malloc(VirtioNetDevice.stateSize() + 16);
     const state = (raw + 15) & ~15;
     const mac = net.mac ? Uint8Array.from(net.mac) : undefined;
@@ -137,7 +141,12 @@ export class V86VirtioNet {
           this.dirtyUsed(q);
           this.virtio.raise_irq(ISR_QUEUE);
         },
-        configChanged: () => this.virtio.notify_config_changes?.(),
+        configChanged: () => {
+          this.mirrorStatus();
+          this.virtio.notify_config_changes?.();
+        },
+        // v86 answers config reads itself: the MAC the driver set goes there too.
+        macChanged: () => { if (net.mac) net.mac.set(macBytes(this.dev.mac)); },
       },
       written: (wasmAddr, len) => {
         const gpa = wasmAddr - this.base;
@@ -181,15 +190,33 @@ export class V86VirtioNet {
     };
   }
 
-  /** The guest notified queue `q` (RX: buffers posted; TX: frames queued). */
+  /** The guest notified queue `q` (RX: buffers posted; TX: frames queued; control: commands). */
   private notify(q: number): void {
     const t0 = performance.now();
-    if (q <= QueueIndex.TX && this.sync()) {
+    if (q <= QueueIndex.CTRL && this.sync()) {
       this.counters.notifications[q]++;
       if (q === QueueIndex.TX) this.port.pumpTx();
-      else this.port.pumpRx();
+      else if (q === QueueIndex.RX) this.port.pumpRx();
+      else {
+        this.dev.processCtrl();
+        this.mirrorStatus();
+      }
     }
     this.deviceMs += performance.now() - t0;
+  }
+
+  /**
+   * Asks the guest to announce itself (VIRTIO_NET_F_GUEST_ANNOUNCE: it sends gratuitous ARPs
+   * and acks), as after a restore or a move. False if the guest did not negotiate it.
+   */
+  announce(): boolean {
+    return this.sync() && this.dev.announce();
+  }
+
+  /** v86's config-space status follows the device's (link, and the announce bit until acked). */
+  private mirrorStatus(): void {
+    const net = this.emulator.v86.cpu.devices.virtio_net!;
+    if (net.status !== undefined) net.status = this.dev.readConfig(6, 2);
   }
 
   /**
@@ -200,12 +227,15 @@ export class V86VirtioNet {
     const v = this.virtio;
     if ((v.device_status & Status.DRIVER_OK) === 0) return false;
     const f = BigInt(v.driver_feature[0] >>> 0) | (BigInt(v.driver_feature[1] >>> 0) << 32n);
-    const [rx, tx] = v.queues;
-    const key = [f, rx.desc_addr, rx.avail_addr, rx.used_addr, rx.size, tx.desc_addr, tx.avail_addr, tx.used_addr, tx.size].join(":");
+    const [rx, tx, ctrl] = v.queues;
+    // The control queue takes part once the driver negotiated it (and set it up).
+    const withCtrl = hasFeature(f, Feature.CTRL_VQ) && ctrl !== undefined && ctrl.size > 0;
+    const rings = withCtrl ? [rx, tx, ctrl] : [rx, tx];
+    const key = [f, ...rings.flatMap((q) => [q.desc_addr, q.avail_addr, q.used_addr, q.size])].join(":");
     if (key === this.synced) return true;
     const queue = (q: V86Queue) => ({ size: q.size, desc: BigInt(q.desc_addr), avail: BigInt(q.avail_addr), used: BigInt(q.used_addr) });
     try {
-      this.dev.adopt({ features: f, queues: [queue(rx), queue(tx)] });
+      this.dev.adopt({ features: f, queues: withCtrl ? [queue(rx), queue(tx), queue(ctrl)] : [queue(rx), queue(tx)] });
     } catch (e) {
       if (e instanceof DeviceError) return false;
       throw e;
@@ -220,4 +250,9 @@ export class V86VirtioNet {
     const r = this.virtio.queues[q];
     if (r) this.wasm.jit_dirty_cache(r.used_addr, r.used_addr + 6 + 8 * r.size);
   }
+}
+
+/** "52:54:00:12:34:56" as 6 bytes. */
+function macBytes(mac: string): Uint8Array {
+  return Uint8Array.from(mac.split(":").map((h) => parseInt(h, 16)));
 }

@@ -28,7 +28,8 @@ const CASES = Number(process.env.VNW_FUZZ_CASES ?? 400);
 const SEED = Number(process.env.VNW_FUZZ_SEED ?? 1);
 const FEATURES = [Feature.VERSION_1, Feature.CSUM, Feature.GUEST_CSUM, Feature.EVENT_IDX, Feature.INDIRECT_DESC, Feature.MRG_RXBUF,
   Feature.HOST_TSO4, Feature.HOST_TSO6, Feature.HOST_ECN, Feature.HOST_USO, Feature.GUEST_TSO4, Feature.GUEST_TSO6, Feature.GUEST_ECN,
-  Feature.GUEST_USO4, Feature.GUEST_USO6, Feature.MTU, Feature.MAC];
+  Feature.GUEST_USO4, Feature.GUEST_USO6, Feature.MTU, Feature.MAC,
+  Feature.CTRL_VQ, Feature.CTRL_RX, Feature.CTRL_RX_EXTRA, Feature.CTRL_VLAN, Feature.CTRL_MAC_ADDR, Feature.GUEST_ANNOUNCE, Feature.CTRL_GUEST_OFFLOADS, Feature.MQ];
 
 /** The canary pattern, made once per size. */
 const patterns = new Map<number, Uint8Array>();
@@ -43,7 +44,7 @@ function pattern(n: number): Uint8Array {
 }
 
 /** What a run reached, summed over cases (so a fuzzer that stops at validation shows). */
-export const reached = { cases: 0, txPackets: 0, rxPackets: 0, segmented: 0, csumSoftware: 0, needsReset: 0, dropped: 0 };
+export const reached = { cases: 0, txPackets: 0, rxPackets: 0, segmented: 0, csumSoftware: 0, needsReset: 0, dropped: 0, ctrlOk: 0, ctrlErr: 0 };
 
 /** One fuzz case; throws with a description of what went wrong. */
 function fuzzCase(seed: number): void {
@@ -110,7 +111,19 @@ function fuzzCase(seed: number): void {
       break; // ring or RAM full
     }
   }
-  for (const chain of q.chains.values()) for (const x of chain.bufs) txBufs.push({ gpa: x.gpa, bytes: drv.read(x.gpa, x.len) });
+  // Control commands: mostly well-formed classes and commands with random data, split anyhow.
+  if (drv.queues[QueueIndex.CTRL]) {
+    for (let n = int(0, 8); n > 0 && drv.queues[QueueIndex.CTRL].free.length > 6; n--) {
+      // A third well-formed (receive modes, VLANs, an empty MAC table), the rest anything.
+      const [cls, cmd, data] = chance(0.33)
+        ? pick<[number, number, Uint8Array]>([[0, int(0, 5), Uint8Array.of(int(0, 1))], [2, int(0, 1), Uint8Array.of(int(0, 255), int(0, 16))], [1, 0, new Uint8Array(8)]])
+        : [chance(0.9) ? int(0, 6) : int(0, 255), chance(0.9) ? int(0, 5) : int(0, 255), new Uint8Array(pick([0, 1, 2, 6, 8, 14, int(0, 80)])).map(() => (chance(0.5) ? int(0, 2) : int(0, 255)))];
+      try {
+        drv.queueCtrl(cls, cmd, data, { splits: Array.from({ length: int(0, 3) }, () => int(1, data.length + 1)), indirect: chance(0.2) && (want & featureMask(Feature.INDIRECT_DESC)) !== 0n });
+      } catch { break; }
+    }
+  }
+  const readableOf = (qi: QueueIndex) => [...(drv.queues[qi]?.chains.values() ?? [])].flatMap((c) => c.bufs.filter((x) => !(x as { write?: boolean }).write));
   // RX buffers.
   try {
     drv.postRx(int(0, Math.min(32, drv.queues[QueueIndex.RX].free.length)), { parts: Array.from({ length: int(1, 3) }, () => pick([8, 64, 1000, 1526, 4096, 65550])), indirect: chance(0.2) });
@@ -118,8 +131,10 @@ function fuzzCase(seed: number): void {
 
   // Mutations where the guest is in charge of the bytes.
   const mutations = chance(0.35) ? int(1, 4) : 0;
+  const mutated = new Set<QueueIndex>();
   for (let m = 0; m < mutations; m++) {
-    const qi = pick([QueueIndex.RX, QueueIndex.TX]);
+    const qi = pick(drv.queues[QueueIndex.CTRL] ? [QueueIndex.RX, QueueIndex.TX, QueueIndex.CTRL] : [QueueIndex.RX, QueueIndex.TX]);
+    mutated.add(qi);
     const dq = drv.queues[qi];
     const what = int(0, 5);
     const w = (gpa: bigint, v: number, bytes: 1 | 2 | 4 | 8) => {
@@ -137,10 +152,19 @@ function fuzzCase(seed: number): void {
     else w(dq.avail + 4n + BigInt(2 * int(0, dq.size - 1)), int(0, dq.size + 3), 2); // a head
   }
 
+  // Device-readable buffers must never be written: TX frames always (a TX descriptor turned
+  // writable is a fault), commands unless the guest rewrote the control ring (a readable
+  // descriptor turned writable there is a legal place for the answer).
+  for (const x of [...readableOf(QueueIndex.TX), ...(mutated.has(QueueIndex.CTRL) ? [] : readableOf(QueueIndex.CTRL))]) {
+    txBufs.push({ gpa: x.gpa, bytes: drv.read(x.gpa, x.len) });
+  }
+
   // Traffic, with backends that push back or fail, and the odd reset or region removal.
   const hdrLen = dev.headerLength;
   for (let round = int(1, 4); round > 0; round--) {
     dev.processTx(() => pick([60, 1500, Code.RETRY, -1, 9000]), int(1, 20));
+    dev.processCtrl(int(1, 8));
+    if (chance(0.1)) dev.announce();
     if (chance(0.1) && mem.regions.length > 1) dev.removeRegion(mem.regions[mem.regions.length - 1].gpa);
     const frame = buildFrame({ ip: pick([4, 6] as const), l4: pick<L4>(["tcp", "udp"]), payload: new Uint8Array(int(0, chance(0.2) ? 30000 : 1400)) }).frame;
     const h = backend === BackendKind.PLAIN ? undefined : backend === BackendKind.TUN_HDR ? new Uint8Array(8).map(() => int(0, 255))
@@ -168,6 +192,9 @@ function fuzzCase(seed: number): void {
   const tx = dev.metrics(QueueIndex.TX);
   const rx = dev.metrics(QueueIndex.RX);
   reached.cases++;
+  const ctrl = dev.metrics(QueueIndex.CTRL);
+  reached.ctrlOk += ctrl.ctrlOk;
+  reached.ctrlErr += ctrl.ctrlErr;
   reached.txPackets += tx.packets;
   reached.rxPackets += rx.packets;
   reached.segmented += tx.gsoSegmented + rx.gsoSegmented;
@@ -196,5 +223,8 @@ describe("core fuzzing", () => {
     expect(reached.rxPackets).toBeGreaterThan(CASES / 4);
     expect(reached.segmented).toBeGreaterThan(0);
     expect(reached.needsReset).toBeGreaterThan(0);
+    // Control commands are answered both ways.
+    expect(reached.ctrlOk).toBeGreaterThan(0);
+    expect(reached.ctrlErr).toBeGreaterThan(0);
   }, 3_600_000);
 });

@@ -38,7 +38,7 @@ const CANARY = new Uint8Array(RAM_AT + RAM).map((_, i) => (i * 131 + 17) & 0xff)
 /** v86's I/O port table (the adapter replaces the two notify entries; they are reset per case). */
 const PORTS = Array.from({ length: 0x10000 }, () => ({ write16: (_v: number) => {}, write8: (_v: number) => {} }));
 /** What the cases reached, summed. */
-const reached = { txPackets: 0, rxPackets: 0, syncs: 0 };
+const reached = { txPackets: 0, rxPackets: 0, syncs: 0, ctrl: 0 };
 
 function fuzzCase(seed: number): void {
   const r = rng(seed);
@@ -61,7 +61,7 @@ function fuzzCase(seed: number): void {
     raise_irq: () => {},
   };
   const ports = PORTS;
-  const emulator: V86Like = { v86: { cpu: { mem8: new Uint8Array(memory.buffer, RAM_AT, RAM), io: { ports }, devices: { virtio_net: { virtio, mac: [2, 0, 0, 0, 0, 9] } } } } };
+  const emulator: V86Like = { v86: { cpu: { mem8: new Uint8Array(memory.buffer, RAM_AT, RAM), io: { ports }, devices: { virtio_net: { virtio, mac: Uint8Array.of(2, 0, 0, 0, 0, 9) } } } } };
   const net = embeddedNetwork({ subnet: "198.51.100.0" });
   const adapter = new V86VirtioNet(emulator, wasm, { network: net.sw });
   const stateRange: [number, number] = [HEAP, heap];
@@ -78,9 +78,11 @@ function fuzzCase(seed: number): void {
   for (let boot = int(1, 3); boot > 0; boot--) {
     const drv = new GuestDriver({ memory, regions }, transport, seed + boot);
     let want = 0n;
-    for (const f of [Feature.VERSION_1, Feature.CSUM, Feature.GUEST_CSUM, Feature.EVENT_IDX, Feature.MRG_RXBUF, Feature.INDIRECT_DESC, Feature.HOST_TSO4, Feature.GUEST_TSO4, Feature.MAC]) {
+    for (const f of [Feature.VERSION_1, Feature.CSUM, Feature.GUEST_CSUM, Feature.EVENT_IDX, Feature.MRG_RXBUF, Feature.INDIRECT_DESC, Feature.HOST_TSO4, Feature.GUEST_TSO4, Feature.MAC,
+      Feature.CTRL_VQ, Feature.CTRL_RX, Feature.CTRL_VLAN, Feature.CTRL_MAC_ADDR, Feature.GUEST_ANNOUNCE]) {
       if (r() < 0.7) want |= featureMask(f);
     }
+    if (!(want & featureMask(Feature.CTRL_VQ))) want &= ~featureMask(Feature.CTRL_RX, Feature.CTRL_VLAN, Feature.CTRL_MAC_ADDR, Feature.GUEST_ANNOUNCE);
     drv.negotiate(want & offered);
     try { drv.setupQueues(pick([16, 64, 256])); } catch { break; }
     drv.start();
@@ -94,10 +96,20 @@ function fuzzCase(seed: number): void {
     }
     // Where a hostile or broken guest would scribble: its own rings.
     for (let m = r() < 0.4 ? int(1, 4) : 0; m > 0; m--) {
-      const q = drv.queues[pick([QueueIndex.RX, QueueIndex.TX])];
+      const q = drv.queues[pick(drv.queues[QueueIndex.CTRL] ? [QueueIndex.RX, QueueIndex.TX, QueueIndex.CTRL] : [QueueIndex.RX, QueueIndex.TX])];
       const dv = new DataView(memory.buffer);
       const at = drv.wasm(pick([q.desc + BigInt(16 * int(0, q.size - 1)), q.avail + 2n, q.avail + 4n]));
       dv.setUint16(at, int(0, 0xffff), true);
+    }
+    // Control commands (the MAC one changes v86's config space through the adapter).
+    if (drv.queues[QueueIndex.CTRL]) {
+      for (let n = int(0, 4); n > 0; n--) {
+        const data = new Uint8Array(pick([0, 1, 2, 6, 14, int(0, 40)])).map(() => (r() < 0.5 ? int(0, 2) : int(0, 255)));
+        try { drv.queueCtrl(int(0, 6), int(0, 5), data, { splits: [int(1, data.length + 1)] }); } catch { break; }
+      }
+      if (r() < 0.2) adapter.announce();
+      notify(QueueIndex.CTRL);
+      drv.takeUsed(QueueIndex.CTRL);
     }
     notify(QueueIndex.TX);
     notify(QueueIndex.RX);
@@ -114,6 +126,7 @@ function fuzzCase(seed: number): void {
   reached.txPackets += adapter.dev.metrics(QueueIndex.TX).packets;
   reached.rxPackets += adapter.dev.metrics(QueueIndex.RX).packets;
   reached.syncs += adapter.counters.syncs;
+  reached.ctrl += adapter.dev.metrics(QueueIndex.CTRL).packets;
   net.sw.detach(adapter.port);
   const a32 = new Uint32Array(memory.buffer);
   const c32 = new Uint32Array(canary.buffer);
@@ -142,5 +155,6 @@ describe("v86 adapter fuzzing", () => {
     expect(reached.txPackets).toBeGreaterThan(CASES);
     expect(reached.rxPackets).toBeGreaterThan(0);
     expect(reached.syncs).toBeGreaterThan(CASES);
+    expect(reached.ctrl).toBeGreaterThan(CASES / 4);
   }, 3_600_000);
 });
