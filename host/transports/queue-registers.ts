@@ -7,10 +7,18 @@
 import { QueueIndex } from "../../assembly/abi.js";
 import type { VirtioNetDevice } from "../device/virtio-net.js";
 
-/** The largest ring the device accepts per queue (QueueNumMax / the initial queue_size). */
+/** The largest ring the device accepts per data queue (QueueNumMax / the initial queue_size). */
 export const QUEUE_SIZE_MAX = 1024;
-/** virtio-net with one queue pair and no control queue: RX and TX. */
-export const NUM_QUEUES = 2;
+/** The largest control queue (as QEMU's; a command at a time is the norm). */
+export const CTRL_QUEUE_SIZE_MAX = 64;
+/**
+ * virtio-net with one queue pair and the control queue: RX, TX, control (virtio 1.2, 5.1.2).
+ * A driver that did not negotiate CTRL_VQ leaves the third queue alone.
+ */
+export const NUM_QUEUES = 3;
+
+/** The largest ring queue `q` takes. */
+export const queueSizeMax = (q: number): number => (q === QueueIndex.CTRL ? CTRL_QUEUE_SIZE_MAX : QUEUE_SIZE_MAX);
 
 /** The low / high 32 bits of a 64-bit register (64-bit fields are accessed in halves, 4.1.3.1, 4.2.2). */
 export const low32 = (v: bigint): number => Number(v & 0xffff_ffffn);
@@ -47,7 +55,7 @@ export class QueueRegisters {
     this.queueSelect = 0;
     this.queues.length = 0;
     for (let i = 0; i < NUM_QUEUES; i++) {
-      this.queues.push({ size: QUEUE_SIZE_MAX, desc: 0n, driver: 0n, device: 0n, ready: false, vector: 0xffff });
+      this.queues.push({ size: queueSizeMax(i), desc: 0n, driver: 0n, device: 0n, ready: false, vector: 0xffff });
     }
   }
 

@@ -8,7 +8,7 @@
  *   // device hooks: interrupt: (q) => t.interrupt(q), configChanged: () => t.configChanged()
  */
 import type { VirtioNetDevice } from "../device/virtio-net.js";
-import { high32, low32, QueueRegisters, QUEUE_SIZE_MAX, withHigh32, withLow32 } from "./queue-registers.js";
+import { high32, low32, QueueRegisters, queueSizeMax, withHigh32, withLow32 } from "./queue-registers.js";
 
 /** Register offsets (virtio 1.2, 4.2.2, table "MMIO Device Register Layout"). */
 export enum Mmio {
@@ -87,7 +87,7 @@ export class VirtioMmioTransport {
       case Mmio.DEVICE_ID: return 1; // network card (virtio 1.2, 5)
       case Mmio.VENDOR_ID: return this.vendorId;
       case Mmio.DEVICE_FEATURES: return r.deviceFeatureWord();
-      case Mmio.QUEUE_NUM_MAX: return q ? QUEUE_SIZE_MAX : 0;
+      case Mmio.QUEUE_NUM_MAX: return q ? queueSizeMax(r.queueSelect) : 0;
       case Mmio.QUEUE_READY: return q?.ready ? 1 : 0;
       case Mmio.INTERRUPT_STATUS: return this.interruptStatus;
       case Mmio.STATUS: return this.dev.status;

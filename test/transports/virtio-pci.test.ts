@@ -66,7 +66,7 @@ describe("virtio-pci modern: configuration space (virtio 1.2, 4.1.2 and 4.1.4)",
     expect(t.configRead(notify + 2, 1)).toBe(20); // cap_len includes notify_off_multiplier
     expect(t.configRead(notify + 16, 4)).toBe(4);
     const msix = caps.at(-1)![0];
-    expect(t.configRead(msix + 2, 2) & 0x7ff).toBe(2); // table size - 1: three vectors
+    expect(t.configRead(msix + 2, 2) & 0x7ff).toBe(3); // table size - 1: four vectors (config + 3 queues)
     expect(t.configRead(msix + 4, 4)).toBe(0x000 | 1); // table in BAR 1 at 0
   });
 
@@ -90,7 +90,7 @@ describe("virtio-pci modern: configuration space (virtio 1.2, 4.1.2 and 4.1.4)",
     t.configWrite(CAP_PCI_CFG + 4, 1, 0); // bar 0
     t.configWrite(CAP_PCI_CFG + 8, 4, COMMON_OFF + Common.NUM_QUEUES);
     t.configWrite(CAP_PCI_CFG + 12, 4, 2);
-    expect(t.configRead(CAP_PCI_CFG + 16, 4)).toBe(2);
+    expect(t.configRead(CAP_PCI_CFG + 16, 4)).toBe(3);
     t.configWrite(CAP_PCI_CFG + 8, 4, COMMON_OFF + Common.QUEUE_SELECT);
     t.configWrite(CAP_PCI_CFG + 16, 4, 1);
     expect(common(t, Common.QUEUE_SELECT, 2)).toBe(1);
@@ -98,15 +98,18 @@ describe("virtio-pci modern: configuration space (virtio 1.2, 4.1.2 and 4.1.4)",
 });
 
 describe("virtio-pci modern: common configuration (4.1.4.3)", () => {
-  it("num_queues 2; feature windows; queue_size defaults to the maximum and 0 for a queue that does not exist", () => {
+  it("num_queues 3 (RX, TX, control); feature windows; queue_size defaults to the maximum and 0 for a queue that does not exist", () => {
     const { f, t } = setup();
-    expect(common(t, Common.NUM_QUEUES, 2)).toBe(2);
+    expect(common(t, Common.NUM_QUEUES, 2)).toBe(3);
     setCommon(t, Common.DEVICE_FEATURE_SELECT, 4, 1);
     expect(common(t, Common.DEVICE_FEATURE, 4)).toBe(Number(f.dev.offeredFeatures >> 32n));
     setCommon(t, Common.QUEUE_SELECT, 2, QueueIndex.TX);
     expect(common(t, Common.QUEUE_SIZE, 2)).toBe(1024);
     expect(common(t, Common.QUEUE_NOTIFY_OFF, 2)).toBe(QueueIndex.TX);
-    setCommon(t, Common.QUEUE_SELECT, 2, 2);
+    setCommon(t, Common.QUEUE_SELECT, 2, QueueIndex.CTRL);
+    expect(common(t, Common.QUEUE_SIZE, 2)).toBe(64);
+    expect(common(t, Common.QUEUE_NOTIFY_OFF, 2)).toBe(QueueIndex.CTRL);
+    setCommon(t, Common.QUEUE_SELECT, 2, 3);
     expect(common(t, Common.QUEUE_SIZE, 2)).toBe(0);
   });
 
