@@ -48,7 +48,8 @@ if [ "$ARCH" = i386 ]; then
 else
   cp "$(command -v busybox)" "$rootfs/bin/busybox"
 fi
-mods="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net"
+# The virtio NIC, and 802.1Q (with what it needs) so a guest can put VLANs on it.
+mods="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net llc stp garp mrp 8021q"
 for m in $mods; do
   f="$(find "$work/kernel/lib/modules/$kver" -name "$m.ko*" | head -n1)"
   [ -n "$f" ] || { echo "build-guest: module $m not found in $pkg" >&2; exit 1; }
