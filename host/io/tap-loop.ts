@@ -124,7 +124,8 @@ export class TapLoop {
     try {
       const tap = LinuxTap.open(this.port.tap.name, { vnetHdr: this.port.tap.vnetHdr });
       this.port.tap = tap;
-      if (this.port.dev.negotiatedFeatures !== 0n) this.port.tap.applyNegotiated(this.port.dev.negotiatedFeatures);
+      // The offloads in effect now (the guest may have changed them with CTRL_GUEST_OFFLOADS).
+      if (this.port.dev.negotiatedFeatures !== 0n) this.port.tap.applyNegotiated(this.port.dev.rxFeatures);
       this.poll.add(tap.fd, libc.EPOLLIN | libc.EPOLLONESHOT, TOKEN_TAP);
       this.tapDown = false;
       this.port.dev.setLinkUp(true);

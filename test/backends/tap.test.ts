@@ -1,8 +1,10 @@
+import { spawnSync } from "node:child_process";
 import { afterEach, describe, expect, it } from "vitest";
-import { BackendKind, Feature, Status } from "../../assembly/abi.js";
+import { BackendKind, Ctrl, Feature, Status } from "../../assembly/abi.js";
 import { tapOffloadFlags, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN, TUN_F_UFO, TUN_F_USO4, TUN_F_USO6 } from "../../host/backends/tap-ioctl.js";
 import { LinuxTap, TapError } from "../../host/backends/tap-linux.js";
-import { featureMask } from "../../host/device/features.js";
+import { CTRL_OFFER, featureMask, FULL_OFFER } from "../../host/device/features.js";
+import { fixture } from "../helpers/setup.js";
 import { VirtioNetDevice } from "../../host/device/virtio-net.js";
 import { TapLoop } from "../../host/io/tap-loop.js";
 import { TapPort } from "../../host/io/tap-port.js";
@@ -71,5 +73,35 @@ describe.skipIf(!avail.ok)(`Linux tap errors${avail.ok ? "" : ` (skipped: ${avai
     for (let i = 0; i < 100 && (dev.readConfig(6, 2) & 1) === 0; i++) await new Promise((r) => setTimeout(r, 20));
     expect(dev.readConfig(6, 2) & 1).toBe(1);
     expect(lines.join("\n")).toMatch(/link down[\s\S]*reopened; link up/);
+  });
+});
+
+const ethtool = avail.ok && spawnSync("ethtool", ["--version"]).status === 0;
+describe.skipIf(!ethtool)(`the tap's offloads follow the guest's (CTRL_GUEST_OFFLOADS)${ethtool ? "" : ` (skipped: ${avail.ok ? "ethtool is not installed" : avail.reason})`}`, () => {
+  it("switched off and on through the control queue, the kernel's tap offloads follow", () => {
+    const tap = LinuxTap.open(Netns.tapName());
+    try {
+      // The control side a host wires up: negotiation and later changes both go to TUNSETOFFLOAD.
+      const { dev, drv } = fixture({
+        backend: BackendKind.VNET_HDR, features: FULL_OFFER | CTRL_OFFER,
+        hooks: { negotiated: (x) => tap.applyNegotiated(x), offloadsChanged: (x) => tap.applyNegotiated(x) },
+      });
+      drv.bringUp(FULL_OFFER | CTRL_OFFER);
+      const k = () => {
+        const out = spawnSync("ethtool", ["-k", tap.name], { encoding: "utf8" }).stdout;
+        const on = (name: string) => new RegExp(`^${name}: on`, "m").test(out);
+        return { csum: on("tx-checksumming"), tso: on("tcp-segmentation-offload") };
+      };
+      expect(k()).toEqual({ csum: true, tso: true });
+      const set = (v: bigint) => drv.ctrl(Ctrl.CLASS_GUEST_OFFLOADS, Ctrl.GUEST_OFFLOADS_SET, Uint8Array.from({ length: 8 }, (_, i) => Number((v >> BigInt(8 * i)) & 0xffn)), () => dev.processCtrl());
+      expect(set(0n)).toBe(Ctrl.OK);
+      expect(k()).toEqual({ csum: false, tso: false });
+      expect(set(featureMask(Feature.GUEST_CSUM))).toBe(Ctrl.OK);
+      expect(k()).toEqual({ csum: true, tso: false });
+      expect(set(featureMask(Feature.GUEST_CSUM, Feature.GUEST_TSO4, Feature.GUEST_TSO6))).toBe(Ctrl.OK);
+      expect(k()).toEqual({ csum: true, tso: true });
+    } finally {
+      tap.close();
+    }
   });
 });
