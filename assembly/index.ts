@@ -14,10 +14,11 @@ import { dependenciesMet, withoutUnmet } from "./net/features";
 import { parseSg } from "./net/parse";
 import { sgSum } from "./net/sg";
 import {
-  device, guestMem, parsed, queueAt, rxFilter, sgAt, OFF_PARSE_SCRATCH, OFF_SG_TOOL, OFF_TOOL_IOV, STATE_SIZE,
+  device, guestMem, parsed, poolAt, queueAt, rxFilter, sgAt, OFF_PARSE_SCRATCH, OFF_SG_TOOL, OFF_TOOL_IOV, STATE_SIZE,
   TOOL_IOV_MAX, MAGIC,
 } from "./state";
 import { iovecSet, IOV_SIZE } from "./virtq/layout";
+import { packedAvailBefore } from "./virtq/packed";
 import { setOption as applyOption, getOption as readOption } from "./net/options";
 
 /** Layout version of the state block. */
@@ -88,8 +89,13 @@ export function queueSetNextAvail(st: usize, q: u32, idx: u32): i32 { return dev
 /** The next available index the device will read: RX buffers held in the pool do not count (they go back). */
 export function queueNextAvail(st: usize, q: u32): u32 {
   if (q > <u32>QueueIndex.CTRL) return 0;
-  const n = queueAt(st, q).nextAvail;
-  return q == 0 ? (n - device(st).rxPoolN) & 0xffff : n;
+  const vq = queueAt(st, q);
+  const pooled = q == QueueIndex.RX ? device(st).rxPoolN : 0;
+  if (vq.packed == 0) return (vq.nextAvail - pooled) & 0xffff;
+  // Packed: avail position | wrap << 15 | used position << 16 | wrap << 31 (vhost-user GET_VRING_BASE).
+  let descs: u32 = 0;
+  for (let i: u32 = 0; i < pooled; i++) descs += poolAt(st, i).head >>> 16;
+  return packedAvailBefore(vq, descs) | (vq.nextUsed << 16) | (vq.usedWrap << 31);
 }
 export function queueBroken(st: usize, q: u32): bool { return q > <u32>QueueIndex.CTRL ? false : queueAt(st, q).broken != 0; }
 

@@ -5,7 +5,7 @@
 // module writes nothing. Layout (offsets from the block's start, each 16-byte aligned):
 //
 //   ┌───────────────┬─────────────┬──────────────┬───────────────────┬────────────┐
-//   │ Device        │ GuestMemory │ SplitQueue×3 │ metrics u64×N×3   │ ChainWalk  │
+//   │ Device        │ GuestMemory │ Virtqueue×3 │ metrics u64×N×3   │ ChainWalk  │
 //   ├───────────────┼─────────────┼──────────────┼───────────────────┼────────────┤
 //   │ Parsed        │ Sg tx/rx/rxChain/tool │ headers & scratch │ parse scratch   │
 //   ├───────────────┴───────────────────────┴───────────────────┴─────────────────┤
@@ -20,7 +20,7 @@
 
 import { Ctrl, Forward, Layout, MetricCount } from "./abi";
 import { GUEST_MEMORY_SIZE } from "./mem/guest";
-import { SplitQueue } from "./virtq/queue";
+import { Virtqueue } from "./virtq/queue";
 import { ChainWalk } from "./virtq/chain";
 import { IOV_SIZE } from "./virtq/layout";
 import { Parsed, PARSE_MAX } from "./net/parse";
@@ -149,7 +149,7 @@ export class PoolEntry {
 // @ts-ignore: decorator
 @inline export const OFF_QUEUES: usize = ((OFF_MEM + GUEST_MEMORY_SIZE) + 15 & ~15);
 // @ts-ignore: decorator
-@inline export const QUEUE_STRIDE: usize = ((offsetof<SplitQueue>()) + 15 & ~15);
+@inline export const QUEUE_STRIDE: usize = ((offsetof<Virtqueue>()) + 15 & ~15);
 // @ts-ignore: decorator
 @inline export const QUEUE_COUNT: u32 = 3;
 // @ts-ignore: decorator
@@ -263,7 +263,7 @@ export class PoolEntry {
 // @ts-ignore: decorator
 @inline export function guestMem(st: usize): usize { return st + OFF_MEM; }
 // @ts-ignore: decorator
-@inline export function queueAt(st: usize, q: u32): SplitQueue { return changetype<SplitQueue>(st + OFF_QUEUES + <usize>q * QUEUE_STRIDE); }
+@inline export function queueAt(st: usize, q: u32): Virtqueue { return changetype<Virtqueue>(st + OFF_QUEUES + <usize>q * QUEUE_STRIDE); }
 // @ts-ignore: decorator
 @inline export function metrics(st: usize, q: u32): usize { return st + OFF_METRICS + <usize>q * METRICS_STRIDE; }
 // @ts-ignore: decorator

@@ -187,7 +187,7 @@ export function ctrlProcess(st: usize, budget: u32): i32 {
       count(st, QueueIndex.CTRL, ack == Ctrl.OK ? Metric.CTRL_OK : Metric.CTRL_ERR);
       written = ackWrite(st, <u32>n, w.split, ack);
     }
-    queueAddUsed(q, <u32>head, written);
+    queueAddUsed(q, w.token, written);
     count(st, QueueIndex.CTRL, Metric.PACKETS);
     done++;
   }

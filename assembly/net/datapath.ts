@@ -4,7 +4,7 @@
 
 import { BackendKind, Code, DeviceEvent, Feature, Layout, Metric, Status, TunHdr } from "../abi";
 import {
-  queueDisableNotify, queueEnableNotify, queuePop, queuePublish, queueResolve, SplitQueue, POP_EMPTY,
+  queueDisableNotify, queueEnableNotify, queuePop, queuePublish, queueResolve, Virtqueue, POP_EMPTY,
 } from "../virtq/queue";
 import { count, device, guestMem, queueAt, walkState, Device, OFF_RX_BACKEND_HDR } from "../state";
 import { has } from "./features";
@@ -48,7 +48,7 @@ export function queueUsable(st: usize, qi: u32): i32 {
  * Pops the next head, re-enabling notifications when the ring runs dry (and looking once
  * more, so a buffer added meanwhile is seen). Returns a head, POP_EMPTY, or Code.BROKEN.
  */
-export function popHead(st: usize, qi: u32, q: SplitQueue, eventIdx: bool): i32 {
+export function popHead(st: usize, qi: u32, q: Virtqueue, eventIdx: bool): i32 {
   let head = queuePop(q);
   if (head == POP_EMPTY) {
     // A polling host looks again by itself; the driver need not kick (vhost busy polling).

@@ -146,7 +146,7 @@ export function setLink(st: usize, up: bool): void {
 }
 
 export function queueSetSize(st: usize, qi: u32, n: u32): i32 {
-  if (qi > <u32>QueueIndex.CTRL || !queueSizeValid(n)) return Code.INVALID;
+  if (qi > <u32>QueueIndex.CTRL || !queueSizeValid(n, has(device(st).negotiated, Feature.RING_PACKED))) return Code.INVALID;
   const q = queueAt(st, qi);
   if (q.enabled != 0) return Code.SEQUENCE;
   q.size = n;
@@ -181,13 +181,33 @@ export function queueEnable(st: usize, qi: u32, on: bool): i32 {
     return Code.OK;
   }
   if (q.size == 0) return Code.INVALID;
+  const packed = has(device(st).negotiated, Feature.RING_PACKED);
+  if (!queueSizeValid(q.size, packed)) return Code.INVALID;
+  q.packed = packed ? 1 : 0;
   q.memGen = 0;
   const r = queueResolve(q, guestMem(st));
   if (r < 0) {
     fault(st, qi, <u32>-r);
     return Code.BROKEN;
   }
-  q.nextUsed = <u32>load<u16>(q.used, 2);
+  if (packed) {
+    // Where to resume (vhost-user SET_VRING_BASE: avail position | wrap << 15 | used position
+    // << 16 | wrap << 31); a ring enabled for the first time since reset starts fresh, both
+    // positions at 0 in wrap 1 (virtio 1.2, 2.8.1); one enabled again goes on where it was.
+    if (q.resumeSet != 0 || q.started == 0) {
+      const b = q.resumeSet != 0 ? q.resume : 0x80008000;
+      q.resumeSet = 0;
+      if ((b & 0x7fff) >= q.size || ((b >> 16) & 0x7fff) >= q.size) return Code.INVALID;
+      q.nextAvail = b & 0x7fff;
+      q.availWrap = (b >> 15) & 1;
+      q.nextUsed = (b >> 16) & 0x7fff;
+      q.usedWrap = b >> 31;
+      q.signalled = q.nextUsed | (q.usedWrap << 15);
+    }
+    q.started = 1;
+  } else {
+    q.nextUsed = <u32>load<u16>(q.used, 2);
+  }
   q.numAdded = 0;
   q.notifyOff = 0;
   q.polling = 0;
@@ -200,6 +220,8 @@ export function queueSetNextAvail(st: usize, qi: u32, idx: u32): i32 {
   const q = queueAt(st, qi);
   if (q.enabled != 0) return Code.SEQUENCE;
   q.nextAvail = idx & 0xffff;
+  q.resume = idx;
+  q.resumeSet = 1;
   return Code.OK;
 }
 

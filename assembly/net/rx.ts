@@ -6,7 +6,7 @@
 import { BackendKind, Code, Feature, Metric, NetHdr, QueueIndex, TunHdr } from "../abi";
 import { walkChain, WALK_TOO_MANY } from "../virtq/chain";
 import { iovecSet, IOV_SIZE } from "../virtq/layout";
-import { availIdx, queueAddUsed, queueDisableNotify, queueEnableNotify, queueUnpop, POP_EMPTY } from "../virtq/queue";
+import { queueAddUsed, queueBuffersAvailable, queueDisableNotify, queueEnableNotify, queueUnpop, POP_EMPTY } from "../virtq/queue";
 import {
   count, countAdd, device, guestMem, poolAt, queueAt, sgAt, walkState, Device, OFF_RX_BACKEND_HDR, OFF_RX_CHAIN_IOV,
   OFF_RX_IOV, OFF_SEG_RX, OFF_SG_CHAIN, OFF_SG_RX, OFF_SG_STAGING, OFF_STAGING, OFF_STAGING_IOV, OFF_SCRATCH_RX,
@@ -61,18 +61,18 @@ function rxPoolFill(st: usize, need: u32): i32 {
     const bad = n == WALK_TOO_MANY || w.total < <u64>minChain;
     if (bad && d.rxPoolN != 0) {
       // Keep the pool contiguous: deal with this chain once the pool has drained.
-      queueUnpop(q);
+      queueUnpop(q, w.token);
       return 1;
     }
     if (bad) {
       // Too fragmented to describe, or too small for anything: give it back empty rather
       // than stall the ring on it.
-      queueAddUsed(q, <u32>head, 0);
+      queueAddUsed(q, w.token, 0);
       count(st, QueueIndex.RX, Metric.DROP_BUFFER_TOO_SMALL);
       continue;
     }
     const e = poolAt(st, d.rxPoolN);
-    e.head = <u32>head;
+    e.head = w.token;
     e.iovs = <u32>n;
     // A frame is at most 64 KiB; capping keeps the pool's byte count far from overflow.
     e.cap = w.total > 0x100000 ? 0x100000 : <u32>w.total;
@@ -87,7 +87,8 @@ function rxPoolFill(st: usize, need: u32): i32 {
 export function rxPoolRelease(st: usize): void {
   const d = device(st);
   const q = queueAt(st, QueueIndex.RX);
-  q.nextAvail = (q.nextAvail - d.rxPoolN) & 0xffff;
+  // The pool holds the last chains taken, in ring order: give them back last first.
+  for (let i = <i32>d.rxPoolN - 1; i >= 0; i--) queueUnpop(q, poolAt(st, <u32>i).head);
   d.rxPoolN = 0;
   d.rxPoolIov = 0;
   d.rxPoolCap = 0;
@@ -340,8 +341,8 @@ function rxSegment(st: usize, frameLen: u32, wait: bool): i32 {
       if (r < 0) return r;
       room = r != 0;
     } else {
-      const posted = ((availIdx(q) - q.nextAvail) & 0xffff) + d.rxPoolN;
-      room = posted >= s.count || posted >= q.size;
+      const want = s.count > d.rxPoolN ? s.count - d.rxPoolN : 0;
+      room = want == 0 || d.rxPoolN >= q.size || queueBuffersAvailable(q, want > q.size - d.rxPoolN ? q.size - d.rxPoolN : want);
     }
     if (!room) {
       queueEnableNotify(q, eventIdx);

@@ -5,7 +5,7 @@
 import { BackendKind, Code, Feature, Layout, Metric, NetHdr, QueueIndex } from "../abi";
 import { walkChain, WALK_TOO_MANY } from "../virtq/chain";
 import { iovecSet, IOV_SIZE } from "../virtq/layout";
-import { queueAddUsed, queueDisableNotify, queueUnpop, SplitQueue, POP_EMPTY } from "../virtq/queue";
+import { queueAddUsed, queueDisableNotify, queueUnpop, Virtqueue, POP_EMPTY } from "../virtq/queue";
 import {
   count, countAdd, device, guestMem, queueAt, sgAt, walkState, OFF_SEG_BACKEND_HDR, OFF_SEG_IOV, OFF_SEG_TX,
   OFF_SG_TX, OFF_TX_BACKEND_HDR, OFF_TX_GUEST_HDR, OFF_TX_IOV,
@@ -19,7 +19,7 @@ import { Sg, sgRead, sgSliceIov, sgTrimFront } from "./sg";
 import { MAX_FRAME, fault, queueUsable, popHead, walkInto, backendHdrLen, macAt } from "./datapath";
 
 /** Drops a TX chain: completes it (used len 0) and counts why. */
-function txDrop(st: usize, q: SplitQueue, head: u32, reason: u32): void {
+function txDrop(st: usize, q: Virtqueue, head: u32, reason: u32): void {
   queueAddUsed(q, head, 0);
   count(st, QueueIndex.TX, reason);
 }
@@ -55,7 +55,8 @@ export function txNext(st: usize): i32 {
     walkInto(st, iov, 1, false);
     const w = walkState(st);
     const n = walkChain(q, guestMem(st), <u32>head, w);
-    if (n == WALK_TOO_MANY) { txDrop(st, q, <u32>head, Metric.DROP_TOO_MANY_SEGMENTS); continue; }
+    const token = w.token;
+    if (n == WALK_TOO_MANY) { txDrop(st, q, token, Metric.DROP_TOO_MANY_SEGMENTS); continue; }
     if (n < 0) { fault(st, QueueIndex.TX, <u32>-n); return Code.BROKEN; }
 
     sg.iov = <u32>(iov + IOV_SIZE);
@@ -63,17 +64,17 @@ export function txNext(st: usize): i32 {
     sg.nb = d.nativeBase;
     const total = <u32>w.total;
     // The header may be split across descriptors anywhere (ANY_LAYOUT / VERSION_1).
-    if (total < d.hdrLen) { txDrop(st, q, <u32>head, Metric.DROP_HDR_SHORT); continue; }
+    if (total < d.hdrLen) { txDrop(st, q, token, Metric.DROP_HDR_SHORT); continue; }
     sgRead(sg, 0, st + OFF_TX_GUEST_HDR, d.hdrLen);
     sgTrimFront(sg, d.hdrLen);
     const frameLen = total - d.hdrLen;
-    if (frameLen < ETH_HLEN) { txDrop(st, q, <u32>head, Metric.DROP_RUNT); continue; }
-    if (frameLen > MAX_FRAME) { txDrop(st, q, <u32>head, Metric.DROP_OVERSIZE); continue; }
-    if (d.lockedMac != 0 && !sourceIsOurs(st, sg)) { txDrop(st, q, <u32>head, Metric.DROP_LOCKED_MAC); continue; }
+    if (frameLen < ETH_HLEN) { txDrop(st, q, token, Metric.DROP_RUNT); continue; }
+    if (frameLen > MAX_FRAME) { txDrop(st, q, token, Metric.DROP_OVERSIZE); continue; }
+    if (d.lockedMac != 0 && !sourceIsOurs(st, sg)) { txDrop(st, q, token, Metric.DROP_LOCKED_MAC); continue; }
 
     const r = txTranslate(st, sg, frameLen);
-    if (r < 0) { txDrop(st, q, <u32>head, <u32>-r); continue; }
-    d.txHead = head;
+    if (r < 0) { txDrop(st, q, token, <u32>-r); continue; }
+    d.txHead = <i32>token;
     d.txFrameLen = frameLen;
     if (r == TX_SEGMENT) {
       count(st, QueueIndex.TX, Metric.GSO_SEGMENTED);
@@ -136,7 +137,7 @@ export function txAbandon(st: usize): void {
   const q = queueAt(st, QueueIndex.TX);
   const s = segPlanAt(st + OFF_SEG_TX);
   if (s.active != 0 && s.next != 0) queueAddUsed(q, <u32>d.txHead, 0);
-  else queueUnpop(q);
+  else queueUnpop(q, <u32>d.txHead);
   s.active = 0;
   d.txHead = -1;
   d.txAwait = 0;
@@ -164,7 +165,7 @@ export function txDone(st: usize, sent: i32): i32 {
       if (s.next != 0) return Code.OK;
       // Nothing of it went out yet: the chain goes back to the ring as a whole.
       s.active = 0;
-      queueUnpop(q);
+      queueUnpop(q, <u32>d.txHead);
       d.txHead = -1;
       return Code.OK;
     }
@@ -184,7 +185,7 @@ export function txDone(st: usize, sent: i32): i32 {
   }
   if (sent == Code.RETRY) {
     // Backpressure: the chain goes back to the ring and is taken again by the next txNext().
-    queueUnpop(q);
+    queueUnpop(q, <u32>d.txHead);
     d.txHead = -1;
     return Code.OK;
   }

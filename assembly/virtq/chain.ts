@@ -9,7 +9,8 @@ import {
   DESC_ADDR, DESC_F_INDIRECT, DESC_F_NEXT, DESC_F_WRITE, DESC_FLAGS, DESC_LEN, DESC_NEXT,
   DESC_SIZE, iovecSet, IOV_SIZE,
 } from "./layout";
-import { SplitQueue } from "./queue";
+import { Virtqueue } from "./queue";
+import { packedToken, PDESC_FLAGS, PDESC_ID } from "./packed";
 
 /** Walk parameters and results, kept in the state block. */
 @unmanaged
@@ -29,6 +30,9 @@ export class ChainWalk {
   indirect: u32;
   /** Out (WALK_MIXED): index of the first writable iovec (the end if none). */
   split: u32;
+  /** Out: the buffer's token for queueAddUsed / queueUnpop (split: the head; packed: id and descriptor count). */
+  token: u32;
+  _pad: u32;
   /** In: added to every Wasm address written into an iovec (the memory's native address, or 0). */
   nativeBase: u64;
   /** Out: total bytes of the chain. */
@@ -70,7 +74,9 @@ function appendBuffer(mem: usize, w: ChainWalk, n: u32, addr: u64, len: u64): i3
  * an index out of range, an unmapped buffer, a loop, a nested or unnegotiated indirect
  * table, a buffer of the wrong direction, an empty chain or one of 4 GiB or more.
  */
-export function walkChain(q: SplitQueue, mem: usize, head: u32, w: ChainWalk): i32 {
+export function walkChain(q: Virtqueue, mem: usize, head: u32, w: ChainWalk): i32 {
+  if (q.packed != 0) return walkPacked(q, mem, head, w);
+  w.token = head;
   let table: usize = q.desc;
   let tableSize: u32 = q.size;
   let idx = head;
@@ -137,4 +143,89 @@ export function walkChain(q: SplitQueue, mem: usize, head: u32, w: ChainWalk): i
     w.readBytes = total;
   }
   return <i32>(n - w.first);
+}
+
+/**
+ * The packed-ring walk (virtio 1.2, 2.8.6-2.8.8): the buffer's descriptors sit at consecutive
+ * positions from `pos` (wrapping), linked by NEXT; its id is in the last one; an INDIRECT
+ * descriptor stands alone for a table of descriptors walked in order. Same checks as the split
+ * walk, and the chain cannot be longer than the ring. Takes the buffer off the ring (the next
+ * available position moves past it) and sets w.token, also when its buffers do not fit the
+ * iovec array (WALK_TOO_MANY: the caller completes it unused).
+ */
+function walkPacked(q: Virtqueue, mem: usize, pos: u32, w: ChainWalk): i32 {
+  let wrap = q.availWrap;
+  let n = w.first;
+  let total: u64 = 0;
+  let descs: u32 = 0;
+  let id: u32 = 0;
+  let tooMany = false;
+  const mixed = w.writable == WALK_MIXED;
+  let wantWrite: u16 = w.writable == 1 ? DESC_F_WRITE : 0;
+  w.split = 0xffffffff;
+  w.readBytes = 0;
+  let inTable = false;
+  let table: usize = 0;
+  let tableLeft: u32 = 0;
+  while (true) {
+    let addr: u64;
+    let len: u32;
+    let flags: u16;
+    if (inTable) {
+      addr = load<u64>(table, DESC_ADDR);
+      len = load<u32>(table, DESC_LEN);
+      flags = load<u16>(table, PDESC_FLAGS);
+      if ((flags & DESC_F_INDIRECT) != 0) return -Metric.RESET_NESTED_INDIRECT;
+      table += DESC_SIZE;
+      tableLeft--;
+    } else {
+      if (descs == q.size) return -Metric.RESET_CHAIN_LOOP;
+      const d = q.desc + <usize>pos * DESC_SIZE;
+      addr = load<u64>(d, DESC_ADDR);
+      len = load<u32>(d, DESC_LEN);
+      flags = load<u16>(d, PDESC_FLAGS);
+      id = <u32>load<u16>(d, PDESC_ID);
+      descs++;
+      if (++pos == q.size) { pos = 0; wrap ^= 1; }
+      if ((flags & DESC_F_INDIRECT) != 0) {
+        // virtio 1.2, 2.8.8: only if negotiated, never with NEXT, a whole number of descriptors.
+        if (w.indirect == 0) return -Metric.RESET_INDIRECT_UNNEGOTIATED;
+        if ((flags & DESC_F_NEXT) != 0) return -Metric.RESET_NESTED_INDIRECT;
+        if (len == 0 || (len & (DESC_SIZE - 1)) != 0 || len / DESC_SIZE > <u32>Layout.MAX_QUEUE_SIZE) return -Metric.RESET_INDIRECT_LEN;
+        table = translate(mem, addr, len);
+        if (table == 0) return -Metric.RESET_DESC_ADDR;
+        tableLeft = len / DESC_SIZE;
+        inTable = true;
+        continue;
+      }
+    }
+    // Device-readable buffers first, then device-writable ones (virtio 1.2, 2.8.4).
+    if ((flags & DESC_F_WRITE) != wantWrite) {
+      if (!mixed || wantWrite != 0) return -Metric.RESET_DIRECTION;
+      wantWrite = DESC_F_WRITE;
+      w.split = n;
+      w.readBytes = total;
+    }
+    total += len;
+    if (total >= 0x1_0000_0000) return -Metric.RESET_CHAIN_TOO_BIG;
+    if (!tooMany) {
+      const r = appendBuffer(mem, w, n, addr, len);
+      if (r == WALK_TOO_MANY) tooMany = true;
+      else if (r < 0) return r;
+      else n = <u32>r;
+    }
+    // The chain ends with an indirect table's last entry, or a ring descriptor without NEXT.
+    if (inTable ? tableLeft == 0 : (flags & DESC_F_NEXT) == 0) break;
+  }
+  if (id >= q.size) return -Metric.RESET_HEAD_INDEX;
+  if (total == 0) return -Metric.RESET_ZERO_LENGTH;
+  q.nextAvail = pos;
+  q.availWrap = wrap;
+  w.token = packedToken(id, descs);
+  w.total = total;
+  if (mixed && w.split == 0xffffffff) {
+    w.split = n;
+    w.readBytes = total;
+  }
+  return tooMany ? WALK_TOO_MANY : <i32>(n - w.first);
 }

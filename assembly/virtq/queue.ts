@@ -1,9 +1,16 @@
-// A split virtqueue (virtio 1.2, 2.7): indices and addresses only. The ring itself lives in
-// guest RAM; every access goes through the Wasm addresses resolved (and bounds-checked) by
-// queueResolve(), which re-runs whenever the guest memory table changes.
+// A virtqueue: indices and addresses only. The ring itself lives in guest RAM; every access
+// goes through the Wasm addresses resolved (and bounds-checked) by queueResolve(), which
+// re-runs whenever the guest memory table changes. Split rings (virtio 1.2, 2.7) are here;
+// packed rings (2.8) are virtq/packed.ts, and each operation below hands them over there.
+//
+// A popped buffer is known to the data path by a token: the head index for a split ring, the
+// buffer id and the number of descriptors it took for a packed one (packedToken).
 
 import { Layout, Metric } from "../abi";
 import { GuestMemory, translate } from "../mem/guest";
+import {
+  packedAddUsed, packedBuffersAvailable, packedDisableNotify, packedEnableNotify, packedPeek, packedPublish, packedUnpop, EVENT_BYTES,
+} from "./packed";
 import {
   availBytes, descTableBytes, needEvent, usedBytes, AVAIL_F_NO_INTERRUPT, RING_ENTRIES,
   RING_FLAGS, RING_IDX, USED_ELEM_SIZE, USED_F_NO_NOTIFY,
@@ -11,7 +18,19 @@ import {
 
 /** Per-queue state, kept in the state block. */
 @unmanaged
-export class SplitQueue {
+export class Virtqueue {
+  /** 1 for a packed ring (VIRTIO_F_RING_PACKED negotiated when the queue was enabled). */
+  packed: u32;
+  /** Packed: the wrap counters of the next available and next used positions (start at 1). */
+  availWrap: u32;
+  usedWrap: u32;
+  /** Packed: the used position (| wrap << 15) when the driver was last considered for an interrupt. */
+  signalled: u32;
+  /** Where to resume at the next enable, as vhost-user's SET_VRING_BASE gives it, once set. */
+  resume: u32;
+  resumeSet: u32;
+  /** Packed: enabled at least once since reset (its positions are live). */
+  started: u32;
   /** Queue size N (power of two, 1..32768), 0 while unset. */
   size: u32;
   /** Driver enabled the queue (queue_enable / vhost-user ring started). */
@@ -27,9 +46,9 @@ export class SplitQueue {
   desc: u32;
   avail: u32;
   used: u32;
-  /** Next available-ring slot to consume (free-running, u16 arithmetic). */
+  /** Next available-ring slot to consume (split: free-running, u16 arithmetic; packed: a position 0..N-1). */
   nextAvail: u32;
-  /** Next used-ring slot to fill (free-running, u16 arithmetic). */
+  /** Next used-ring slot to fill (split: free-running, u16 arithmetic; packed: a position 0..N-1). */
   nextUsed: u32;
   /** Used entries written since the last publish. */
   numAdded: u32;
@@ -44,13 +63,13 @@ export class SplitQueue {
 @inline export const POP_EMPTY: i32 = -1;
 
 /** Returns the queue to its reset state (addresses and size cleared). */
-export function queueReset(q: SplitQueue): void {
-  memory.fill(changetype<usize>(q), 0, offsetof<SplitQueue>());
+export function queueReset(q: Virtqueue): void {
+  memory.fill(changetype<usize>(q), 0, offsetof<Virtqueue>());
 }
 
-/** Whether `n` is an acceptable queue size. */
-export function queueSizeValid(n: u32): bool {
-  return n != 0 && n <= <u32>Layout.MAX_QUEUE_SIZE && (n & (n - 1)) == 0;
+/** Whether `n` is an acceptable queue size: a power of 2 for a split ring, any size for a packed one (virtio 1.2, 2.7 / 2.8). */
+export function queueSizeValid(n: u32, packed: bool = false): bool {
+  return n != 0 && n <= <u32>Layout.MAX_QUEUE_SIZE && (packed || (n & (n - 1)) == 0);
 }
 
 /**
@@ -58,14 +77,16 @@ export function queueSizeValid(n: u32): bool {
  * call. Returns 0 or -(Metric.RESET_RING_ADDR) when a part is unmapped or misaligned
  * (virtio 1.2, 2.7: descriptor table 16, available ring 2, used ring 4).
  */
-export function queueResolve(q: SplitQueue, mem: usize): i32 {
+export function queueResolve(q: Virtqueue, mem: usize): i32 {
   const gen = changetype<GuestMemory>(mem).gen;
   if (q.memGen == gen && gen != 0) return 0;
   const n = q.size;
-  if ((q.descGpa & 15) != 0 || (q.availGpa & 1) != 0 || (q.usedGpa & 3) != 0) return -Metric.RESET_RING_ADDR;
+  // Packed: the descriptor ring (16), then the driver and device event areas (4 each).
+  const p = q.packed != 0;
+  if ((q.descGpa & 15) != 0 || (q.availGpa & (p ? 3 : 1)) != 0 || (q.usedGpa & 3) != 0) return -Metric.RESET_RING_ADDR;
   const d = translate(mem, q.descGpa, descTableBytes(n));
-  const a = translate(mem, q.availGpa, availBytes(n));
-  const u = translate(mem, q.usedGpa, usedBytes(n));
+  const a = translate(mem, q.availGpa, p ? EVENT_BYTES : availBytes(n));
+  const u = translate(mem, q.usedGpa, p ? EVENT_BYTES : usedBytes(n));
   // Atomic accesses to idx fields trap if misaligned in Wasm memory, whatever the gpa was.
   if (d == 0 || a == 0 || u == 0 || (a & 1) != 0 || (u & 3) != 0) return -Metric.RESET_RING_ADDR;
   q.desc = <u32>d;
@@ -77,7 +98,7 @@ export function queueResolve(q: SplitQueue, mem: usize): i32 {
 
 /** The driver's available index (acquire: entries before it are visible after this load). */
 // @ts-ignore: decorator
-@inline export function availIdx(q: SplitQueue): u32 {
+@inline export function availIdx(q: Virtqueue): u32 {
   return <u32>atomic.load<u16>(q.avail, RING_IDX);
 }
 
@@ -86,7 +107,8 @@ export function queueResolve(q: SplitQueue, mem: usize): i32 {
  * when the ring is malformed: the index moved by more than the queue size, or the head is
  * out of range.
  */
-export function queuePop(q: SplitQueue): i32 {
+export function queuePop(q: Virtqueue): i32 {
+  if (q.packed != 0) return packedPeek(q);
   const idx = availIdx(q);
   const pending = (idx - q.nextAvail) & 0xffff;
   if (pending == 0) return POP_EMPTY;
@@ -99,13 +121,19 @@ export function queuePop(q: SplitQueue): i32 {
   return <i32>head;
 }
 
-/** Gives back the last popped head (it was not used; the driver still owns it on our side). */
-export function queueUnpop(q: SplitQueue): void {
-  q.nextAvail = (q.nextAvail - 1) & 0xffff;
+/** Gives back the buffer taken last (it was not used; the driver still owns it on our side). */
+export function queueUnpop(q: Virtqueue, token: u32): void {
+  if (q.packed != 0) packedUnpop(q, token);
+  else q.nextAvail = (q.nextAvail - 1) & 0xffff;
 }
 
-/** Writes a used element; it becomes visible to the driver at the next queuePublish(). */
-export function queueAddUsed(q: SplitQueue, head: u32, len: u32): void {
+/**
+ * Writes a used element for the buffer `token` (walkChain's ChainWalk.token); a split ring's
+ * becomes visible to the driver at the next queuePublish(), a packed ring's at once.
+ */
+export function queueAddUsed(q: Virtqueue, token: u32, len: u32): void {
+  if (q.packed != 0) { packedAddUsed(q, token, len); return; }
+  const head = token;
   const slot = q.nextUsed & (q.size - 1);
   const e = q.used + RING_ENTRIES + USED_ELEM_SIZE * slot;
   store<u32>(e, head, 0);
@@ -119,7 +147,8 @@ export function queueAddUsed(q: SplitQueue, head: u32, len: u32): void {
  * whether the driver wants a used-buffer notification for them (virtio 1.2, 2.7.7.2 and 2.7.10).
  * Returns 1 (notify), 0 (suppressed) or -1 (nothing was published).
  */
-export function queuePublish(q: SplitQueue, eventIdx: bool): i32 {
+export function queuePublish(q: Virtqueue, eventIdx: bool): i32 {
+  if (q.packed != 0) return packedPublish(q, eventIdx);
   if (q.numAdded == 0) return -1;
   const newIdx = q.nextUsed;
   const old = (newIdx - q.numAdded) & 0xffff;
@@ -139,7 +168,8 @@ export function queuePublish(q: SplitQueue, eventIdx: bool): i32 {
  * NO_NOTIFY), then re-reads the available index so a buffer added in between is not missed.
  * Returns true if there is already more to do.
  */
-export function queueEnableNotify(q: SplitQueue, eventIdx: bool): bool {
+export function queueEnableNotify(q: Virtqueue, eventIdx: bool): bool {
+  if (q.packed != 0) return packedEnableNotify(q, eventIdx);
   if (eventIdx) {
     atomic.store<u16>(q.used + RING_ENTRIES + USED_ELEM_SIZE * q.size, <u16>q.nextAvail);
   } else if (q.notifyOff != 0) {
@@ -153,8 +183,15 @@ export function queueEnableNotify(q: SplitQueue, eventIdx: bool): bool {
  * Tells the driver notifications are not needed while the device is working through the
  * ring. With EVENT_IDX a stale avail_event already does that, so nothing is written.
  */
-export function queueDisableNotify(q: SplitQueue, eventIdx: bool): void {
+export function queueDisableNotify(q: Virtqueue, eventIdx: bool): void {
+  if (q.packed != 0) { packedDisableNotify(q); return; }
   if (q.notifyOff != 0) return;
   q.notifyOff = 1;
   if (!eventIdx) atomic.store<u16>(q.used, USED_F_NO_NOTIFY, RING_FLAGS);
+}
+
+/** Whether at least `want` buffers are available beyond the ones taken. */
+export function queueBuffersAvailable(q: Virtqueue, want: u32): bool {
+  if (q.packed != 0) return packedBuffersAvailable(q, want);
+  return ((availIdx(q) - q.nextAvail) & 0xffff) >= want;
 }

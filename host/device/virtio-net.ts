@@ -324,7 +324,7 @@ export class VirtioNetDevice {
   }
 
   /** Next available index the device will consume (vhost-user GET/SET_VRING_BASE). */
-  nextAvail(q: QueueIndex): number { return this.locked(() => this.core.queueNextAvail(this.state, q)); }
+  nextAvail(q: QueueIndex): number { return this.locked(() => this.core.queueNextAvail(this.state, q)) >>> 0; }
   setNextAvail(q: QueueIndex, idx: number): number { return this.locked(() => this.core.queueSetNextAvail(this.state, q, idx)); }
 
   /**

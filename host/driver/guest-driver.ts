@@ -38,20 +38,35 @@ export function rng(seed: number): () => number {
   };
 }
 
-/** One ring as the driver sees it. */
+/**
+ * One ring as the driver sees it. Split (virtio 1.2, 2.7): `desc`, `avail`, `used` are the
+ * three parts, `free` the free descriptors, chains keyed by head. Packed (2.8): `desc` is the
+ * descriptor ring, `avail` the driver event area, `used` the device event area, `free` the free
+ * buffer ids, chains keyed by id, and the positions and wrap counters in `packed`.
+ */
 export interface DriverQueue {
   size: number;
   desc: bigint;
   avail: bigint;
   used: bigint;
-  /** Driver's avail idx (free-running). */
+  /** Driver's avail idx (free-running; packed: descriptors made available, mod 2^16). */
   availIdx: number;
-  /** Last used idx the driver consumed. */
+  /** Last used idx the driver consumed (split). */
   lastUsed: number;
   free: number[];
-  /** head -> descriptors (direct indices) and buffers of that chain. */
+  /** head (packed: id) -> descriptors (split: indices; packed: ring positions) and buffers of that chain. */
   chains: Map<number, { descs: number[]; bufs: { gpa: bigint; len: number }[] }>;
+  /** Packed rings only: next available and next used positions, their wrap counters, free ring slots. */
+  packed?: { availPos: number; availWrap: number; usedPos: number; usedWrap: number; freeSlots: number };
 }
+
+/** Packed descriptor flags (virtio 1.2, 2.8.1). */
+export const PDESC_F_AVAIL = 1 << 7;
+export const PDESC_F_USED = 1 << 15;
+/** Event suppression flags (virtio 1.2, 2.8.10). */
+export const EVENT_ENABLE = 0;
+export const EVENT_DISABLE = 1;
+export const EVENT_DESC = 2;
 
 export interface SendOptions {
   /** Header to put in front (default: all zero). */
@@ -82,6 +97,8 @@ export class GuestDriver {
   rearmUsedEvent = true;
   /** The features negotiate() last had accepted. */
   features = 0n;
+  /** Ring layout to ask for: "packed" adds VIRTIO_F_RING_PACKED to every negotiation. */
+  layout: "split" | "packed" = "split";
 
   constructor(readonly mem: Pick<GuestMemory, "memory" | "regions">, readonly dev: DriverTransport, seed = 1) {
     this.u8 = new Uint8Array(mem.memory.buffer);
@@ -151,6 +168,7 @@ export class GuestDriver {
    * features, FEATURES_OK and read it back. Returns whether the device accepted the features.
    */
   negotiate(features: bigint): boolean {
+    if (this.layout === "packed") features |= featureMask(Feature.RING_PACKED);
     this.dev.setStatus(0);
     this.dev.setStatus(Status.ACKNOWLEDGE);
     this.dev.setStatus(Status.ACKNOWLEDGE | Status.DRIVER);
@@ -169,17 +187,21 @@ export class GuestDriver {
    */
   setupQueues(ringSize = 256): void {
     const ctrl = hasFeature(this.features, Feature.CTRL_VQ);
+    const packed = this.packedRings;
     for (const q of ctrl ? [QueueIndex.RX, QueueIndex.TX, QueueIndex.CTRL] : [QueueIndex.RX, QueueIndex.TX]) {
       const size = q === QueueIndex.CTRL ? CTRL_QUEUE_SIZE : ringSize;
+      const availBytes = packed ? 4 : 6 + 2 * size;
+      const usedBytes = packed ? 4 : 6 + 8 * size;
       const desc = this.alloc(16 * size, 16);
-      const avail = this.alloc(6 + 2 * size, 2);
-      const used = this.alloc(6 + 8 * size, 4);
+      const avail = this.alloc(availBytes, packed ? 4 : 2);
+      const used = this.alloc(usedBytes, 4);
       this.u8.fill(0, this.wasm(desc), this.wasm(desc) + 16 * size);
-      this.u8.fill(0, this.wasm(avail), this.wasm(avail) + 6 + 2 * size);
-      this.u8.fill(0, this.wasm(used), this.wasm(used) + 6 + 8 * size);
+      this.u8.fill(0, this.wasm(avail), this.wasm(avail) + availBytes);
+      this.u8.fill(0, this.wasm(used), this.wasm(used) + usedBytes);
       this.queues[q] = {
         size, desc, avail, used, availIdx: 0, lastUsed: 0,
         free: Array.from({ length: size }, (_, i) => i), chains: new Map(),
+        ...(packed ? { packed: { availPos: 0, availWrap: 1, usedPos: 0, usedWrap: 1, freeSlots: size } } : {}),
       };
       const r = this.dev.configureQueue(q, size, desc, avail, used);
       if (r !== 0) throw new Error(`configureQueue(${q}) = ${r}`);
@@ -210,6 +232,7 @@ export class GuestDriver {
   addChain(qi: QueueIndex, bufs: { gpa: bigint; len: number; write?: boolean }[], write: boolean, indirect = false): number {
     const q = this.queues[qi];
     const wflag = (b: { write?: boolean }) => ((b.write ?? write) ? DESC_F_WRITE : 0);
+    if (q.packed) return this.addPackedChain(q, bufs, wflag, indirect);
     let head: number;
     let descs: number[];
     if (indirect) {
@@ -226,6 +249,62 @@ export class GuestDriver {
     q.chains.set(head, { descs, bufs });
     this.publishAvail(qi, head);
     return head;
+  }
+
+  /** Whether the rings are packed (VIRTIO_F_RING_PACKED negotiated). */
+  get packedRings(): boolean { return hasFeature(this.features, Feature.RING_PACKED); }
+
+  /**
+   * A packed chain (virtio 1.2, 2.8.6, 2.8.21 driver side): a free buffer id, descriptors at the
+   * next positions with the AVAIL/USED bits of the lap each lands in, the first one's flags
+   * written last so the device never sees a half-written chain. Returns the id.
+   */
+  private addPackedChain(q: DriverQueue, bufs: { gpa: bigint; len: number; write?: boolean }[], wflag: (b: { write?: boolean }) => number, indirect: boolean): number {
+    const p = q.packed!;
+    const slots = indirect ? 1 : bufs.length;
+    if (p.freeSlots < slots || q.free.length === 0) throw new Error("ring full");
+    const id = q.free.splice(Math.floor(this.random() * q.free.length), 1)[0];
+    const lap = (wrap: number) => (wrap ? PDESC_F_AVAIL : PDESC_F_USED);
+    const entries = indirect ? [{ gpa: this.indirectTable(bufs, wflag), len: 16 * bufs.length, flags: DESC_F_INDIRECT }]
+      : bufs.map((b, i) => ({ gpa: b.gpa, len: b.len, flags: wflag(b) | (i + 1 < bufs.length ? DESC_F_NEXT : 0) }));
+    let pos = p.availPos;
+    let wrap = p.availWrap;
+    const first = { pos, flags: entries[0].flags | lap(wrap) };
+    const positions: number[] = [];
+    entries.forEach((e, i) => {
+      const w = this.wasm(q.desc + BigInt(16 * pos));
+      this.dv.setBigUint64(w, e.gpa, true);
+      this.dv.setUint32(w + 8, e.len, true);
+      this.dv.setUint16(w + 12, id, true);
+      if (i > 0) this.dv.setUint16(w + 14, e.flags | lap(wrap), true);
+      positions.push(pos);
+      if (++pos === q.size) { pos = 0; wrap ^= 1; }
+    });
+    this.flags16(q.desc + BigInt(16 * first.pos) + 14n, first.flags);
+    p.availPos = pos;
+    p.availWrap = wrap;
+    p.freeSlots -= slots;
+    q.availIdx = (q.availIdx + slots) & 0xffff;
+    q.chains.set(id, { descs: positions, bufs });
+    return id;
+  }
+
+  /** A packed indirect table for `bufs`: packed descriptors (flags at 14, id unused) in order, NEXT not used (virtio 1.2, 2.8.8). */
+  private indirectTable(bufs: { gpa: bigint; len: number; write?: boolean }[], wflag: (b: { write?: boolean }) => number): bigint {
+    const table = this.alloc(16 * bufs.length, 16);
+    bufs.forEach((b, i) => {
+      const w = this.wasm(table + BigInt(16 * i));
+      this.dv.setBigUint64(w, b.gpa, true);
+      this.dv.setUint32(w + 8, b.len, true);
+      this.dv.setUint16(w + 12, 0, true);
+      this.dv.setUint16(w + 14, wflag(b), true);
+    });
+    return table;
+  }
+
+  /** A descriptor's flags, stored with release semantics when the memory is shared (the device may be in another thread). */
+  private flags16(gpa: bigint, v?: number): number {
+    return this.idx16(gpa, v);
   }
 
   private takeFree(q: DriverQueue, n: number): number[] {
@@ -247,6 +326,7 @@ export class GuestDriver {
   /** Used elements the device published since the last call; frees their descriptors. */
   takeUsed(qi: QueueIndex): { id: number; len: number; bufs: { gpa: bigint; len: number }[] }[] {
     const q = this.queues[qi];
+    if (q.packed) return this.takeUsedPacked(qi, q);
     const idx = this.idx16(q.used + 2n);
     const out: { id: number; len: number; bufs: { gpa: bigint; len: number }[] }[] = [];
     while (q.lastUsed !== idx) {
@@ -269,13 +349,41 @@ export class GuestDriver {
   /** Sets used_event (EVENT_IDX): interrupt me when the used idx passes `v`. */
   setUsedEvent(qi: QueueIndex, v: number): void {
     const q = this.queues[qi];
+    if (q.packed) {
+      // The driver event area: notify when the used descriptor at v (position | wrap << 15) is written.
+      this.idx16(q.avail, v);
+      this.idx16(q.avail + 2n, EVENT_DESC);
+      return;
+    }
     this.idx16(q.avail + BigInt(4 + 2 * q.size), v);
   }
 
-  /** The device's avail_event (EVENT_IDX). */
+  /** The device's avail_event (EVENT_IDX; packed: the device event area's off_wrap). */
   availEvent(qi: QueueIndex): number {
     const q = this.queues[qi];
+    if (q.packed) return this.r16(q.used);
     return this.r16(q.used + BigInt(4 + 8 * q.size));
+  }
+
+  /** Used packed descriptors from the next used position on; frees their ids and slots. */
+  private takeUsedPacked(qi: QueueIndex, q: DriverQueue): { id: number; len: number; bufs: { gpa: bigint; len: number }[] }[] {
+    const p = q.packed!;
+    const out: { id: number; len: number; bufs: { gpa: bigint; len: number }[] }[] = [];
+    while (this.usedPending(qi)) {
+      const d = q.desc + BigInt(16 * p.usedPos);
+      const id = this.r16(d + 12n);
+      const len = this.r32(d + 8n);
+      const chain = q.chains.get(id);
+      if (!chain) throw new Error(`device returned unknown buffer id ${id}`);
+      q.chains.delete(id);
+      q.free.push(id);
+      p.freeSlots += chain.descs.length;
+      p.usedPos += chain.descs.length;
+      if (p.usedPos >= q.size) { p.usedPos -= q.size; p.usedWrap ^= 1; }
+      out.push({ id, len, bufs: chain.bufs });
+    }
+    if (this.rearmUsedEvent && this.eventIdx) this.setUsedEvent(qi, p.usedPos | (p.usedWrap << 15));
+    return out;
   }
 
   // ─────────────── notification suppression, as a driver honours it ───────────────
@@ -290,6 +398,7 @@ export class GuestDriver {
    */
   kickNeeded(qi: QueueIndex, oldAvail: number): boolean {
     const q = this.queues[qi];
+    if (q.packed) return this.kickNeededPacked(q, (q.availIdx - oldAvail) & 0xffff);
     if (this.eventIdx) {
       const event = this.idx16(q.used + BigInt(4 + 8 * q.size));
       return ((q.availIdx - event - 1) & 0xffff) < ((q.availIdx - oldAvail) & 0xffff);
@@ -305,6 +414,11 @@ export class GuestDriver {
    */
   enableInterrupts(qi: QueueIndex): boolean {
     const q = this.queues[qi];
+    if (q.packed) {
+      if (this.eventIdx) this.setUsedEvent(qi, q.packed.usedPos | (q.packed.usedWrap << 15));
+      else this.idx16(q.avail + 2n, EVENT_ENABLE);
+      return this.usedPending(qi);
+    }
     if (this.eventIdx) this.setUsedEvent(qi, q.lastUsed);
     else this.idx16(q.avail, 0);
     return this.usedPending(qi);
@@ -312,20 +426,44 @@ export class GuestDriver {
 
   /** Asks the device not to interrupt (VRING_AVAIL_F_NO_INTERRUPT; with EVENT_IDX, used_event left behind). */
   disableInterrupts(qi: QueueIndex): void {
-    if (!this.eventIdx) this.idx16(this.queues[qi].avail, 1);
+    const q = this.queues[qi];
+    if (q.packed) this.idx16(q.avail + 2n, EVENT_DISABLE);
+    else if (!this.eventIdx) this.idx16(q.avail, 1);
   }
 
   /** Whether the device has published used buffers the driver has not taken. */
   usedPending(qi: QueueIndex): boolean {
     const q = this.queues[qi];
+    if (q.packed) {
+      const f = this.flags16(q.desc + BigInt(16 * q.packed.usedPos) + 14n);
+      const w = q.packed.usedWrap;
+      return ((f & PDESC_F_AVAIL) !== 0 ? 1 : 0) === w && ((f & PDESC_F_USED) !== 0 ? 1 : 0) === w;
+    }
     return this.idx16(q.used + 2n) !== q.lastUsed;
   }
 
-  /** Free descriptors on queue `qi`. */
-  freeDescriptors(qi: QueueIndex): number { return this.queues[qi].free.length; }
+  /**
+   * Packed (virtio 1.2, 2.8.10 driver side): the device event area says whether to notify:
+   * always, never, or when the descriptor at its off_wrap was among the `added` just made
+   * available (as Linux's virtqueue_kick_prepare_packed).
+   */
+  private kickNeededPacked(q: DriverQueue, added: number): boolean {
+    const flags = this.idx16(q.used + 2n);
+    if (flags === EVENT_DISABLE) return false;
+    if (flags !== EVENT_DESC) return true;
+    const p = q.packed!;
+    const offWrap = this.idx16(q.used);
+    let off = offWrap & 0x7fff;
+    if (offWrap >> 15 !== p.availWrap) off -= q.size;
+    const now = p.availPos;
+    return ((now - off - 1) & 0xffff) < (added & 0xffff);
+  }
 
-  setAvailFlags(qi: QueueIndex, flags: number): void { this.w16(this.queues[qi].avail, flags); }
-  usedFlags(qi: QueueIndex): number { return this.r16(this.queues[qi].used); }
+  /** Free descriptors on queue `qi` (packed: free ring slots). */
+  freeDescriptors(qi: QueueIndex): number { const q = this.queues[qi]; return q.packed ? q.packed.freeSlots : q.free.length; }
+
+  setAvailFlags(qi: QueueIndex, flags: number): void { const q = this.queues[qi]; this.w16(q.packed ? q.avail + 2n : q.avail, flags); }
+  usedFlags(qi: QueueIndex): number { const q = this.queues[qi]; return this.r16(q.packed ? q.used + 2n : q.used); }
 
   // ───────────────────────────── TX / RX ─────────────────────────────
 

@@ -386,7 +386,8 @@ export class VhostUserNetBackend {
       }
       case Req.SET_VRING_BASE: {
         const s = readVringState(p);
-        this.ring(s.index).base = s.num & 0xffff;
+        // Split: the next available index; packed: both positions and wrap counters (all 32 bits).
+        this.ring(s.index).base = s.num >>> 0;
         return {};
       }
       case Req.GET_VRING_BASE: {

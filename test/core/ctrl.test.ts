@@ -212,8 +212,9 @@ describe("control queue: what is refused", () => {
     expect(f.cmd(Ctrl.CLASS_RX, Ctrl.RX_ALLMULTI, Uint8Array.of(1))).toBe(Ctrl.OK);
   });
 
-  it("a writable buffer before a readable one is a malformed ring: NEEDS_RESET, counted on the control queue", () => {
-    const f = up();
+  it("a writable buffer before a readable one is a malformed ring: NEEDS_RESET, counted on the control queue (split ring; packed: test/virtq/packed.test.ts)", () => {
+    const f = fixture({ features: ALL, backend: BackendKind.VNET_HDR, layout: "split" });
+    f.drv.bringUp(ALL);
     const q = f.drv.queues[QueueIndex.CTRL];
     const [a, b] = [f.drv.alloc(1, 1), f.drv.alloc(3, 1)];
     f.drv.writeDesc(q.desc, 0, a, 1, DESC_F_WRITE | DESC_F_NEXT, 1);

@@ -4,7 +4,10 @@ import type { AdoptedQueue } from "../../host/device/virtio-net.js";
 import { buildFrame, payload } from "../../host/driver/frames.js";
 import { readFileSync } from "node:fs";
 import { featureBit, featureList, featureMask, FULL_OFFER, parseFeatureList } from "../../host/device/features.js";
-import { fixture } from "../helpers/setup.js";
+import { fixture as anyLayoutFixture, type FixtureOptions } from "../helpers/setup.js";
+
+/** Exact feature sets are checked here: without the RING_PACKED a packed run would add. */
+const fixture = (o: FixtureOptions = {}) => anyLayoutFixture({ layout: "split", ...o });
 
 const DEFAULT = featureMask(Feature.VERSION_1, Feature.MAC, Feature.STATUS, Feature.MTU, Feature.CSUM,
   Feature.GUEST_CSUM, Feature.EVENT_IDX, Feature.INDIRECT_DESC);

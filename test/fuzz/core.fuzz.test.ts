@@ -29,7 +29,7 @@ const SEED = Number(process.env.VNW_FUZZ_SEED ?? 1);
 const FEATURES = [Feature.VERSION_1, Feature.CSUM, Feature.GUEST_CSUM, Feature.EVENT_IDX, Feature.INDIRECT_DESC, Feature.MRG_RXBUF,
   Feature.HOST_TSO4, Feature.HOST_TSO6, Feature.HOST_ECN, Feature.HOST_USO, Feature.GUEST_TSO4, Feature.GUEST_TSO6, Feature.GUEST_ECN,
   Feature.GUEST_USO4, Feature.GUEST_USO6, Feature.MTU, Feature.MAC,
-  Feature.CTRL_VQ, Feature.CTRL_RX, Feature.CTRL_RX_EXTRA, Feature.CTRL_VLAN, Feature.CTRL_MAC_ADDR, Feature.GUEST_ANNOUNCE, Feature.CTRL_GUEST_OFFLOADS, Feature.MQ];
+  Feature.RING_PACKED, Feature.CTRL_VQ, Feature.CTRL_RX, Feature.CTRL_RX_EXTRA, Feature.CTRL_VLAN, Feature.CTRL_MAC_ADDR, Feature.GUEST_ANNOUNCE, Feature.CTRL_GUEST_OFFLOADS, Feature.MQ];
 
 /** The canary pattern, made once per size. */
 const patterns = new Map<number, Uint8Array>();
@@ -44,7 +44,7 @@ function pattern(n: number): Uint8Array {
 }
 
 /** What a run reached, summed over cases (so a fuzzer that stops at validation shows). */
-export const reached = { cases: 0, txPackets: 0, rxPackets: 0, segmented: 0, csumSoftware: 0, needsReset: 0, dropped: 0, ctrlOk: 0, ctrlErr: 0 };
+export const reached = { packed: 0, cases: 0, txPackets: 0, rxPackets: 0, segmented: 0, csumSoftware: 0, needsReset: 0, dropped: 0, ctrlOk: 0, ctrlErr: 0 };
 
 /** One fuzz case; throws with a description of what went wrong. */
 function fuzzCase(seed: number): void {
@@ -80,7 +80,7 @@ function fuzzCase(seed: number): void {
   if (chance(0.9)) want = rules.featureWithoutUnmet(want & offered);
   drv.negotiate(want & offered);
   try {
-    drv.setupQueues(pick([1, 2, 16, 64, 256]));
+    drv.setupQueues(pick([1, 2, 3, 16, 64, 100, 256])); // 3 and 100: packed rings only
   } catch {
     return;
   }
@@ -144,6 +144,15 @@ function fuzzCase(seed: number): void {
       else dv.setBigUint64(at, BigInt(v) * BigInt(int(1, 0xffff)), true);
     };
     const slot = BigInt(16 * int(0, dq.size - 1));
+    if (dq.packed) {
+      // Packed: descriptor fields (the flags with any AVAIL/USED bits) and the driver event area.
+      if (what === 0) w(dq.desc + slot, int(0, 0xffffffff), 8);
+      else if (what === 1) w(dq.desc + slot + 8n, pick([0, 1, 11, 0xffff, 0xffffffff, int(0, 70000)]), 4);
+      else if (what === 2) w(dq.desc + slot + 14n, pick([int(0, 7), int(0, 7) | 0x80, int(0, 7) | 0x8000, int(0, 0xffff)]), 2);
+      else if (what === 3) w(dq.desc + slot + 12n, int(0, dq.size + 3), 2); // buffer id
+      else w(dq.avail + BigInt(2 * int(0, 1)), int(0, 0xffff), 2);
+      continue;
+    }
     if (what === 0) w(dq.desc + slot, int(0, 0xffffffff), 8); // address
     else if (what === 1) w(dq.desc + slot + 8n, pick([0, 1, 11, 0xffff, 0xffffffff, int(0, 70000)]), 4); // length
     else if (what === 2) w(dq.desc + slot + 12n, int(0, 7), 2); // flags (NEXT, WRITE, INDIRECT)
@@ -192,6 +201,7 @@ function fuzzCase(seed: number): void {
   const tx = dev.metrics(QueueIndex.TX);
   const rx = dev.metrics(QueueIndex.RX);
   reached.cases++;
+  if (drv.packedRings) reached.packed++;
   const ctrl = dev.metrics(QueueIndex.CTRL);
   reached.ctrlOk += ctrl.ctrlOk;
   reached.ctrlErr += ctrl.ctrlErr;
@@ -223,6 +233,9 @@ describe("core fuzzing", () => {
     expect(reached.rxPackets).toBeGreaterThan(CASES / 4);
     expect(reached.segmented).toBeGreaterThan(0);
     expect(reached.needsReset).toBeGreaterThan(0);
+    // Both ring layouts were exercised.
+    expect(reached.packed).toBeGreaterThan(CASES / 4);
+    expect(reached.packed).toBeLessThan(reached.cases);
     // Control commands are answered both ways.
     expect(reached.ctrlOk).toBeGreaterThan(0);
     expect(reached.ctrlErr).toBeGreaterThan(0);

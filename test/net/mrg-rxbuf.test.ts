@@ -78,15 +78,17 @@ describe("MRG_RXBUF", () => {
     const b = buildFrame({ ip: 4, l4: "udp", payload: payload(300) });
     f.dev.receive(b.frame, encodeVirtioHdr({}, 12));
     const c = f.dev.core;
+    // The next available position (a packed ring's comes with wrap counters and the used position).
+    const next = () => f.dev.nextAvail(QueueIndex.RX) & (f.drv.packedRings ? 0x7fff : 0xffff);
     // Two buffers used; the device may hold more, but reports only what it consumed.
-    expect(c.queueNextAvail(f.dev.state, QueueIndex.RX)).toBe(2);
+    expect(next()).toBe(2);
     expect(c.queueEnable(f.dev.state, QueueIndex.RX, 0)).toBe(0);
-    expect(c.queueNextAvail(f.dev.state, QueueIndex.RX)).toBe(2);
+    expect(next()).toBe(2);
     expect(c.queueEnable(f.dev.state, QueueIndex.RX, 1)).toBe(0);
     f.dev.receive(b.frame, encodeVirtioHdr({}, 12));
     f.dev.flushRx();
     const got = f.drv.receiveMerged();
     expect(got.map((g) => g.hdr.numBuffers)).toEqual([2, 2]);
-    expect(c.queueNextAvail(f.dev.state, QueueIndex.RX)).toBe(4);
+    expect(next()).toBe(4);
   });
 });

@@ -3,7 +3,10 @@ import { Code, Feature, Metric, QueueIndex, Status } from "../../assembly/abi.js
 import { featureMask } from "../../host/device/features.js";
 import { DESC_F_INDIRECT, DESC_F_NEXT, DESC_F_WRITE } from "../../host/driver/guest-driver.js";
 import { buildFrame, payload } from "../../host/driver/frames.js";
-import { fixture, type Fixture } from "../helpers/setup.js";
+import { fixture as anyLayoutFixture, type Fixture, type FixtureOptions } from "../helpers/setup.js";
+
+/** These tests look into the split ring's own structures; packed rings have theirs in test/virtq/packed.test.ts. */
+const fixture = (o: FixtureOptions = {}) => anyLayoutFixture({ layout: "split", ...o });
 
 const BASE = featureMask(Feature.VERSION_1, Feature.MAC, Feature.INDIRECT_DESC);
 const WITH_EVENT_IDX = BASE | featureMask(Feature.EVENT_IDX);
