@@ -195,7 +195,10 @@ export function queueEnable(st: usize, qi: u32, on: bool): i32 {
     // << 16 | wrap << 31); a ring enabled for the first time since reset starts fresh, both
     // positions at 0 in wrap 1 (virtio 1.2, 2.8.1); one enabled again goes on where it was.
     if (q.resumeSet != 0 || q.started == 0) {
-      const b = q.resumeSet != 0 ? q.resume : 0x80008000;
+      let b = q.resumeSet != 0 ? q.resume : 0x80008000;
+      // DPDK's virtio-user and vhost library send (and take) the avail half only: the used
+      // position is the avail one then (nothing is in flight while a ring is stopped).
+      if ((b >>> 16) == 0) b |= (b & 0xffff) << 16;
       q.resumeSet = 0;
       if ((b & 0x7fff) >= q.size || ((b >> 16) & 0x7fff) >= q.size) return Code.INVALID;
       q.nextAvail = b & 0x7fff;

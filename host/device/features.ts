@@ -85,14 +85,15 @@ export function parseFeatureList(list: string): bigint {
 /**
  * Everything the core implements, offered by the vhost-user back-end, the CLI and the v86
  * adapter: the core's default offer (VERSION_1 MAC STATUS MTU CSUM GUEST_CSUM EVENT_IDX
- * INDIRECT_DESC) plus segmentation offloads both ways and mergeable RX buffers. Whatever the
+ * INDIRECT_DESC) plus segmentation offloads both ways, mergeable RX buffers and packed rings
+ * (the driver chooses the layout; QEMU passes RING_PACKED on only with packed=on). Whatever the
  * other side cannot take the core does in software (checksums finished, large segments
  * split), so the offer does not depend on the backend. (Under vhost-user QEMU answers MAC and
  * STATUS from its own config space and never acks them to the back-end; offering them is
  * harmless there and right for a front-end that passes them through.)
  */
 export const FULL_OFFER_LIST = "version_1,mac,status,mtu,csum,guest_csum,event_idx,indirect_desc,mrg_rxbuf,"
-  + "host_tso4,host_tso6,host_ecn,host_uso,guest_tso4,guest_tso6,guest_ecn,guest_uso4,guest_uso6";
+  + "host_tso4,host_tso6,host_ecn,host_uso,guest_tso4,guest_tso6,guest_ecn,guest_uso4,guest_uso6,ring_packed";
 export const FULL_OFFER: bigint = parseFeatureList(FULL_OFFER_LIST);
 
 /**

@@ -313,7 +313,8 @@ export class VirtioNetDevice {
     if (!state.queues) return;
     for (const [q, r] of state.queues.entries() as IterableIterator<[QueueIndex, AdoptedQueue]>) {
       const why = this.configureQueue(q, r.size, r.desc, r.avail, r.used) !== Code.OK ? `bad size ${r.size}`
-        : this.setNextAvail(q, r.nextAvail ?? 0) !== Code.OK ? "resume index refused"
+        // Without a resume index the ring starts fresh (split: index 0; packed: position 0, lap 1).
+        : r.nextAvail !== undefined && this.setNextAvail(q, r.nextAvail) !== Code.OK ? "resume index refused"
         : this.enableQueue(q, true) !== Code.OK ? "rings are not in guest memory" : "";
       if (why) {
         this.setStatus(0);

@@ -3,7 +3,7 @@ import { Feature, QueueIndex, Status } from "../../assembly/abi.js";
 import type { AdoptedQueue } from "../../host/device/virtio-net.js";
 import { buildFrame, payload } from "../../host/driver/frames.js";
 import { readFileSync } from "node:fs";
-import { featureBit, featureList, featureMask, FULL_OFFER, parseFeatureList } from "../../host/device/features.js";
+import { CTRL_OFFER, featureBit, featureList, featureMask, FULL_OFFER, parseFeatureList } from "../../host/device/features.js";
 import { fixture as anyLayoutFixture, type FixtureOptions } from "../helpers/setup.js";
 
 /** Exact feature sets are checked here: without the RING_PACKED a packed run would add. */
@@ -116,9 +116,9 @@ describe("negotiation", () => {
 
 describe("FULL_OFFER (what the back-end, the CLI and the v86 adapter offer)", () => {
   const EXTRAS = featureMask(Feature.MRG_RXBUF, Feature.HOST_TSO4, Feature.HOST_TSO6, Feature.HOST_ECN, Feature.HOST_USO,
-    Feature.GUEST_TSO4, Feature.GUEST_TSO6, Feature.GUEST_ECN, Feature.GUEST_USO4, Feature.GUEST_USO6);
+    Feature.GUEST_TSO4, Feature.GUEST_TSO6, Feature.GUEST_ECN, Feature.GUEST_USO4, Feature.GUEST_USO6, Feature.RING_PACKED);
 
-  it("is the core's default offer plus the segmentation offloads and MRG_RXBUF", () => {
+  it("is the core's default offer plus the segmentation offloads, MRG_RXBUF and packed rings", () => {
     expect(FULL_OFFER).toBe(DEFAULT | EXTRAS);
   });
 
@@ -132,12 +132,15 @@ describe("FULL_OFFER (what the back-end, the CLI and the v86 adapter offer)", ()
 
   it("is what the README says it is", () => {
     const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8").replace(/\s+/g, " ");
-    const m = readme.match(/The core's default offer is `([^`]+)`; the vhost-user back-end and CLI offer everything the core implements \(`FULL_OFFER`\): that plus (.*?), whatever the backend/);
+    const m = readme.match(/The core's default offer is `([^`]+)`; the vhost-user back-end and CLI offer everything the core implements for the data path \(`FULL_OFFER`\): that plus (.*?), whatever the backend/);
     expect(m, "README paragraph on the default offer and FULL_OFFER").not.toBeNull();
     const names = (text: string) => parseFeatureList(text.replace(/`/g, "").replace(/\band\b/g, ",")
       .replace(/(\w+?)(\d)\/(\d)/g, "$1$2,$1$3").replace(/\s+/g, ","));
     expect(featureList(names(m![1]))).toEqual(featureList(DEFAULT));
     expect(featureList(names(m![1]) | names(m![2]))).toEqual(featureList(FULL_OFFER));
+    const ctrl = readme.match(/add the control queue \(`CTRL_OFFER`: `([^`]+)`\)/);
+    expect(ctrl, "README sentence on CTRL_OFFER").not.toBeNull();
+    expect(featureList(names(ctrl![1]))).toEqual(featureList(CTRL_OFFER));
   });
 });
 

@@ -117,9 +117,9 @@ describe.skipIf(!dpdk.ok || !existsSync(cli))(`DPDK testpmd as the front-end${dp
       expect(counter("rx_dropped")).toBe(0);
     }, 60_000);
 
-    it("txonly with 2 queue pairs (queues=2,cq=1): every frame from both queues reaches the kernel, both pairs carried them", async () => {
+    it.each([false, true])("txonly with 2 queue pairs (queues=2,cq=1, packed_vq=%s): every frame from both queues reaches the kernel, both pairs carried them", async (packed) => {
       const { socket, be, counter } = await tapSetup(true, ["--queues", "2"]);
-      const pmd = await Testpmd.start({ vdevs: [virtioUserVdev(0, socket, MAC0, { queues: 2 })], app: ["--forward-mode=txonly", "--rxq=2", "--txq=2"], filePrefix: `txmq${process.pid}` });
+      const pmd = await Testpmd.start({ vdevs: [virtioUserVdev(0, socket, MAC0, { queues: 2, packed })], app: ["--forward-mode=txonly", "--rxq=2", "--txq=2"], filePrefix: `txmq${process.pid}${packed ? "p" : ""}` });
       cleanups.push(() => pmd.kill());
       await sleep(3000);
       const run = await pmd.stop();
@@ -217,7 +217,7 @@ describe.skipIf(!dpdk.ok || !existsSync(cli))(`DPDK testpmd as the front-end${dp
   }
   runtimes.push([huge.ok ? "node with huge pages" : `node with huge pages (skipped: ${huge.reason})`, [], true]);
 
-  it("two ports with 2 queue pairs each (queues=2,cq=1) forwarding through the embedded network: flows spread over both pairs, none lost", async () => {
+  it.each([false, true])("two ports with 2 queue pairs each (queues=2,cq=1, packed_vq=%s) forwarding through the embedded network: flows spread over both pairs, none lost", async (packed) => {
     const a = sock("mqa");
     const b = sock("mqb");
     const be = startBackend([], ["--socket", a, "--socket", b, "--queues", "2", "--no-uplink", "--stats", "1"]);
@@ -226,7 +226,7 @@ describe.skipIf(!dpdk.ok || !existsSync(cli))(`DPDK testpmd as the front-end${dp
     // --txonly-multi-flow: the first burst's frames carry different source addresses, so they
     // are different flows for the steering to spread.
     const pmd = await Testpmd.start({
-      vdevs: [virtioUserVdev(0, a, MAC0, { queues: 2 }), virtioUserVdev(1, b, MAC1, { queues: 2 })],
+      vdevs: [virtioUserVdev(0, a, MAC0, { queues: 2, packed }), virtioUserVdev(1, b, MAC1, { queues: 2, packed })],
       app: ["--forward-mode=mac", `--eth-peer=0,${MAC1}`, `--eth-peer=1,${MAC0}`, "--tx-first", "--txonly-multi-flow", "--rxq=2", "--txq=2"],
       filePrefix: `fwmq${process.pid}${seq++}`,
     });

@@ -30,18 +30,19 @@ echo "VNW snmp tcp $(csumerr Tcp) udp $(csumerr Udp) v6 $(awk '/InCsumErrors/ {s
 echo "VNW stats $(cat /sys/class/net/eth0/statistics/rx_errors) $(cat /sys/class/net/eth0/statistics/tx_errors) $(cat /sys/class/net/eth0/statistics/rx_packets)"
 `;
 
-interface Variant { name: string; deviceProps?: string; netParams?: string; csum: boolean }
+interface Variant { name: string; deviceProps?: string; netParams?: string; csum: boolean; packed?: boolean }
 
 describe.skipIf(!avail.ok || !existsSync(cli))(`a real Linux guest under QEMU${avail.ok ? "" : ` (skipped: ${avail.reason})`}`, () => {
   describe.each<Variant>([
     { name: "guest offloads on", csum: true },
     { name: "guest offloads off (device csum=off,guest_csum=off; virtio_net.csum=0 gso=0)", deviceProps: "csum=off,guest_csum=off", netParams: "csum=0,gso=0", csum: false },
+    { name: "packed rings (packed=on)", deviceProps: "packed=on", csum: true, packed: true },
   ])("$name", (v) => {
     let ns: Netns;
     let guest: Guest;
     let backendOut = "";
     let backend: ReturnType<typeof spawn>;
-    const socket = `/tmp/vnw-e2e-${process.pid}-${v.csum ? 1 : 0}.sock`;
+    const socket = `/tmp/vnw-e2e-${process.pid}-${v.csum ? 1 : 0}${v.packed ? "p" : ""}.sock`;
     const tap = Netns.tapName();
     let sink: Promise<string>;
     let udp: Promise<string>;
@@ -84,6 +85,7 @@ describe.skipIf(!avail.ok || !existsSync(cli))(`a real Linux guest under QEMU${a
       if (!v.csum) expect(backendOut).toMatch(/without their prerequisites; treating them as off/);
       else expect(backendOut).not.toMatch(/without their prerequisites/);
       expect(features[32]).toBe("1"); // VERSION_1
+      expect(features[34]).toBe(v.packed ? "1" : "0"); // RING_PACKED
       expect(backendOut).toMatch(/rings started/);
     });
 

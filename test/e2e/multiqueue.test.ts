@@ -40,12 +40,15 @@ echo "VNW tcp retrans $(counter snmp Tcp RetransSegs) probes $(counter netstat T
 echo "VNW queues $(ethtool -S eth0 | awk '$1 ~ /^(rx|tx)_queue_[01]_packets:$/ {printf "%s%s ", $1, $2}')"
 `;
 
-describe.skipIf(!avail.ok || !existsSync(cli))(`multiqueue: a real 2-CPU guest with 2 queue pairs${avail.ok ? "" : ` (skipped: ${avail.reason})`}`, () => {
+describe.skipIf(!avail.ok || !existsSync(cli)).each([
+  { rings: "split", props: undefined },
+  { rings: "packed", props: "packed=on" },
+])(`multiqueue: a real 2-CPU guest with 2 queue pairs, $rings rings${avail.ok ? "" : ` (skipped: ${avail.reason})`}`, ({ rings, props }) => {
   let ns: Netns;
   let guest: Guest;
   let backendOut = "";
   let backend: ReturnType<typeof spawn>;
-  const socket = `/tmp/vnw-mq-${process.pid}.sock`;
+  const socket = `/tmp/vnw-mq-${process.pid}-${rings}.sock`;
   const tap = Netns.tapName();
   let sinks: Promise<string>[] = [];
   let sent: { bytes: number; sha256: string }[] = [];
@@ -60,7 +63,7 @@ describe.skipIf(!avail.ok || !existsSync(cli))(`multiqueue: a real 2-CPU guest w
     ns.hostSide(tap);
     sinks = Array.from({ length: FLOWS }, (_, i) => ns.run(["node", helper, "tcp-sink", "192.0.2.1", String(5001 + i), "150000"], 180_000));
     await sleep(300);
-    guest = boot({ socket, script: SCRIPT, cpus: 2, queuePairs: 2 });
+    guest = boot({ socket, script: SCRIPT, cpus: 2, queuePairs: 2, deviceProps: props });
     await guest.waitFor(/VNW listening/, 180_000);
     sent = await Promise.all(Array.from({ length: FLOWS }, async (_, i) => JSON.parse(await ns.run(["node", helper, "tcp-source", "192.0.2.2", String(6001 + i), String(BYTES)], 90_000))));
     await guest.waitFor(/VNW queues/, 120_000);
@@ -76,6 +79,7 @@ describe.skipIf(!avail.ok || !existsSync(cli))(`multiqueue: a real 2-CPU guest w
 
   it("the guest uses both queue pairs", () => {
     expect(guest.markers().get("channels")).toBe("2");
+    expect(guest.markers().get("up")!.replace("features=", "")[34]).toBe(rings === "packed" ? "1" : "0"); // RING_PACKED
     expect(backendOut).toMatch(/pair 1: rings started/);
     expect(guest.markers().has("ping")).toBe(true);
   });

@@ -79,7 +79,7 @@ function fuzzCase(seed: number): void {
     const drv = new GuestDriver({ memory, regions }, transport, seed + boot);
     let want = 0n;
     for (const f of [Feature.VERSION_1, Feature.CSUM, Feature.GUEST_CSUM, Feature.EVENT_IDX, Feature.MRG_RXBUF, Feature.INDIRECT_DESC, Feature.HOST_TSO4, Feature.GUEST_TSO4, Feature.MAC,
-      Feature.CTRL_VQ, Feature.CTRL_RX, Feature.CTRL_VLAN, Feature.CTRL_MAC_ADDR, Feature.GUEST_ANNOUNCE]) {
+      Feature.CTRL_VQ, Feature.CTRL_RX, Feature.CTRL_VLAN, Feature.CTRL_MAC_ADDR, Feature.GUEST_ANNOUNCE, Feature.RING_PACKED]) {
       if (r() < 0.7) want |= featureMask(f);
     }
     if (!(want & featureMask(Feature.CTRL_VQ))) want &= ~featureMask(Feature.CTRL_RX, Feature.CTRL_VLAN, Feature.CTRL_MAC_ADDR, Feature.GUEST_ANNOUNCE);
