@@ -229,7 +229,7 @@ describe("core fuzzing", () => {
     const s = (performance.now() - t0) / 1000;
     console.log(`core fuzz: ${CASES} cases in ${s.toFixed(1)} s (${(CASES / s).toFixed(0)} cases/s); reached ${JSON.stringify(reached)}`);
     // Most cases get past validation into parsing, translation and segmentation.
-    expect(reached.txPackets).toBeGreaterThan(CASES);
+    expect(reached.txPackets).toBeGreaterThan(CASES / 2);
     expect(reached.rxPackets).toBeGreaterThan(CASES / 4);
     expect(reached.segmented).toBeGreaterThan(0);
     expect(reached.needsReset).toBeGreaterThan(0);
