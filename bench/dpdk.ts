@@ -70,13 +70,18 @@ async function startBackend(kind: "ours" | "vhost-pmd", sockets: string[], extra
 }
 
 /** One loop run: packets/s at the front-end and the back-end's CPU use (cores). */
-async function loopRun(kind: "ours" | "vhost-pmd", extra: string[] = []): Promise<{ pps: number; cores: number }> {
+/** How the front-end's rings are laid out: queue pairs, packed or split. */
+interface Rings { queues?: number; packed?: boolean }
+
+async function loopRun(kind: "ours" | "vhost-pmd", extra: string[] = [], rings: Rings = {}): Promise<{ pps: number; cores: number }> {
   const sockets = [sock("a"), sock("b")];
-  const be = await startBackend(kind, sockets, extra);
+  const q = rings.queues ?? 1;
+  const be = await startBackend(kind, sockets, [...extra, ...(q > 1 && kind === "ours" ? ["--queues", String(q)] : [])]);
   try {
     const pmd = await Testpmd.start({
-      vdevs: [virtioUserVdev(0, sockets[0], MAC0), virtioUserVdev(1, sockets[1], MAC1)],
-      app: ["--forward-mode=mac", `--eth-peer=0,${MAC1}`, `--eth-peer=1,${MAC0}`, "--tx-first"],
+      vdevs: [virtioUserVdev(0, sockets[0], MAC0, rings), virtioUserVdev(1, sockets[1], MAC1, rings)],
+      // Several flows (txonly's multi-flow first burst), so two pairs both get some.
+      app: ["--forward-mode=mac", `--eth-peer=0,${MAC1}`, `--eth-peer=1,${MAC0}`, "--tx-first", ...(q > 1 ? [`--rxq=${q}`, `--txq=${q}`, "--txonly-multi-flow"] : [])],
       filePrefix: `bfe${process.pid}${seq++}`, cpu: 0,
     });
     await sleep(500);
@@ -92,15 +97,18 @@ async function loopRun(kind: "ours" | "vhost-pmd", extra: string[] = []): Promis
 }
 
 async function loopRows(rows: string[][]): Promise<void> {
-  const contenders: [string, "ours" | "vhost-pmd", string[]][] = [
-    ["testpmd vhost PMD (anchor)", "vhost-pmd", []],
-    ["ours, embedded network", "ours", []],
-    ["ours, --poll-us 50", "ours", ["--poll-us", "50"]],
+  const contenders: [string, "ours" | "vhost-pmd", string[], Rings][] = [
+    ["testpmd vhost PMD (anchor)", "vhost-pmd", [], {}],
+    ["ours, embedded network", "ours", [], {}],
+    ["ours, --poll-us 50", "ours", ["--poll-us", "50"], {}],
+    ["ours, packed rings (packed_vq=1)", "ours", [], { packed: true }],
+    ["ours, 2 queue pairs (queues=2,cq=1)", "ours", [], { queues: 2 }],
+    ["ours, 2 queue pairs, packed rings", "ours", [], { queues: 2, packed: true }],
   ];
   const res: { pps: number[]; cores: number[]; ratio: number[] }[] = contenders.map(() => ({ pps: [], cores: [], ratio: [] }));
   for (let r = 0; r < ROUNDS; r++) {
     const round: { pps: number; cores: number }[] = [];
-    for (const [, kind, extra] of contenders) round.push(await loopRun(kind, extra));
+    for (const [, kind, extra, rings] of contenders) round.push(await loopRun(kind, extra, rings));
     round.forEach((x, i) => {
       res[i].pps.push(x.pps);
       res[i].cores.push(x.cores);
@@ -173,23 +181,29 @@ async function tapRows(rows: string[][]): Promise<void> {
   const delivered: Record<string, number[]> = {};
   const txBare: number[] = [];
   const rxBare: number[] = [];
-  const runs = [["txonly", 0], ["txonly", 50], ["rxonly", 0], ["rxonly", 50]] as const;
+  const runs: [mode: "txonly" | "rxonly", pollUs: number, rings: Rings][] = [
+    ["txonly", 0, {}], ["txonly", 50, {}], ["txonly", 0, { packed: true }], ["txonly", 0, { queues: 2 }],
+    ["rxonly", 0, {}], ["rxonly", 50, {}],
+  ];
+  const keyOf = (mode: string, pollUs: number, rings: Rings) => `${mode}-${pollUs}-${rings.queues ?? 1}${rings.packed ? "p" : ""}`;
   for (let r = 0; r < ROUNDS; r++) {
-    // Ours: testpmd txonly/rxonly through the back-end's Worker into a tap, without and with polling.
-    for (const [mode, pollUs] of runs) {
-      const key = `${mode}-${pollUs}`;
+    // Ours: testpmd txonly/rxonly through the back-end's Worker(s) into a tap, without and with
+    // polling, with packed rings, with two queue pairs (a Worker and a tap queue each).
+    for (const [mode, pollUs, rings] of runs) {
+      const key = keyOf(mode, pollUs, rings);
       ours[key] ??= [];
       const ns = Netns.create();
       const tapName = Netns.tapName();
       const s = sock("t");
-      const be = await startBackend("ours", [s], ["--tap", tapName, "--poll-us", String(pollUs)]);
+      const q = rings.queues ?? 1;
+      const be = await startBackend("ours", [s], ["--tap", tapName, "--poll-us", String(pollUs), ...(q > 1 ? ["--queues", String(q)] : [])]);
       try {
         ns.adopt(tapName);
         ns.exec(["sysctl", "-q", "-w", `net.ipv6.conf.${tapName}.disable_ipv6=1`]);
         ns.ip(["addr", "add", "192.0.2.1/24", "dev", tapName]);
         ns.ip(["link", "set", tapName, "up"]);
         ns.ip(["neigh", "add", "192.0.2.2", "lladdr", MAC0, "dev", tapName, "nud", "permanent"]);
-        const pmd = await Testpmd.start({ vdevs: [virtioUserVdev(0, s, MAC0)], app: [`--forward-mode=${mode}`], filePrefix: `bt${process.pid}${seq++}`, cpu: 0 });
+        const pmd = await Testpmd.start({ vdevs: [virtioUserVdev(0, s, MAC0, rings)], app: [`--forward-mode=${mode}`, ...(q > 1 ? [`--rxq=${q}`, `--txq=${q}`] : [])], filePrefix: `bt${process.pid}${seq++}`, cpu: 0 });
         if (mode === "txonly") {
           await sleep(500);
           const c0 = counter(ns, tapName, "rx_packets");
@@ -229,17 +243,43 @@ async function tapRows(rows: string[][]): Promise<void> {
   }
   const tx = median(txBare);
   const rx = median(rxBare);
-  for (const pollUs of [0, 50]) {
-    const v = median(ours[`txonly-${pollUs}`]);
-    rows.push([`tap TX: testpmd txonly -> ours${pollUs ? ` (--poll-us ${pollUs})` : ""} -> tap`, `${fmt(v)}frame/s`, (v / tx).toFixed(3), ""]);
+  for (const [mode, pollUs, rings] of runs.filter(([m]) => m === "txonly")) {
+    const v = median(ours[keyOf(mode, pollUs, rings)]);
+    const how = [pollUs ? `--poll-us ${pollUs}` : "", rings.packed ? "packed rings" : "", rings.queues ? `${rings.queues} queue pairs` : ""].filter(Boolean).join(", ");
+    rows.push([`tap TX: testpmd txonly -> ours${how ? ` (${how})` : ""} -> tap`, `${fmt(v)}frame/s`, (v / tx).toFixed(3), ""]);
   }
   rows.push(["tap TX: bare writev loop (floor)", `${fmt(tx)}frame/s`, "1.000", ""]);
   for (const pollUs of [0, 50]) {
-    const v = median(ours[`rxonly-${pollUs}`]);
-    const d = median(delivered[`rxonly-${pollUs}`]);
+    const v = median(ours[keyOf("rxonly", pollUs, {})]);
+    const d = median(delivered[keyOf("rxonly", pollUs, {})]);
     rows.push([`tap RX: blaster -> tap -> ours${pollUs ? ` (--poll-us ${pollUs})` : ""} -> testpmd rxonly (${(100 * d).toFixed(1)}% of sent)`, `${fmt(v)}frame/s`, (v / rx).toFixed(3), ""]);
   }
   rows.push([`tap RX: blaster -> tap -> bare epoll+read loop (${(100 * median(delivered.bare)).toFixed(1)}% of sent)`, `${fmt(rx)}frame/s`, "1.000", ""]);
+}
+
+/** testpmd txonly through a tap with --tx-rate: the rate the kernel receives (bytes), against the limit. */
+async function rateRows(rows: string[][]): Promise<void> {
+  for (const mbit of [50, 200]) {
+    const ns = Netns.create();
+    const tapName = Netns.tapName();
+    const s = sock("r");
+    const be = await startBackend("ours", [s], ["--tap", tapName, "--tx-rate", `${mbit}Mbit`]);
+    try {
+      ns.adopt(tapName);
+      ns.ip(["link", "set", tapName, "up"]);
+      const pmd = await Testpmd.start({ vdevs: [virtioUserVdev(0, s, MAC0)], app: ["--forward-mode=txonly", "--txpkts=1024"], filePrefix: `br${process.pid}${seq++}`, cpu: 0 });
+      await sleep(1000); // past the bucket's initial allowance
+      const bytes = () => Number(ns.exec(["cat", `/sys/class/net/${tapName}/statistics/rx_bytes`]).trim());
+      const [b0, t0] = [bytes(), performance.now()];
+      await sleep(SECONDS * 1000);
+      const rate = ((bytes() - b0) * 8) / ((performance.now() - t0) / 1000);
+      await pmd.stop();
+      rows.push([`tap TX: testpmd txonly (1024-byte frames) with --tx-rate ${mbit}Mbit`, `${(rate / 1e6).toFixed(1)} Mbit/s`, (rate / (mbit * 1e6)).toFixed(3), "(ratio: to the limit)"]);
+    } finally {
+      await be.stop();
+      ns.destroy();
+    }
+  }
 }
 
 export async function dpdkBench(): Promise<void> {
@@ -260,6 +300,7 @@ export async function dpdkBench(): Promise<void> {
     try {
       execFileSync("python3", ["-c", "pass"]);
       await tapRows(rows);
+      await rateRows(rows);
     } catch (e) {
       rows.push([`tap rows not run: ${(e as Error).message.split("\n")[0]}`, "", "", ""]);
     }
@@ -268,6 +309,9 @@ export async function dpdkBench(): Promise<void> {
   console.log("  loop ratio: to testpmd's vhost PMD in the same round; tap ratios: to the bare loop on the same machine in the same round.");
   console.log("  RX rows are bounded by the blaster (python, CPU 0), which shares its CPU with testpmd's polling lcore in our rows and");
   console.log("  has it to itself in the bare row: compare the share of sent frames that arrived, not only the rates.");
+  console.log("  2 queue pairs: this machine has 2 cores, testpmd's polling lcore takes one, so our pairs share the other: the rows show");
+  console.log("  what a second pair costs or saves on one core (steering, a second Worker), not how it scales; on the embedded network both");
+  console.log("  pairs run on the main thread anyway.");
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) await dpdkBench();

@@ -80,15 +80,21 @@ export class TapPort<Tap extends TapIo = TapIo> {
     }
   }
 
+  /** Bytes of the tap's own header in front of each frame (rate limits count frames as on the wire). */
+  private get headerBytes(): number {
+    return this.tap.vnetHdr ? this.dev.headerLength : 0;
+  }
+
   /** Sends what the guest queued. */
   pumpTx(budget = this.budget): TxStop {
     const nb = this.nativeBase;
     this.txState = "empty";
     const limit = this.limits.tx;
+    const hdr = this.headerBytes;
     const r = this.dev.processTx((iov, n) => {
       if (limit) {
-        // What writev would write (the backend header included), as the charge below counts it.
-        const bytes = this.dev.iovecs(iov, n).reduce((a, v) => a + v.len, 0);
+        // The frame's bytes (as on the wire: the tap's header does not count), as the charge below counts them.
+        const bytes = this.dev.iovecs(iov, n).reduce((a, v) => a + v.len, 0) - hdr;
         if (!limit.allows(bytes)) {
           // No drop: the frame stays on the ring and goes when the tokens are back.
           this.txHeldBytes = bytes;
@@ -98,7 +104,7 @@ export class TapPort<Tap extends TapIo = TapIo> {
       }
       const w = this.tap.writev(nb + BigInt(iov), n);
       if (w >= 0) {
-        limit?.charge(w);
+        limit?.charge(Math.max(0, w - hdr));
         return w;
       }
       if (-w === EAGAIN) {
@@ -149,7 +155,7 @@ export class TapPort<Tap extends TapIo = TapIo> {
         stop = "tap-error";
         break;
       }
-      limit?.charge(r);
+      limit?.charge(Math.max(0, r - this.headerBytes));
       dev.rxCommit(r);
       moved++;
     }
