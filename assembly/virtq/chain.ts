@@ -32,7 +32,8 @@ export class ChainWalk {
   split: u32;
   /** Out: the buffer's token for queueAddUsed / queueUnpop (split: the head; packed: id and descriptor count). */
   token: u32;
-  _pad: u32;
+  /** During a walk: the direction the next buffer must have (DESC_F_WRITE or 0). */
+  wantWrite: u32;
   /** In: added to every Wasm address written into an iovec (the memory's native address, or 0). */
   nativeBase: u64;
   /** Out: total bytes of the chain. */
@@ -68,6 +69,42 @@ function appendBuffer(mem: usize, w: ChainWalk, n: u32, addr: u64, len: u64): i3
   return <i32>n;
 }
 
+/** Starts a walk: no bytes yet, the direction the first buffer must have, no split seen. */
+function walkStart(w: ChainWalk): void {
+  w.total = 0;
+  w.wantWrite = w.writable == 1 ? DESC_F_WRITE : 0;
+  w.split = 0xffffffff;
+  w.readBytes = 0;
+}
+
+/**
+ * One buffer of a chain, either layout: its direction (virtio 1.2, 2.7.4.2 / 2.8.4: RX chains
+ * all device-writable, TX chains all device-readable, elsewhere the writable buffers after the
+ * readable ones), the 4 GiB bound (2.7.5.2), and its iovecs unless `append` is false. Returns
+ * the new iovec count, WALK_TOO_MANY, or -(Metric.RESET_*).
+ */
+function takeBuffer(mem: usize, w: ChainWalk, n: u32, addr: u64, len: u32, flags: u16, append: bool): i32 {
+  if (<u32>(flags & DESC_F_WRITE) != w.wantWrite) {
+    if (w.writable != WALK_MIXED || w.wantWrite != 0) return -Metric.RESET_DIRECTION;
+    w.wantWrite = DESC_F_WRITE;
+    w.split = n;
+    w.readBytes = w.total;
+  }
+  w.total += len;
+  if (w.total >= 0x1_0000_0000) return -Metric.RESET_CHAIN_TOO_BIG;
+  return append ? appendBuffer(mem, w, n, addr, len) : <i32>n;
+}
+
+/** Ends a walk: an empty chain is malformed; a chain with no writable part splits at its end. */
+function walkEnd(w: ChainWalk, n: u32): i32 {
+  if (w.total == 0) return -Metric.RESET_ZERO_LENGTH;
+  if (w.writable == WALK_MIXED && w.split == 0xffffffff) {
+    w.split = n;
+    w.readBytes = w.total;
+  }
+  return <i32>(n - w.first);
+}
+
 /**
  * Walks the chain at `head`. Returns the number of iovecs appended (may be 0 only if the
  * caller treats that as a fault), WALK_TOO_MANY, or -(Metric.RESET_*) for a malformed chain:
@@ -83,11 +120,7 @@ export function walkChain(q: Virtqueue, mem: usize, head: u32, w: ChainWalk): i3
   let ttl = tableSize;
   let inIndirect = false;
   let n = w.first;
-  let total: u64 = 0;
-  let wantWrite: u16 = w.writable == 1 ? DESC_F_WRITE : 0;
-  const mixed = w.writable == WALK_MIXED;
-  w.split = 0xffffffff;
-  w.readBytes = 0;
+  walkStart(w);
 
   while (true) {
     // Guard against infinitely looping chains: each table is walked at most once per entry.
@@ -118,31 +151,14 @@ export function walkChain(q: Virtqueue, mem: usize, head: u32, w: ChainWalk): i3
       continue;
     }
 
-    // virtio 1.2, 2.7.4.2: RX chains are all device-writable, TX chains all device-readable;
-    // elsewhere the writable buffers come after the readable ones.
-    if ((flags & DESC_F_WRITE) != wantWrite) {
-      if (!mixed || wantWrite != 0) return -Metric.RESET_DIRECTION;
-      wantWrite = DESC_F_WRITE;
-      w.split = n;
-      w.readBytes = total;
-    }
-    total += len;
-    // virtio 1.2, 2.7.5.2: a chain is shorter than 2^32 bytes in total.
-    if (total >= 0x1_0000_0000) return -Metric.RESET_CHAIN_TOO_BIG;
-    const r = appendBuffer(mem, w, n, addr, len);
+    const r = takeBuffer(mem, w, n, addr, len, flags, true);
     if (r < 0) return r;
     n = <u32>r;
 
     if ((flags & DESC_F_NEXT) == 0) break;
     idx = <u32>load<u16>(d, DESC_NEXT);
   }
-  if (total == 0) return -Metric.RESET_ZERO_LENGTH;
-  w.total = total;
-  if (mixed && w.split == 0xffffffff) {
-    w.split = n;
-    w.readBytes = total;
-  }
-  return <i32>(n - w.first);
+  return walkEnd(w, n);
 }
 
 /**
@@ -156,14 +172,10 @@ export function walkChain(q: Virtqueue, mem: usize, head: u32, w: ChainWalk): i3
 function walkPacked(q: Virtqueue, mem: usize, pos: u32, w: ChainWalk): i32 {
   let wrap = q.availWrap;
   let n = w.first;
-  let total: u64 = 0;
   let descs: u32 = 0;
   let id: u32 = 0;
   let tooMany = false;
-  const mixed = w.writable == WALK_MIXED;
-  let wantWrite: u16 = w.writable == 1 ? DESC_F_WRITE : 0;
-  w.split = 0xffffffff;
-  w.readBytes = 0;
+  walkStart(w);
   let inTable = false;
   let table: usize = 0;
   let tableLeft: u32 = 0;
@@ -180,7 +192,7 @@ function walkPacked(q: Virtqueue, mem: usize, pos: u32, w: ChainWalk): i32 {
       tableLeft--;
     } else {
       if (descs == q.size) return -Metric.RESET_CHAIN_LOOP;
-      const d = q.desc + <usize>pos * DESC_SIZE;
+      const d = <usize>q.desc + <usize>pos * DESC_SIZE;
       addr = load<u64>(d, DESC_ADDR);
       len = load<u32>(d, DESC_LEN);
       flags = load<u16>(d, PDESC_FLAGS);
@@ -199,33 +211,19 @@ function walkPacked(q: Virtqueue, mem: usize, pos: u32, w: ChainWalk): i32 {
         continue;
       }
     }
-    // Device-readable buffers first, then device-writable ones (virtio 1.2, 2.8.4).
-    if ((flags & DESC_F_WRITE) != wantWrite) {
-      if (!mixed || wantWrite != 0) return -Metric.RESET_DIRECTION;
-      wantWrite = DESC_F_WRITE;
-      w.split = n;
-      w.readBytes = total;
-    }
-    total += len;
-    if (total >= 0x1_0000_0000) return -Metric.RESET_CHAIN_TOO_BIG;
-    if (!tooMany) {
-      const r = appendBuffer(mem, w, n, addr, len);
-      if (r == WALK_TOO_MANY) tooMany = true;
-      else if (r < 0) return r;
-      else n = <u32>r;
-    }
+    // Past the iovec array's end the walk goes on without appending, to find the buffer's id.
+    const r = takeBuffer(mem, w, n, addr, len, flags, !tooMany);
+    if (r == WALK_TOO_MANY) tooMany = true;
+    else if (r < 0) return r;
+    else n = <u32>r;
     // The chain ends with an indirect table's last entry, or a ring descriptor without NEXT.
     if (inTable ? tableLeft == 0 : (flags & DESC_F_NEXT) == 0) break;
   }
   if (id >= q.size) return -Metric.RESET_HEAD_INDEX;
-  if (total == 0) return -Metric.RESET_ZERO_LENGTH;
+  const r = walkEnd(w, n);
+  if (r < 0) return r;
   q.nextAvail = pos;
   q.availWrap = wrap;
   w.token = packedToken(id, descs);
-  w.total = total;
-  if (mixed && w.split == 0xffffffff) {
-    w.split = n;
-    w.readBytes = total;
-  }
-  return tooMany ? WALK_TOO_MANY : <i32>(n - w.first);
+  return tooMany ? WALK_TOO_MANY : r;
 }

@@ -97,8 +97,11 @@ export class GuestDriver {
   rearmUsedEvent = true;
   /** The features negotiate() last had accepted. */
   features = 0n;
-  /** Ring layout to ask for: "packed" adds VIRTIO_F_RING_PACKED to every negotiation. */
-  layout: "split" | "packed" = "split";
+  /**
+   * Ring layout: "packed" adds VIRTIO_F_RING_PACKED to every negotiation, "split" takes it out,
+   * "as-asked" (default) negotiates what negotiate() is given.
+   */
+  layout: "split" | "packed" | "as-asked" = "as-asked";
 
   constructor(readonly mem: Pick<GuestMemory, "memory" | "regions">, readonly dev: DriverTransport, seed = 1) {
     this.u8 = new Uint8Array(mem.memory.buffer);
@@ -169,6 +172,7 @@ export class GuestDriver {
    */
   negotiate(features: bigint): boolean {
     if (this.layout === "packed") features |= featureMask(Feature.RING_PACKED);
+    if (this.layout === "split") features &= ~featureMask(Feature.RING_PACKED);
     this.dev.setStatus(0);
     this.dev.setStatus(Status.ACKNOWLEDGE);
     this.dev.setStatus(Status.ACKNOWLEDGE | Status.DRIVER);

@@ -123,7 +123,7 @@ describe("FULL_OFFER (what the back-end, the CLI and the v86 adapter offer)", ()
   });
 
   it("is accepted by the core, and a driver asking for MAC and STATUS under it gets FEATURES_OK", () => {
-    const f = fixture({ features: FULL_OFFER });
+    const f = fixture({ features: FULL_OFFER, layout: "as-asked" });
     expect(f.dev.offeredFeatures).toBe(FULL_OFFER);
     expect(f.drv.negotiate(featureMask(Feature.VERSION_1, Feature.MAC, Feature.STATUS))).toBe(true);
     expect(f.drv.negotiate(FULL_OFFER)).toBe(true);

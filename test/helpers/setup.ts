@@ -27,7 +27,7 @@ export interface FixtureOptions extends Omit<Partial<DeviceOptions>, "memory" | 
    * Ring layout the driver model asks for (default: VNW_RING=packed in the environment, else
    * split): with "packed" the device offers RING_PACKED too, so the same tests run on both.
    */
-  layout?: "split" | "packed";
+  layout?: "split" | "packed" | "as-asked";
 }
 
 /** The ring layout tests run on: `VNW_RING=packed npm run test:packed` runs them all on packed rings. */
