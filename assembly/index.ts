@@ -139,6 +139,18 @@ export function queuePairs(st: usize): u32 { return device(st).pairs; }
 /** The guest offloads in effect (GUEST_* feature bits; CTRL_GUEST_OFFLOADS changes them). */
 export function guestOffloads(st: usize): u64 { return device(st).guestOffloads; }
 
+/** Queue `q`'s size (0 unset), whether it is enabled, and its ring addresses (guest-physical: 0 descriptors, 1 driver area, 2 device area). */
+export function queueSize(st: usize, q: u32): u32 { return q > <u32>QueueIndex.CTRL ? 0 : queueAt(st, q).size; }
+export function queueEnabled(st: usize, q: u32): bool { return q > <u32>QueueIndex.CTRL ? false : queueAt(st, q).enabled != 0; }
+export function queueAddress(st: usize, q: u32, which: u32): u64 {
+  if (q > <u32>QueueIndex.CTRL) return 0;
+  const vq = queueAt(st, q);
+  return which == 0 ? vq.descGpa : which == 1 ? vq.availGpa : vq.usedGpa;
+}
+
+// Saved state beyond the negotiation (net/saved.ts).
+export { savedSize, saveExtras, restoreExtras } from "./net/saved";
+
 /** Host polling of queue `q` on/off (off: 1 if work is already there, look before sleeping). */
 export function queueSetPolling(st: usize, q: u32, on: bool): i32 { return dev.queueSetPolling(st, q, on); }
 

@@ -12,6 +12,7 @@ import {
 import type { GuestRegion } from "../memory/layout.js";
 import { coreStateSize, instantiateCore, type CoreExports } from "../wasm/core.js";
 import { readMetrics, type QueueMetrics } from "./metrics.js";
+import { decodeSavedState, encodeSavedState, SavedStateError, type SavedQueue } from "./saved-state.js";
 import { GUEST_OFFLOADS, hasFeature } from "./features.js";
 import type { DeviceLock } from "./device-lock.js";
 
@@ -322,6 +323,80 @@ export class VirtioNetDevice {
       }
     }
     this.setStatus(Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK | Status.DRIVER_OK);
+  }
+
+  // ───────────────────────────── saved state ─────────────────────────────
+
+  /**
+   * The device's state as bytes (versioned; host/device/saved-state.ts): the offer, the
+   * negotiated features and status, each queue's size, ring addresses and where to resume (RX
+   * buffers the device holds go back to the guest's ring in the count), and the core's record
+   * (receive filter, MAC, announce, queue pairs, guest offloads, link, counters). Guest RAM is
+   * not in it: the emulator saves that. Take it with the data path quiet.
+   */
+  saveState(): Uint8Array {
+    return this.locked(() => {
+      const c = this.core;
+      const st = this.state;
+      const queues: SavedQueue[] = [QueueIndex.RX, QueueIndex.TX, QueueIndex.CTRL].map((q) => ({
+        size: c.queueSize(st, q), enabled: c.queueEnabled(st, q) !== 0, desc: c.queueAddress(st, q, 0),
+        avail: c.queueAddress(st, q, 1), used: c.queueAddress(st, q, 2), resume: c.queueNextAvail(st, q) >>> 0,
+      }));
+      const at = c.saveExtras(st);
+      this.views();
+      const record = this.u8.slice(at, at + c.savedSize());
+      return encodeSavedState({
+        layout: c.layoutVersion(), status: c.status(st), offered: c.offeredFeatures(st), negotiated: c.negotiatedFeatures(st),
+        queues, core: record,
+      });
+    });
+  }
+
+  /**
+   * A device made from a saved state (`saveState()`) on `opts` (the memory with the guest's RAM
+   * restored in it, a state block, the regions): the negotiation and the rings are replayed
+   * where they stood, then the rest. Throws SavedStateError for bytes that are not a saved state
+   * of this format, one from a core of another layout, or one that does not match the memory
+   * (rings outside the guest RAM given); the state block is left reset then.
+   */
+  static restore(opts: DeviceOptions, saved: Uint8Array): VirtioNetDevice {
+    const dev = new VirtioNetDevice(opts);
+    dev.restoreState(saved);
+    return dev;
+  }
+
+  /**
+   * restore() on this device: its state block starts over from `saved` (an emulator restoring
+   * a snapshot into the device it already made). Same refusals; the device is left reset then.
+   */
+  restoreState(saved: Uint8Array): void {
+    const s = decodeSavedState(saved);
+    const layout = this.core.layoutVersion();
+    if (s.layout !== layout) throw new SavedStateError(`saved device state is from core layout ${s.layout}; this core is layout ${layout}`);
+    this.setStatus(0);
+    if (this.core.setOfferedFeatures(this.state, s.offered) !== Code.OK) {
+      throw new SavedStateError(`saved device state offers features 0x${s.offered.toString(16)} this core does not implement`);
+    }
+    if ((s.status & Status.FEATURES_OK) === 0) return;
+    const [rx, tx, ctrl] = s.queues;
+    const ready = (q: SavedQueue | undefined): q is SavedQueue => q !== undefined && q.enabled && q.size > 0;
+    const asAdopted = (q: SavedQueue): AdoptedQueue => ({ size: q.size, desc: q.desc, avail: q.avail, used: q.used, nextAvail: q.resume });
+    const running = (s.status & Status.DRIVER_OK) !== 0 && ready(rx) && ready(tx);
+    try {
+      this.adopt({
+        features: s.negotiated,
+        ...(running ? { queues: ready(ctrl) ? [asAdopted(rx), asAdopted(tx), asAdopted(ctrl)] : [asAdopted(rx), asAdopted(tx)] } : {}),
+      });
+    } catch (e) {
+      this.setStatus(0);
+      throw new SavedStateError(`saved device state does not match this memory: ${(e as Error).message}`);
+    }
+    this.views();
+    if (s.core.length === this.core.savedSize()) this.u8.set(s.core, this.core.rxStagingAddr(this.state));
+    if (s.core.length !== this.core.savedSize() || this.core.restoreExtras(this.state) !== Code.OK) {
+      this.setStatus(0);
+      throw new SavedStateError("saved device state: the core's record is damaged or does not fit this device (filter, queue pairs or offloads)");
+    }
   }
 
   /** Next available index the device will consume (vhost-user GET/SET_VRING_BASE). */

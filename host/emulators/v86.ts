@@ -38,13 +38,23 @@ export interface V86Virtio {
   reset?(): void;
 }
 
+/** v86's VirtioNet object (src/virtio_net.js): its register file, config fields and snapshot hooks. */
+export interface V86VirtioNetDevice {
+  virtio: V86Virtio;
+  mac?: Uint8Array;
+  status?: number;
+  /** v86's snapshot of the device (save_state), and its restore. */
+  get_state?(): unknown[];
+  set_state?(state: unknown[]): void;
+}
+
 /** What the adapter touches of a V86 instance. */
 export interface V86Like {
   v86: {
     cpu: {
       mem8: Uint8Array;
       io: { ports: { write16: (v: number) => void; write8: (v: number) => void }[] };
-      devices: { virtio_net?: { virtio: V86Virtio; mac?: Uint8Array; status?: number } };
+      devices: { virtio_net?: V86VirtioNetDevice };
     };
   };
 }
@@ -74,6 +84,8 @@ export function captureV86Exports(bytes: BufferSource): { wasm_fn: (imports: Web
   };
 }
 
+/** Where the adapter's saved state rides in v86's snapshot of the NIC (after v86's own three fields). */
+const SNAPSHOT_SLOT = 3;
 /** VIRTIO_ISR_QUEUE in v86's raise_irq. */
 const ISR_QUEUE = 1;
 /** Guest RAM skipped: the VGA window and the BIOS area (0xA0000-0xFFFFF). */
@@ -159,6 +171,29 @@ export class V86VirtioNet {
     this.port = new DevicePort(opts.name ?? "v86", this.dev, opts.network);
     this.takeOverNotifications();
     this.followResets();
+    this.followSnapshots(net);
+  }
+
+  /**
+   * v86's save_state / restore_state carry this device too: its saved state (saveState) rides
+   * in v86's own snapshot of the NIC, and a restore puts it back into this adapter's device,
+   * rings resuming where they stood, filter, MAC and counters as they were (v86 restores the
+   * guest's RAM and its register file itself).
+   */
+  private followSnapshots(net: V86VirtioNetDevice): void {
+    const get = net.get_state;
+    const set = net.set_state;
+    if (!get || !set) return;
+    net.get_state = () => [...get.call(net), this.dev.saveState()];
+    net.set_state = (state) => {
+      set.call(net, state);
+      const ours = state[SNAPSHOT_SLOT];
+      if (!(ours instanceof Uint8Array)) return; // a snapshot taken without the adapter
+      this.dev.restoreState(ours);
+      // The registers v86 restored are the ones the device now runs on: no re-sync.
+      this.synced = this.syncKey() ?? "";
+      this.mirrorStatus();
+    };
   }
 
   /** Replaces v86's notify handlers for RX and TX (the port entries move with the BAR). */
@@ -225,14 +260,12 @@ export class V86VirtioNet {
    */
   private sync(): boolean {
     const v = this.virtio;
-    if ((v.device_status & Status.DRIVER_OK) === 0) return false;
-    const f = BigInt(v.driver_feature[0] >>> 0) | (BigInt(v.driver_feature[1] >>> 0) << 32n);
-    const [rx, tx, ctrl] = v.queues;
-    // The control queue takes part once the driver negotiated it (and set it up).
-    const withCtrl = hasFeature(f, Feature.CTRL_VQ) && ctrl !== undefined && ctrl.size > 0;
-    const rings = withCtrl ? [rx, tx, ctrl] : [rx, tx];
-    const key = [f, ...rings.flatMap((q) => [q.desc_addr, q.avail_addr, q.used_addr, q.size])].join(":");
+    const key = this.syncKey();
+    if (key === null) return false;
     if (key === this.synced) return true;
+    const f = this.driverFeatures;
+    const [rx, tx, ctrl] = v.queues;
+    const withCtrl = this.withCtrl;
     const queue = (q: V86Queue) => ({ size: q.size, desc: BigInt(q.desc_addr), avail: BigInt(q.avail_addr), used: BigInt(q.used_addr) });
     try {
       this.dev.adopt({ features: f, queues: withCtrl ? [queue(rx), queue(tx), queue(ctrl)] : [queue(rx), queue(tx)] });
@@ -243,6 +276,25 @@ export class V86VirtioNet {
     this.synced = key;
     this.counters.syncs++;
     return true;
+  }
+
+  private get driverFeatures(): bigint {
+    const v = this.virtio;
+    return BigInt(v.driver_feature[0] >>> 0) | (BigInt(v.driver_feature[1] >>> 0) << 32n);
+  }
+
+  /** The control queue takes part once the driver negotiated it (and set it up). */
+  private get withCtrl(): boolean {
+    const ctrl = this.virtio.queues[QueueIndex.CTRL];
+    return hasFeature(this.driverFeatures, Feature.CTRL_VQ) && ctrl !== undefined && ctrl.size > 0;
+  }
+
+  /** What the driver programmed (features, rings), as a key; null before DRIVER_OK. */
+  private syncKey(): string | null {
+    const v = this.virtio;
+    if ((v.device_status & Status.DRIVER_OK) === 0) return null;
+    const rings = v.queues.slice(0, this.withCtrl ? 3 : 2);
+    return [this.driverFeatures, ...rings.flatMap((q) => [q.desc_addr, q.avail_addr, q.used_addr, q.size])].join(":");
   }
 
   /** The used ring (and avail_event behind it) was written: tell v86's JIT. */

@@ -36,6 +36,8 @@ export interface V86Guest extends Pick<SerialLog, "lines" | "markers" | "waitFor
   v86Sent(): number;
   /** Device-side time (ms) in v86's own virtio-net code for the builtin mode's frames. */
   builtinMs(): number;
+  /** v86's snapshot of the whole machine (save_state), this engine's device state in it. */
+  save(): Promise<ArrayBuffer>;
   stop(): void;
 }
 
@@ -46,7 +48,11 @@ class V86BusPort implements SwitchPort {
   deliver(frame: NetFrame): void { this.bus.send("net0-receive", frame.data.slice()); }
 }
 
-export async function bootV86Guest(opts: { script: string; network: Switch; mode: "engine" | "builtin"; mac?: string; features?: bigint }): Promise<V86Guest> {
+/**
+ * Boots the guest, or with `restore` resumes a snapshot `save()` took (same machine: a fresh
+ * emulator, the adapter attached, then v86's restore_state).
+ */
+export async function bootV86Guest(opts: { script: string; network: Switch; mode: "engine" | "builtin"; mac?: string; features?: bigint; restore?: ArrayBuffer }): Promise<V86Guest> {
   const require = createRequire(import.meta.url);
   const v86Dir = dirname(require.resolve("v86"));
   const { V86 } = (await import("v86")) as unknown as { V86: new (o: Record<string, unknown>) => V86Emulator };
@@ -91,6 +97,7 @@ export async function bootV86Guest(opts: { script: string; network: Switch; mode
   }
   const log = new SerialLog();
   emulator.add_listener("serial0-output-byte", (b: number) => log.feed(String.fromCharCode(b)));
+  if (opts.restore) await emulator.restore_state(opts.restore);
   emulator.run();
   return {
     net,
@@ -99,6 +106,7 @@ export async function bootV86Guest(opts: { script: string; network: Switch; mode
     waitFor: (re, ms) => log.waitFor(re, ms),
     v86Sent: () => sent,
     builtinMs: () => builtinMs,
+    save: () => emulator.save_state(),
     stop: () => { void emulator.destroy?.(); },
 
   };
@@ -107,6 +115,8 @@ export async function bootV86Guest(opts: { script: string; network: Switch; mode
 interface V86Emulator {
   add_listener(ev: string, fn: (...a: never[]) => void): void;
   run(): void;
+  save_state(): Promise<ArrayBuffer>;
+  restore_state(state: ArrayBuffer): Promise<void>;
   destroy?(): Promise<void>;
   bus: { send(ev: string, data: unknown): void };
 }

@@ -61,6 +61,12 @@ export interface CoreExports {
   mac(st: number): bigint;
   queuePairs(st: number): number;
   guestOffloads(st: number): bigint;
+  queueSize(st: number, q: number): number;
+  queueEnabled(st: number, q: number): number;
+  queueAddress(st: number, q: number, which: number): bigint;
+  savedSize(): number;
+  saveExtras(st: number): number;
+  restoreExtras(st: number): number;
   forwardSet(st: number, i: number, mac: bigint, peer: number): number;
   forwardSetCount(st: number, n: number): number;
   forwardTouched(st: number): number;

@@ -19,6 +19,8 @@ export interface Fixture {
 export interface FixtureOptions extends Omit<Partial<DeviceOptions>, "memory" | "stateAddress" | "regions"> {
   guestSize?: number;
   holes?: GuestHole[];
+  /** State blocks in the memory (default 1; the device uses the first). */
+  devices?: number;
   seed?: number;
   shared?: boolean;
   /** Called on the fresh memory before the device is created (e.g. to paint a canary). */
@@ -34,7 +36,7 @@ export interface FixtureOptions extends Omit<Partial<DeviceOptions>, "memory" | 
 export const RING_LAYOUT: "split" | "packed" = process.env.VNW_RING === "packed" ? "packed" : "split";
 
 export function fixture(opts: FixtureOptions = {}): Fixture {
-  const mem = createGuestMemory({ guestSize: opts.guestSize ?? 4 << 20, holes: opts.holes, shared: opts.shared });
+  const mem = createGuestMemory({ guestSize: opts.guestSize ?? 4 << 20, holes: opts.holes, shared: opts.shared, devices: opts.devices });
   opts.fill?.(new Uint8Array(mem.memory.buffer));
   const f = { mem, irqs: { [QueueIndex.RX]: 0, [QueueIndex.TX]: 0, [QueueIndex.CTRL]: 0 }, negotiated: [], configChanges: 0 } as unknown as Fixture;
   const layout = opts.layout ?? RING_LAYOUT;
