@@ -4,7 +4,8 @@
  * the snapshot restored into a fresh emulator with a fresh adapter on the same network. The
  * ping carries on (the gateway answers the restored guest; the guest's own count of replies
  * goes on growing), the device resumes its rings where they stood (no driver reset, no
- * re-negotiation), and its receive filter and counters come back with it.
+ * re-negotiation), and its receive filter and counters come back with it. Then two guests
+ * pinging each other, both saved and restored: the state of two devices at once.
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { QueueIndex } from "../../assembly/abi.js";
@@ -58,4 +59,40 @@ echo "VNW finished $n"
     expect(net2.counters.resets).toBe(0);
     expect(syncs).toBeGreaterThan(0);
   }, 400_000);
+
+  it("two guests pinging each other, both saved and both restored, ping on", async () => {
+    const net = embeddedNetwork({ subnet: "192.0.2.0", prefix6: "2001:db8:5::" });
+    const script = (me: number, peer: number) => `
+ip addr flush dev eth0
+ip addr add 192.0.2.${me}/24 dev eth0
+echo "VNW pinging"
+n=0
+while [ $n -lt 150 ]; do
+  if ping -c 1 -W 2 192.0.2.${peer} >/dev/null; then n=$((n + 1)); fi
+  [ $((n % 10)) -eq 0 ] && echo "VNW replies $n"
+  sleep 0.2
+done
+echo "VNW finished $n"
+`;
+    const [a, b] = await Promise.all([
+      bootV86Guest({ network: net.sw, mode: "engine", script: script(50, 51) }),
+      bootV86Guest({ network: net.sw, mode: "engine", script: script(51, 50) }),
+    ]);
+    guests.push(a, b);
+    await Promise.all([a.waitFor(/VNW replies 20/, 200_000), b.waitFor(/VNW replies 20/, 200_000)]);
+    const snapshots = [await a.save(), await b.save()];
+    for (const g of [a, b]) {
+      g.stop();
+      net.sw.detach(g.net!.port);
+    }
+    await sleep(500);
+    const restored = await Promise.all(snapshots.map((restore, i) => bootV86Guest({ network: net.sw, mode: "engine", script: script(50 + i, 51 - i), restore })));
+    guests.push(...restored);
+    await Promise.all(restored.map((g) => g.waitFor(/VNW replies (4|5|6|7|8|9)0/, 150_000)));
+    // Both devices resumed from their own saved state (no re-sync), each with its own MAC back.
+    restored.forEach((g, i) => {
+      expect(g.net!.counters.syncs).toBe(0);
+      expect(g.net!.dev.mac).toBe([a, b][i].net!.dev.mac);
+    });
+  }, 500_000);
 });
