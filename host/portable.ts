@@ -4,15 +4,17 @@
  * each add their own to it.
  */
 export {
-  BackendKind, Code, CsumPolicy, DeviceEvent, DeviceOption, Feature, GsoMask, Metric, NetHdr, QueueIndex,
-  Status, TunHdr,
+  BackendKind, Code, CsumPolicy, Ctrl, DeviceEvent, DeviceOption, Feature, GsoMask, Metric, NetHdr, QueueIndex,
+  RxMode, Status, TunHdr,
 } from "../assembly/abi.js";
 export {
-  VirtioNetDevice, DeviceError, macToBigInt, type AdoptedQueue, type AdoptedState, type DeviceHooks, type DeviceOptions,
-  type ReceiveResult,
+  VirtioNetDevice, DeviceError, macToBigInt, type AdoptedQueue, type AdoptedState, type DataQueue, type DeviceHooks,
+  type DeviceOptions, type ReceiveResult,
 } from "./device/virtio-net.js";
+export { SavedStateError, SAVED_STATE_FORMAT } from "./device/saved-state.js";
 export {
-  FEATURE_NAMES, featureBit, featureList, featureMask, FULL_OFFER, FULL_OFFER_LIST, hasFeature, parseFeatureList,
+  CTRL_OFFER, CTRL_OFFER_LIST, FEATURE_NAMES, featureBit, featureList, featureMask, FULL_OFFER, FULL_OFFER_LIST, hasFeature,
+  parseFeatureList,
 } from "./device/features.js";
 export { METRIC_NAMES, readMetrics, sumMetrics, type MetricName, type QueueMetrics } from "./device/metrics.js";
 export {
@@ -26,13 +28,15 @@ export { coreModule, instantiateCore, isSharedMemory, useCoreModule, type CoreEx
 export { VirtioPciTransport, PciCap, Common, type PciHooks } from "./transports/virtio-pci.js";
 export { VirtioMmioTransport, Mmio, MMIO_MAGIC, MMIO_SIZE, type MmioHooks } from "./transports/virtio-mmio.js";
 export {
-  V86VirtioNet, captureV86Exports, v86NotifyPorts, type V86Like, type V86NetOptions, type V86Queue, type V86Virtio,
+  V86VirtioNet, captureV86Exports, v86NotifyPorts, type V86Like, type V86NetOptions, type V86Queue, type V86Virtio, type V86VirtioNetDevice,
   type V86WasmExports,
 } from "./emulators/v86.js";
 export { localNetwork, type LocalNetwork } from "./net/local-network.js";
 export { Switch, type NetFrame, type SwitchCounters, type SwitchPort } from "./net/switch.js";
 export { Gateway, type GatewayCounters, type GatewayOptions } from "./net/gateway.js";
 export { DevicePort } from "./net/device-port.js";
+export { MultiQueuePort } from "./net/multi-queue-port.js";
+export { flowHash } from "./net/flow-hash.js";
 export { PcapCapture } from "./net/pcap.js";
 export {
   WebSocketPort, encodeLinkFrame, decodeLinkFrame, LINK_VERSION, type LinkCounters, type WebSocketLike,
