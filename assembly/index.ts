@@ -7,6 +7,7 @@ import { memAdd, memClear, memRemove, translate } from "./mem/guest";
 import { sumScalar, sumSimd, fold } from "./net/checksum";
 import * as dev from "./net/device";
 import * as ctrl from "./net/ctrl";
+import * as dirtyLog from "./net/dirty-log";
 import { flush } from "./net/datapath";
 import * as rx from "./net/rx";
 import * as tx from "./net/tx";
@@ -147,6 +148,9 @@ export function queueAddress(st: usize, q: u32, which: u32): u64 {
   const vq = queueAt(st, q);
   return which == 0 ? vq.descGpa : which == 1 ? vq.availGpa : vq.usedGpa;
 }
+
+/** Dirty logging for migration: `bytes` of bitmap at Wasm `at` (1 bit per 4 KiB guest page); 0 bytes: off. */
+export function setDirtyLog(st: usize, at: usize, bytes: u32): i32 { return dirtyLog.setDirtyLog(st, at, bytes); }
 
 // Saved state beyond the negotiation (net/saved.ts).
 export { savedSize, saveExtras, restoreExtras } from "./net/saved";

@@ -87,6 +87,9 @@ export class Device {
   guestOffloads: u64;
   /** What the RX path goes by: the negotiated features with the GUEST_* offloads as in effect now. */
   rxFeatures: u64;
+  /** The dirty log (net/dirty-log.ts): Wasm address and bytes of the bitmap; 0 bytes: off. */
+  logAddr: u32;
+  logBytes: u32;
 }
 
 /** The receive filter the guest programs through the control queue (virtio 1.2, 5.1.6.5.1-3). */

@@ -38,6 +38,16 @@ export class GuestMemory {
   return changetype<Region>(mem + offsetof<GuestMemory>() + <usize>i * offsetof<Region>());
 }
 
+/** The table's regions, for walking it back from Wasm to guest-physical addresses (dirty logging). */
+// @ts-ignore: decorator
+@inline export function regionCount(mem: usize): u32 { return changetype<GuestMemory>(mem).count; }
+// @ts-ignore: decorator
+@inline export function regionGpa(mem: usize, i: u32): u64 { return regionAt(mem, i).gpa; }
+// @ts-ignore: decorator
+@inline export function regionSize(mem: usize, i: u32): u64 { return regionAt(mem, i).size; }
+// @ts-ignore: decorator
+@inline export function regionWasm(mem: usize, i: u32): u64 { return regionAt(mem, i).wasm; }
+
 /** Empties the table. */
 export function memClear(mem: usize): void {
   const m = changetype<GuestMemory>(mem);

@@ -9,6 +9,7 @@ import {
 import { count, device, guestMem, queueAt, walkState, Device, OFF_RX_BACKEND_HDR } from "../state";
 import { has } from "./features";
 import { Sg, sgRead } from "./sg";
+import { logQueue } from "./dirty-log";
 
 /** Largest frame accepted without segmentation offload: 64 KiB IP datagram + Ethernet + VLAN. */
 // @ts-ignore: decorator
@@ -99,6 +100,8 @@ export function flush(st: usize, qi: u32): i32 {
   if (q.size == 0 || q.broken != 0 || q.used == 0) return 0;
   const r = queuePublish(q, has(device(st).negotiated, Feature.EVENT_IDX));
   if (r < 0) return 0;
+  // Migration: the used ring (or a packed ring's descriptors) was written.
+  logQueue(st, q);
   count(st, qi, r != 0 ? Metric.INTERRUPTS : Metric.INTERRUPTS_SUPPRESSED);
   return r;
 }

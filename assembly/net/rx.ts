@@ -14,6 +14,7 @@ import {
 } from "../state";
 import { has } from "./features";
 import { filterAccepts } from "./filter";
+import { logSg } from "./dirty-log";
 import { rxTranslate, RX_SEGMENT } from "./offload";
 import { ETH_HLEN } from "./parse";
 import {
@@ -119,6 +120,8 @@ function rxUsable(st: usize): u32 {
 function rxConsume(st: usize, chain: Sg, bytes: u32): void {
   const d = device(st);
   const q = queueAt(st, QueueIndex.RX);
+  // Migration: the pages this frame was written into (by the backend or by us) are dirty.
+  if (d.logBytes != 0) logSg(st, chain, bytes);
   let k: u32 = 0;
   let iovs: u32 = 0;
   let caps: u32 = 0;

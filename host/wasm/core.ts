@@ -64,6 +64,7 @@ export interface CoreExports {
   queueSize(st: number, q: number): number;
   queueEnabled(st: number, q: number): number;
   queueAddress(st: number, q: number, which: number): bigint;
+  setDirtyLog(st: number, at: number, bytes: number): number;
   savedSize(): number;
   saveExtras(st: number): number;
   restoreExtras(st: number): number;
