@@ -325,6 +325,17 @@ export class VirtioNetDevice {
     this.setStatus(Status.ACKNOWLEDGE | Status.DRIVER | Status.FEATURES_OK | Status.DRIVER_OK);
   }
 
+  /**
+   * Dirty logging for a migration: from now on every guest page the device writes is marked in
+   * the bitmap of `bytes` at Wasm address `at` (1 bit per 4 KiB page; 0 bytes: off). Under the
+   * device lock, so a data path in a Worker switches between frames.
+   */
+  setDirtyLog(at: number, bytes: number): void {
+    if (this.locked(() => this.core.setDirtyLog(this.state, at, bytes)) !== Code.OK) {
+      throw new DeviceError("invalid-option", `dirty log of ${bytes} bytes at ${at} is not in the memory`);
+    }
+  }
+
   // ───────────────────────────── saved state ─────────────────────────────
 
   /**

@@ -21,8 +21,9 @@ import { WasmSpace } from "../memory/wasm-space.js";
 import * as libc from "../runtime/libc.js";
 import { MappedGuestMemory } from "./guest-map.js";
 import { QueuePair, type Ring } from "./queue-pair.js";
+import { MappedLog } from "./dirty-log.js";
 import {
-  F_PROTOCOL_FEATURES, FLAG_NEED_REPLY, ProtocolError, ProtocolFeature, readMemTable, readSingleRegion, readU64,
+  F_LOG_ALL, F_PROTOCOL_FEATURES, FLAG_NEED_REPLY, ProtocolError, ProtocolFeature, readLogBase, readMemTable, readSingleRegion, readU64,
   readVringAddr, readVringState, Req, REQUEST_NAMES, u64Payload, VRING_NOFD, vringStatePayload,
 } from "./protocol.js";
 
@@ -89,7 +90,8 @@ export interface Outcome {
 }
 
 const PROTOCOL_FEATURES = (1n << BigInt(ProtocolFeature.MQ)) | (1n << BigInt(ProtocolFeature.REPLY_ACK))
-  | (1n << BigInt(ProtocolFeature.CONFIGURE_MEM_SLOTS)) | (1n << BigInt(ProtocolFeature.STATUS));
+  | (1n << BigInt(ProtocolFeature.CONFIGURE_MEM_SLOTS)) | (1n << BigInt(ProtocolFeature.STATUS))
+  | (1n << BigInt(ProtocolFeature.LOG_SHMFD));
 
 /** Most queue pairs a back-end serves (QEMU's vhost-user net allows up to 1024; 16 is beyond any machine here). */
 export const MAX_QUEUE_PAIRS = 16;
@@ -121,6 +123,9 @@ export class VhostUserNetBackend {
   /** Features the front-end set (SET_FEATURES), adopted by the device at every start; null until then. */
   private acked: bigint | null = null;
   private loggedFeatures = -1n;
+  /** The front-end's dirty log (SET_LOG_BASE), and whether it asked for logging (VHOST_F_LOG_ALL). */
+  private readonly dirtyLog: MappedLog;
+  private logAll = false;
 
   constructor(opts: VhostUserNetOptions) {
     this.log = opts.log ?? (() => {});
@@ -198,6 +203,7 @@ export class VhostUserNetBackend {
           : { kind: "switch" as const, port: port instanceof MultiQueuePort ? port.pairs[i] : port!, onRunning };
         pairs.push(new QueuePair(i, dev, this.space, blocks[i].state, blocks[i].lock, io));
       }
+      this.dirtyLog = new MappedLog(this.space);
       this.mapped = new MappedGuestMemory(this.space, {
         addRegion: (r) => { for (const d of devs) d.addRegion(r); },
         removeRegion: (gpa) => devs.map((d) => d.removeRegion(gpa)).every(Boolean),
@@ -239,6 +245,12 @@ export class VhostUserNetBackend {
     } finally {
       libc.closeQuietly(prog);
     }
+  }
+
+  /** Every device marks its writes in the front-end's log while it asks for logging (LOG_ALL) and has given one. */
+  private applyDirtyLog(): void {
+    const on = this.logAll && this.dirtyLog.size > 0;
+    for (const d of this.devices) d.setDirtyLog(on ? this.dirtyLog.wasm : 0, on ? this.dirtyLog.size : 0);
   }
 
   /** VIRTIO_NET_F_MQ when there are several pairs (the core's devices are one pair each), else 0. */
@@ -304,11 +316,14 @@ export class VhostUserNetBackend {
       case Req.GET_FEATURES:
         // The control queue is the front-end's (vhost-user.rst: the back-end sees data queues
         // only); MQ is the back-end's queue pairs, not one device's: offered beside the core's offer.
-        return { reply: u64Payload((this.dev.offeredFeatures & ~NEEDS_CTRL_VQ) | this.mqFeature | (1n << F_PROTOCOL_FEATURES)) };
+        // VHOST_F_LOG_ALL: live migration (the devices mark what they write in the front-end's log).
+        return { reply: u64Payload((this.dev.offeredFeatures & ~NEEDS_CTRL_VQ) | this.mqFeature | (1n << F_LOG_ALL) | (1n << F_PROTOCOL_FEATURES)) };
       case Req.SET_FEATURES: {
         const f = readU64(p);
         this.protocolAcked = ((f >> F_PROTOCOL_FEATURES) & 1n) === 1n;
-        await this.setFeatures(f & ~(1n << F_PROTOCOL_FEATURES));
+        this.logAll = ((f >> F_LOG_ALL) & 1n) === 1n;
+        await this.setFeatures(f & ~(1n << F_PROTOCOL_FEATURES) & ~(1n << F_LOG_ALL));
+        this.applyDirtyLog();
         return {};
       }
       case Req.GET_PROTOCOL_FEATURES:
@@ -436,9 +451,20 @@ export class VhostUserNetBackend {
       case Req.SEND_RARP:
       case Req.NET_SET_MTU:
         return {};
-      case Req.SET_LOG_BASE:
+      case Req.SET_LOG_BASE: {
+        // LOG_SHMFD: the log is a memfd; the front-end waits for a reply once it is mapped.
+        if (m.fds.length !== 1) throw new ProtocolError(`SET_LOG_BASE with ${m.fds.length} fds (LOG_SHMFD expects the log's fd)`);
+        const { size, offset } = readLogBase(p);
+        // Off in every device before the old mapping goes.
+        for (const d of this.devices) d.setDirtyLog(0, 0);
+        this.dirtyLog.map(this.take(m.fds[0]), size, offset);
+        this.applyDirtyLog();
+        this.log("info", `dirty log: ${size} bytes (${size * 8n * 4n} KiB of guest memory)`);
+        return { reply: new Uint8Array(0) };
+      }
       case Req.SET_LOG_FD:
-        throw new Error("dirty logging (live migration) is not supported: LOG_SHMFD and F_LOG_ALL are not offered");
+        // The log-sync eventfd: our marks are in the shared bitmap as they happen, nothing to signal.
+        return {};
       default: {
         const name = REQUEST_NAMES[m.request] ?? `request ${m.request}`;
         if (m.request === Req.GET_CONFIG || !(m.flags & FLAG_NEED_REPLY)) {
@@ -530,6 +556,9 @@ export class VhostUserNetBackend {
   /** The front-end went away: release everything it gave us; serve the next one from scratch. */
   async disconnect(): Promise<void> {
     await this.reset();
+    this.logAll = false;
+    this.applyDirtyLog();
+    this.dirtyLog.unmap();
     this.mapped.clear();
     this.protocolFeatures = 0n;
     this.protocolAcked = false;

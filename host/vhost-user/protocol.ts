@@ -56,6 +56,8 @@ export const MAX_PAYLOAD = 4096;
 
 /** The virtio feature bit vhost-user borrows to announce protocol features (never seen by guests). */
 export const F_PROTOCOL_FEATURES = 30n;
+/** VHOST_F_LOG_ALL: the front-end asks for every guest write to be logged (live migration). */
+export const F_LOG_ALL = 26n;
 
 /** Protocol feature bits (VHOST_USER_PROTOCOL_F_*). */
 export const enum ProtocolFeature {
@@ -208,4 +210,11 @@ export class ProtocolError extends Error {
     super(message);
     this.name = "ProtocolError";
   }
+}
+
+/** SET_LOG_BASE payload (struct vhost_user_log): the log's size and offset in its fd. */
+export function readLogBase(p: Uint8Array): { size: bigint; offset: bigint } {
+  if (p.length < 16) throw new ProtocolError(`SET_LOG_BASE payload of ${p.length} bytes`);
+  const v = new DataView(p.buffer, p.byteOffset, p.byteLength);
+  return { size: v.getBigUint64(0, true), offset: v.getBigUint64(8, true) };
 }
