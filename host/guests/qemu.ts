@@ -46,6 +46,10 @@ export interface BootOptions {
   cpus?: number;
   /** Queue pairs (default 1): QEMU's `-netdev ...,queues=N` and `-device virtio-net-pci,mq=on`. */
   queuePairs?: number;
+  /** A QMP monitor on this unix socket path (migration, queries). */
+  qmp?: string;
+  /** Start paused, waiting for a migration stream at this URI (`-incoming tcp:127.0.0.1:PORT`). */
+  incoming?: string;
   /** Let the guest reboot inside the same QEMU process (default: a reboot ends QEMU). */
   allowReboot?: boolean;
 }
@@ -81,6 +85,8 @@ export function boot(opts: BootOptions): Guest {
     "-kernel", join(GUEST_DIR, "vmlinuz"), "-initrd", initrd,
     "-append", `console=ttyS0 quiet panic=-1${opts.netParams ? ` vnw.net=${opts.netParams}` : ""}`,
     ...net, "-device", props,
+    ...(opts.qmp ? ["-qmp", `unix:${opts.qmp},server=on,wait=off`] : []),
+    ...(opts.incoming ? ["-incoming", opts.incoming] : []),
   ];
   const child = spawn("qemu-system-x86_64", args, { stdio: ["ignore", "pipe", "pipe"] });
   // The per-boot initrd is QEMU's to read until it exits.

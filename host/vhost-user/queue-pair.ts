@@ -111,11 +111,17 @@ export class QueuePair {
     }
   }
 
-  /** Forgets the rings (device reset): closes their fds. */
+  /**
+   * Forgets the rings (device reset): closes their fds. Where each stopped is kept: QEMU stops a
+   * device with SET_STATUS 0 and only then asks GET_VRING_BASE (a migration carries that
+   * index to the destination), and sets a base again before any new start.
+   */
   async resetRings(): Promise<void> {
     await this.stop();
     for (const r of this.rings) for (const fd of [r.kickFd, r.callFd, r.errFd]) libc.closeQuietly(fd);
+    const bases = this.rings.map((r) => r.base);
     this.rings = [newRing(), newRing()];
+    this.rings.forEach((r, i) => { r.base = bases[i]; });
     this.dev.setStatus(0);
   }
 
