@@ -402,7 +402,9 @@ export class VhostUserNetBackend {
       case Req.SET_VRING_BASE: {
         const s = readVringState(p);
         // Split: the next available index; packed: both positions and wrap counters (all 32 bits).
-        this.ring(s.index).base = s.num >>> 0;
+        const r = this.ring(s.index);
+        r.base = s.num >>> 0;
+        r.stoppedAt = null;
         return {};
       }
       case Req.GET_VRING_BASE: {
@@ -411,7 +413,8 @@ export class VhostUserNetBackend {
         const r = this.ring(s.index);
         await this.pairOf(s.index).stop();
         r.kickFd = replaceFd(r.kickFd, -1);
-        return { reply: vringStatePayload(s.index, r.base) };
+        // Where it stopped, also when a reset (QEMU's SET_STATUS 0 comes first) forgot the ring.
+        return { reply: vringStatePayload(s.index, r.stoppedAt ?? r.base) };
       }
       case Req.SET_VRING_KICK:
       case Req.SET_VRING_CALL:

@@ -22,6 +22,8 @@ export interface Ring {
   avail: bigint | null;
   used: bigint | null;
   base: number;
+  /** Where the ring stopped last (GET_VRING_BASE's answer), kept across a reset until it starts or gets a base again. */
+  stoppedAt: number | null;
   kickFd: number;
   callFd: number;
   errFd: number;
@@ -29,7 +31,7 @@ export interface Ring {
 }
 
 export function newRing(): Ring {
-  return { size: 0, desc: null, avail: null, used: null, base: 0, kickFd: -1, callFd: -1, errFd: -1, enabled: false };
+  return { size: 0, desc: null, avail: null, used: null, base: 0, stoppedAt: null, kickFd: -1, callFd: -1, errFd: -1, enabled: false };
 }
 
 /** What a pair's data path runs on: a tap queue (with a Worker), or a switch port (kick loop on this thread). */
@@ -88,6 +90,7 @@ export class QueuePair {
       });
       this.kicks.start();
     }
+    for (const r of this.rings) r.stoppedAt = null;
     io.onRunning?.(true);
     // Anything the guest queued before we started: look once.
     libc.eventfdSignal(kickFds[0]);
@@ -106,22 +109,22 @@ export class QueuePair {
     }
     await k?.stop();
     for (const q of [QueueIndex.RX, QueueIndex.TX] as const) {
-      this.rings[q].base = this.dev.nextAvail(q);
+      this.rings[q].base = this.rings[q].stoppedAt = this.dev.nextAvail(q);
       this.dev.enableQueue(q, false);
     }
   }
 
   /**
-   * Forgets the rings (device reset): closes their fds. Where each stopped is kept: QEMU stops a
-   * device with SET_STATUS 0 and only then asks GET_VRING_BASE (a migration carries that
-   * index to the destination), and sets a base again before any new start.
+   * Forgets the rings (device reset): closes their fds; a new start begins at index 0 unless
+   * given a base. Where each stopped is kept for GET_VRING_BASE: QEMU stops a device with
+   * SET_STATUS 0 and only then asks (a migration carries that index to the destination).
    */
   async resetRings(): Promise<void> {
     await this.stop();
     for (const r of this.rings) for (const fd of [r.kickFd, r.callFd, r.errFd]) libc.closeQuietly(fd);
-    const bases = this.rings.map((r) => r.base);
+    const stopped = this.rings.map((r) => r.stoppedAt);
     this.rings = [newRing(), newRing()];
-    this.rings.forEach((r, i) => { r.base = bases[i]; });
+    this.rings.forEach((r, i) => { r.stoppedAt = stopped[i]; });
     this.dev.setStatus(0);
   }
 
