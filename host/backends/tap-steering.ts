@@ -9,7 +9,8 @@
  * load past the frame's end ends the program returning 0, as flowHash returns 0), ALU and
  * jumps. Loading it needs CAP_BPF (or root with unprivileged BPF disabled); control side only.
  */
-import { ETHERTYPE_IPV4, ETHERTYPE_IPV6, FLOW_MIX, IPPROTO_TCP, IPPROTO_UDP } from "../net/flow-hash.js";
+import { FLOW_MIX } from "../net/flow-hash.js";
+import { ETHERTYPE_IPV4, ETHERTYPE_IPV6, IPPROTO_TCP, IPPROTO_UDP } from "../net/gateway/wire.js";
 import * as libc from "../runtime/libc.js";
 
 // eBPF instruction classes, sizes, modes, operations (linux/bpf_common.h, linux/bpf.h).

@@ -20,6 +20,7 @@ import { Feature, QueueIndex, Status } from "../../assembly/abi.js";
 import { BackendKind, DeviceError, VirtioNetDevice } from "../device/virtio-net.js";
 import { CTRL_OFFER, featureMask, FULL_OFFER, hasFeature } from "../device/features.js";
 import { DevicePort } from "../net/device-port.js";
+import { parseMac } from "../net/gateway/wire.js";
 import type { Switch } from "../net/switch.js";
 
 /** v86's VirtIO object for the network card (src/virtio.js). */
@@ -158,7 +159,7 @@ export class V86VirtioNet {
           this.virtio.notify_config_changes?.();
         },
         // v86 answers config reads itself: the MAC the driver set goes there too.
-        macChanged: () => { if (net.mac) net.mac.set(macBytes(this.dev.mac)); },
+        macChanged: () => { if (net.mac) net.mac.set(parseMac(this.dev.mac)); },
       },
       written: (wasmAddr, len) => {
         const gpa = wasmAddr - this.base;
@@ -302,9 +303,4 @@ export class V86VirtioNet {
     const r = this.virtio.queues[q];
     if (r) this.wasm.jit_dirty_cache(r.used_addr, r.used_addr + 6 + 8 * r.size);
   }
-}
-
-/** "52:54:00:12:34:56" as 6 bytes. */
-function macBytes(mac: string): Uint8Array {
-  return Uint8Array.from(mac.split(":").map((h) => parseInt(h, 16)));
 }

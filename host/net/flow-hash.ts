@@ -13,10 +13,8 @@
  * alike. Other frames (ARP, VLAN-tagged) hash to 0: the first queue.
  */
 
-export const ETHERTYPE_IPV4 = 0x0800;
-export const ETHERTYPE_IPV6 = 0x86dd;
-export const IPPROTO_TCP = 6;
-export const IPPROTO_UDP = 17;
+import { ETHERTYPE_IPV4, ETHERTYPE_IPV6, IPPROTO_TCP, IPPROTO_UDP } from "./gateway/wire.js";
+
 /** The multiplier of the final mix (2^32 / golden ratio). */
 export const FLOW_MIX = 0x9e3779b1;
 

@@ -13,11 +13,12 @@ import { CTRL_OFFER, featureMask, FULL_OFFER, GUEST_OFFLOADS } from "../../host/
 import { encodeVirtioHdr } from "../../host/device/header.js";
 import { DESC_F_NEXT, DESC_F_WRITE } from "../../host/driver/guest-driver.js";
 import { buildFrame, DEVICE_MAC, payload } from "../../host/driver/frames.js";
+import { macText, parseMac } from "../../host/net/gateway/wire.js";
 import { fixture, type Fixture } from "../helpers/setup.js";
 
 const ALL = FULL_OFFER | CTRL_OFFER | featureMask(Feature.MQ);
-const mac = (s: string) => Uint8Array.from(s.split(":").map((h) => parseInt(h, 16)));
-const macStr = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join(":");
+const mac = parseMac;
+const macStr = macText;
 const le16 = (v: number) => Uint8Array.of(v & 0xff, v >> 8);
 const le32 = (v: number) => Uint8Array.of(v & 0xff, (v >> 8) & 0xff, (v >> 16) & 0xff, v >>> 24);
 const le64 = (v: bigint) => Uint8Array.from({ length: 8 }, (_, i) => Number((v >> BigInt(8 * i)) & 0xffn));

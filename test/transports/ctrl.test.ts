@@ -14,6 +14,7 @@ import { GuestDriver } from "../../host/driver/guest-driver.js";
 import { buildFrame, DEVICE_MAC, payload } from "../../host/driver/frames.js";
 import { INT_CONFIG, INT_VRING, Mmio, VirtioMmioTransport } from "../../host/transports/virtio-mmio.js";
 import { DEVICE_OFF, ISR_OFF, NOTIFY_OFF, VirtioPciTransport } from "../../host/transports/virtio-pci.js";
+import { parseMac } from "../../host/net/gateway/wire.js";
 import { fixture, type Fixture } from "../helpers/setup.js";
 import { mmioDriverTransport, pciDriverTransport } from "../helpers/transport-drivers.js";
 
@@ -59,7 +60,7 @@ function mmioRig(): Rig {
   };
 }
 
-const mac = (s: string) => Uint8Array.from(s.split(":").map((h) => parseInt(h, 16)));
+const mac = parseMac;
 const OTHER = mac("02:aa:bb:cc:dd:01");
 const FRIEND = mac("02:aa:bb:cc:dd:02");
 

@@ -15,6 +15,7 @@ export const ETH_SRC = 6;
 export const ETH_TYPE = 12;
 
 export const IPPROTO_ICMP = 1;
+export const IPPROTO_TCP = 6;
 export const IPPROTO_UDP = 17;
 export const IPPROTO_ICMPV6 = 58;
 
