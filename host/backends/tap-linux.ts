@@ -34,6 +34,9 @@ export interface TapOpenOptions {
 export class LinuxTap {
   private closed = false;
 
+  /** The virtio_net_hdr size the kernel reads and writes (TUNSETVNETHDRSZ; the kernel's default is 10). */
+  private hdrSize = 10;
+
   private constructor(readonly fd: number, readonly name: string, readonly vnetHdr: boolean, readonly kernelFeatures: number) {}
 
   /**
@@ -132,6 +135,7 @@ export class LinuxTap {
 
   /** Sets the virtio_net_hdr size the kernel reads and writes (10 or 12; match the guest's). */
   setVnetHdrSize(bytes: number): void {
+    this.hdrSize = bytes;
     const v = new Uint8Array(4);
     new DataView(v.buffer).setInt32(0, bytes, true);
     libc.ioctl(this.fd, TUNSETVNETHDRSZ, v, "TUNSETVNETHDRSZ");
@@ -173,6 +177,19 @@ export class LinuxTap {
     } finally {
       this.setOffload(restore);
     }
+  }
+
+  /**
+   * Writes one frame from the host's side (a zeroed virtio_net_hdr of the current size before it
+   * on a vnet_hdr tap): the back-end's own announcements, beside the data path's writes (each
+   * write is one frame to the kernel).
+   */
+  writeFrame(frame: Uint8Array): void {
+    const hdr = this.vnetHdr ? this.hdrSize : 0;
+    const buf = new Uint8Array(hdr + frame.length);
+    buf.set(frame, hdr);
+    const n = libc.write(this.fd, buf);
+    if (n !== buf.length) throw new Error(`tap ${this.name}: write of ${buf.length} bytes returned ${n}`);
   }
 
   /** writev of an iovec array at native address `iov`; bytes or -errno. */

@@ -9,7 +9,7 @@ import { readlinkSync } from "node:fs";
 import { BackendKind, CsumPolicy, Feature, GsoMask, QueueIndex } from "../../assembly/abi.js";
 import { LinuxTap } from "../backends/tap-linux.js";
 import { loadSteeringProgram } from "../backends/tap-steering.js";
-import { featureList, FULL_OFFER, hasFeature, NEEDS_CTRL_VQ } from "../device/features.js";
+import { featureList, featureMask, FULL_OFFER, hasFeature, NEEDS_CTRL_VQ } from "../device/features.js";
 import { RateLimiter, type RateLimit } from "../device/rate-limiter.js";
 import { VirtioNetDevice } from "../device/virtio-net.js";
 import { DeviceLock } from "../device/device-lock.js";
@@ -17,6 +17,8 @@ import { DevicePort } from "../net/device-port.js";
 import { MultiQueuePort } from "../net/multi-queue-port.js";
 import type { GatewayOptions } from "../net/gateway.js";
 import { embeddedNetwork, type EmbeddedNetwork } from "../net/embedded-network.js";
+import { rarpAnnouncement } from "../net/gateway/arp.js";
+import { macText } from "../net/gateway/wire.js";
 import { WasmSpace } from "../memory/wasm-space.js";
 import * as libc from "../runtime/libc.js";
 import { MappedGuestMemory } from "./guest-map.js";
@@ -89,9 +91,12 @@ export interface Outcome {
   close?: string;
 }
 
+/** Offered for the front-end, which does the work: it asks the guest to announce itself after a migration. */
+const GUEST_ANNOUNCE = featureMask(Feature.GUEST_ANNOUNCE);
+
 const PROTOCOL_FEATURES = (1n << BigInt(ProtocolFeature.MQ)) | (1n << BigInt(ProtocolFeature.REPLY_ACK))
   | (1n << BigInt(ProtocolFeature.CONFIGURE_MEM_SLOTS)) | (1n << BigInt(ProtocolFeature.STATUS))
-  | (1n << BigInt(ProtocolFeature.LOG_SHMFD));
+  | (1n << BigInt(ProtocolFeature.LOG_SHMFD)) | (1n << BigInt(ProtocolFeature.RARP));
 
 /** Most queue pairs a back-end serves (QEMU's vhost-user net allows up to 1024; 16 is beyond any machine here). */
 export const MAX_QUEUE_PAIRS = 16;
@@ -317,7 +322,9 @@ export class VhostUserNetBackend {
         // The control queue is the front-end's (vhost-user.rst: the back-end sees data queues
         // only); MQ is the back-end's queue pairs, not one device's: offered beside the core's offer.
         // VHOST_F_LOG_ALL: live migration (the devices mark what they write in the front-end's log).
-        return { reply: u64Payload((this.dev.offeredFeatures & ~NEEDS_CTRL_VQ) | this.mqFeature | (1n << F_LOG_ALL) | (1n << F_PROTOCOL_FEATURES)) };
+        // GUEST_ANNOUNCE: after a migration the front-end asks the guest to announce itself
+        // (the control queue and the config's status bit are the front-end's).
+        return { reply: u64Payload((this.dev.offeredFeatures & ~NEEDS_CTRL_VQ) | this.mqFeature | GUEST_ANNOUNCE | (1n << F_LOG_ALL) | (1n << F_PROTOCOL_FEATURES)) };
       case Req.SET_FEATURES: {
         const f = readU64(p);
         this.protocolAcked = ((f >> F_PROTOCOL_FEATURES) & 1n) === 1n;
@@ -452,6 +459,9 @@ export class VhostUserNetBackend {
       case Req.GET_STATUS:
         return { reply: u64Payload(BigInt(this.status)) };
       case Req.SEND_RARP:
+        // A guest without GUEST_ANNOUNCE moved here: tell the network where its MAC is now.
+        this.announce(p.subarray(0, 6));
+        return {};
       case Req.NET_SET_MTU:
         return {};
       case Req.SET_LOG_BASE: {
@@ -476,6 +486,23 @@ export class VhostUserNetBackend {
         }
         throw new Error(`unsupported request ${name}`);
       }
+    }
+  }
+
+  /**
+   * Sends a RARP from `mac` into the network the guest is on (the tap, or the embedded switch
+   * through the guest's port), as QEMU announces a NIC after migration. A failure is logged:
+   * the guest's own traffic teaches the switches too, a little later.
+   */
+  private announce(mac: Uint8Array): void {
+    if (mac.length !== 6) throw new ProtocolError(`SEND_RARP with a ${mac.length}-byte MAC`);
+    const frame = rarpAnnouncement(mac);
+    try {
+      if (this.tap) this.tap.writeFrame(frame);
+      else this.network!.sw.input(this.network!.port, { data: frame, hdr: { flags: 0, csumStart: 0, csumOffset: 0 } });
+      this.log("info", `announced ${macText(mac)} (RARP)`);
+    } catch (e) {
+      this.log("warn", `could not announce ${macText(mac)}: ${(e as Error).message}`);
     }
   }
 

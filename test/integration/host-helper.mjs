@@ -71,6 +71,26 @@ if (mode === "udp-recv") {
   });
   srv.listen(port, addr, () => console.error("ready"));
   setTimeout(() => process.exit(4), 240_000).unref();
+} else if (mode === "tcp-slow-sink") {
+  // Accept one connection and read it at no more than `arg` bytes/s (TCP's window holds the
+  // sender back); print "progress BYTES" on stderr as it goes and {bytes, sha256} at the end.
+  const { createHash } = await import("node:crypto");
+  const rate = Number(arg);
+  const srv = net.createServer((c) => {
+    const h = createHash("sha256");
+    const start = Date.now();
+    let bytes = 0;
+    c.on("data", (d) => {
+      h.update(d);
+      bytes += d.length;
+      const ahead = bytes / rate * 1000 - (Date.now() - start);
+      if (ahead > 0) { c.pause(); setTimeout(() => c.resume(), ahead); }
+    });
+    const progress = setInterval(() => console.error(`progress ${bytes}`), 100);
+    c.on("end", () => { clearInterval(progress); console.log(JSON.stringify({ bytes, sha256: h.digest("hex") })); srv.close(); process.exit(0); });
+  });
+  srv.listen(port, addr, () => console.error("ready"));
+  setTimeout(() => process.exit(4), 600_000).unref();
 } else if (mode === "tcp-source") {
   // Connect, send `arg` pseudo-random bytes, print {bytes, sha256}.
   const { createHash, randomBytes } = await import("node:crypto");

@@ -9,6 +9,7 @@ export const ETH_HLEN = 14;
 export const ETHERTYPE_IPV4 = 0x0800;
 export const ETHERTYPE_ARP = 0x0806;
 export const ETHERTYPE_IPV6 = 0x86dd;
+export const ETHERTYPE_RARP = 0x8035;
 /** Ethernet: destination MAC, source MAC, ethertype. */
 export const ETH_DST = 0;
 export const ETH_SRC = 6;
