@@ -16,6 +16,7 @@ const entries = {
   "bench/dpdk": "bench/dpdk.ts",
   "bench/uplink": "bench/uplink.ts",
   "bench/browser": "bench/browser.ts",
+  "bench/migration": "bench/migration.ts",
   "cli/main": "host/cli/main.ts",
   "io/tap-worker-entry": "host/io/tap-worker-entry.ts",
 };

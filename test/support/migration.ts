@@ -61,9 +61,13 @@ export class MigrationRun {
     const dst = await this.launch(m, `tcp:127.0.0.1:${port}`);
     await this.beforeMigrate(m);
     const startedAt = Date.now();
-    await src.qmp.execute("migrate", { uri: `tcp:127.0.0.1:${port}` });
+    const ask = (cmd: string, args?: Record<string, unknown>) => src.qmp.execute(cmd, args).catch((e: Error) => {
+      const tail = (g: Guest) => g.lines.slice(-8).join("\n");
+      throw new Error(`migration ${m}: ${e.message}\nsource console:\n${tail(src.guest)}\ndestination console:\n${tail(dst.guest)}`);
+    });
+    await ask("migrate", { uri: `tcp:127.0.0.1:${port}` });
     for (let t = 0; ; t++) {
-      const s = (await src.qmp.execute("query-migrate")) as { status?: string; downtime?: number; "error-desc"?: string };
+      const s = (await ask("query-migrate")) as { status?: string; downtime?: number; "error-desc"?: string };
       if (s.status === "completed") {
         const done = { downtime: s.downtime ?? -1, startedAt, completedAt: Date.now(), atSink: atSink() };
         this.migrations.push(done);

@@ -17,6 +17,10 @@ export class Qmp {
         if ("return" in msg || "error" in msg) this.waiting.shift()?.(msg);
       }
     });
+    // QEMU gone: whoever waits for an answer gets an error, not a hang.
+    sock.on("close", () => {
+      for (const w of this.waiting.splice(0)) w({ error: { class: "Closed", desc: "the QMP connection closed (QEMU exited?)" } });
+    });
   }
 
   /** Connects (retrying while QEMU starts) and leaves capabilities negotiation mode. */

@@ -52,6 +52,7 @@ export async function tapMigration(o: TapMigrationOptions): Promise<TapMigration
   const children: ChildProcess[] = [];
   let backendOut = "";
   let run: MigrationRun | undefined;
+  let stopCapture = () => {};
   const taps = [Netns.tapName(), Netns.tapName()];
   const sockets = taps.map((t) => `/tmp/vnw-migtap-${process.pid}-${t}.sock`);
   try {
@@ -78,8 +79,9 @@ export async function tapMigration(o: TapMigrationOptions): Promise<TapMigration
     // Announcements of the guest's MAC on the bridge.
     const announcements: Announcement[] = [];
     const capture = spawn("ip", ["netns", "exec", ns.name, "tshark", "-l", "-n", "-i", "br0", "-f", `(arp or rarp) and ether src ${MIGRATING_MAC}`,
-      "-T", "fields", "-E", "separator=,", "-e", "frame.time_epoch", "-e", "arp.opcode", "-e", "arp.src.proto_ipv4", "-e", "arp.dst.proto_ipv4"], { stdio: ["ignore", "pipe", "pipe"] });
-    children.push(capture);
+      "-T", "fields", "-E", "separator=,", "-e", "frame.time_epoch", "-e", "arp.opcode", "-e", "arp.src.proto_ipv4", "-e", "arp.dst.proto_ipv4"], { stdio: ["ignore", "pipe", "pipe"], detached: true });
+    // tshark captures through a dumpcap child: the whole process group goes at the end.
+    stopCapture = () => { try { process.kill(-capture.pid!, "SIGKILL"); } catch { /* gone */ } };
     let captureReady = false;
     capture.stderr!.on("data", (d) => { if (String(d).includes("Capturing on")) captureReady = true; });
     capture.stdout!.setEncoding("utf8");
@@ -136,6 +138,7 @@ sleep 600
     throw new Error(`${(e as Error).message}\nback-ends:\n${backendOut.slice(-3000)}`);
   } finally {
     run?.close();
+    stopCapture();
     for (const c of children) c.kill("SIGKILL");
     ns.destroy();
   }
