@@ -94,6 +94,11 @@ export interface TestpmdOptions {
    * settings; end with "start" to forward. Without them testpmd starts forwarding by itself.
    */
   commands?: string[];
+  /**
+   * Run testpmd's prompt (`-i`, commands on stdin): `stopForwarding()` then stops the streams
+   * while the ports stay up, so the device can take what is still on the rings before `quit()`.
+   */
+  interactive?: boolean;
 }
 
 const STATS_RE = /Forward statistics for port (\d+)\s*-+\s*RX-packets:\s*(\d+)\s+RX-dropped:\s*(\d+)\s+RX-total:\s*\d+\s+TX-packets:\s*(\d+)\s+TX-dropped:\s*(\d+)/g;
@@ -140,12 +145,14 @@ export class Testpmd {
     const args = [
       "--lcores", `(0,1)@${cpu}`, "--no-pci", ...mem, `--file-prefix=${opts.filePrefix}`, "--log-level=lib.eal:error",
       ...opts.vdevs.flatMap((v) => ["--vdev", v]),
-      "--", ...(opts.commands ? [`--cmdline-file=${writeCommands(opts.commands)}`] : ["--auto-start"]),
-      "--stats-period", "1", "--total-num-mbufs=16384", ...opts.app,
+      "--", ...(opts.interactive ? ["-i", `--cmdline-file=${writeCommands(opts.commands ?? ["start"])}`]
+        : [opts.commands ? `--cmdline-file=${writeCommands(opts.commands)}` : "--auto-start", "--stats-period", "1"]),
+      "--total-num-mbufs=16384", ...opts.app,
     ];
-    const t = new Testpmd(spawn("taskset", ["-c", String(cpu), bin, ...args], { stdio: ["ignore", "pipe", "pipe"] }));
+    // At the prompt, testpmd's stdout is a pipe and its replies would sit in stdio's buffer: line-buffer it.
+    const t = new Testpmd(spawn("taskset", ["-c", String(cpu), ...(opts.interactive ? ["stdbuf", "-oL"] : []), bin, ...args], { stdio: [opts.interactive ? "pipe" : "ignore", "pipe", "pipe"] }));
     const t0 = Date.now();
-    while (!/Press enter to exit|Port statistics/.test(t.out)) {
+    while (!(opts.interactive ? /packet forwarding - ports=/ : /Press enter to exit|Port statistics/).test(t.out)) {
       const gone = await Promise.race([t.exited.then(() => true), new Promise<false>((r) => setTimeout(() => r(false), 50))]);
       if (gone) throw new Error(`testpmd exited before forwarding:\n${t.out.slice(-3000)}`);
       if (Date.now() - t0 > startTimeoutMs) {
@@ -168,6 +175,31 @@ export class Testpmd {
     await this.exited;
     clearTimeout(timer);
     return { ...parseForwardStats(this.out), seconds, output: this.out };
+  }
+
+  /**
+   * Interactive only: stops forwarding (`stop`) and returns the statistics it prints; the ports
+   * stay up, so what testpmd already queued on a ring is still there for the device to take.
+   */
+  async stopForwarding(timeoutMs = 15_000): Promise<TestpmdRun> {
+    const seconds = (performance.now() - this.started) / 1000;
+    const from = this.out.length;
+    this.child.stdin!.write("stop\n");
+    const t0 = Date.now();
+    while (!TOTAL_RE.test(this.out.slice(from))) {
+      if (Date.now() - t0 > timeoutMs) throw new Error(`testpmd did not stop forwarding within ${timeoutMs} ms:\n${this.out.slice(-3000)}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const out = this.out.slice(from);
+    return { ...parseForwardStats(out), seconds, output: out };
+  }
+
+  /** Interactive only: `quit` (the ports close, the back-end stops the rings); waits for the exit. */
+  async quit(timeoutMs = 15_000): Promise<void> {
+    this.child.stdin!.end("quit\n");
+    const timer = setTimeout(() => this.child.kill("SIGKILL"), timeoutMs);
+    await this.exited;
+    clearTimeout(timer);
   }
 
   /** Kills testpmd without waiting for statistics. */
