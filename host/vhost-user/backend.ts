@@ -25,7 +25,7 @@ import { MappedGuestMemory } from "./guest-map.js";
 import { QueuePair, type Ring } from "./queue-pair.js";
 import { MappedLog } from "./dirty-log.js";
 import {
-  F_LOG_ALL, F_PROTOCOL_FEATURES, FLAG_NEED_REPLY, ProtocolError, ProtocolFeature, readLogBase, readMemTable, readSingleRegion, readU64,
+  F_LOG_ALL, F_PROTOCOL_FEATURES, FLAG_NEED_REPLY, VRING_F_LOG, ProtocolError, ProtocolFeature, readLogBase, readMemTable, readSingleRegion, readU64,
   readVringAddr, readVringState, Req, REQUEST_NAMES, u64Payload, VRING_NOFD, vringStatePayload,
 } from "./protocol.js";
 
@@ -401,9 +401,16 @@ export class VhostUserNetBackend {
           if (g === null) throw new Error(`ring ${a.index} ${what} address 0x${qva.toString(16)} is not in guest memory`);
           return g;
         };
+        const used = tr(a.used, "used");
+        // VRING_F_LOG: where the front-end wants the used ring's writes logged. The devices log
+        // them at the used ring's guest-physical address; another one (an IOVA under a vIOMMU,
+        // which is not offered) would mark the wrong pages and corrupt a migration: refused.
+        if (a.flags & VRING_F_LOG && a.log !== used) {
+          throw new Error(`ring ${a.index}: refused used-ring log address 0x${a.log.toString(16)}: the used ring is at guest-physical 0x${used.toString(16)}`);
+        }
         r.desc = tr(a.desc, "descriptor");
         r.avail = tr(a.avail, "available");
-        r.used = tr(a.used, "used");
+        r.used = used;
         return {};
       }
       case Req.SET_VRING_BASE: {

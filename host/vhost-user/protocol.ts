@@ -122,6 +122,9 @@ export function vringStatePayload(index: number, num: number): Uint8Array {
   return b;
 }
 
+/** vhost_vring_addr.flags: `log` holds the guest-physical address where the used ring's writes are logged. */
+export const VRING_F_LOG = 1;
+
 /** struct vhost_vring_addr { u32 index; u32 flags; u64 desc, used, avail, log } (note: used before avail). */
 export interface VringAddr {
   index: number;

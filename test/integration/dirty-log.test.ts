@@ -61,8 +61,13 @@ describe.skipIf(process.platform !== "linux" || !existsSync(cli))("vhost-user di
       await pingGateway(1);
       expect(pages().size).toBe(0);
 
-      // LOG_ALL: the device marks what it writes.
+      // LOG_ALL: the device marks what it writes. QEMU then gives each ring's used-ring log
+      // address (VRING_F_LOG): the used ring's own guest-physical address is taken; another
+      // (an IOVA) is refused, the ring unchanged.
       await s.fe.request(Req.SET_FEATURES, u64Payload(FEATURES | (1n << F_PROTOCOL_FEATURES) | (1n << F_LOG_ALL)));
+      for (const q of [QueueIndex.RX, QueueIndex.TX]) await s.fe.sendRingAddr(q, true);
+      await expect(s.fe.sendRingAddr(QueueIndex.RX, s.drv.queues[QueueIndex.RX].used + 0x10000n)).rejects.toThrow(/refused/);
+      expect(out).toMatch(/refused used-ring log address/);
       await pingGateway(2);
       await pingGateway(3);
       await sleep(100);

@@ -10,7 +10,7 @@ import * as libc from "../../host/runtime/libc.js";
 import type { DriverTransport } from "../../host/driver/guest-driver.js";
 import type { GuestRegion } from "../../host/memory/layout.js";
 import {
-  decodeHeader, encodeMessage, F_PROTOCOL_FEATURES, FLAG_NEED_REPLY, FLAG_REPLY, FLAG_VERSION, HEADER_SIZE,
+  decodeHeader, encodeMessage, F_PROTOCOL_FEATURES, VRING_F_LOG, FLAG_NEED_REPLY, FLAG_REPLY, FLAG_VERSION, HEADER_SIZE,
   memTablePayload, ProtocolFeature, readU64, Req, singleRegionPayload, u64Payload, vringAddrPayload, vringStatePayload,
   type MemRegion,
 } from "../../host/vhost-user/protocol.js";
@@ -166,11 +166,16 @@ export class VhostFrontend implements DriverTransport {
     }
   }
 
-  /** SET_VRING_ADDR for ring `q` (addresses in this front-end's address space, as QEMU gives them). */
-  private sendRingAddr(q: number): Promise<unknown> {
+  /**
+   * SET_VRING_ADDR for ring `q` (addresses in this front-end's address space, as QEMU gives them).
+   * With `log`, VHOST_VRING_F_LOG and that guest-physical address for the used ring's log (QEMU:
+   * the used ring's own, once logging is on); `true` for the used ring's.
+   */
+  sendRingAddr(q: number, log?: bigint | true): Promise<unknown> {
     const r = this.rings[q];
     const qva = (gpa: bigint) => this.base + BigInt(this.guestBase) + gpa;
-    return this.request(Req.SET_VRING_ADDR, vringAddrPayload({ index: q, flags: 0, desc: qva(r.desc), used: qva(r.used), avail: qva(r.avail), log: 0n }));
+    const logAt = log === true ? r.used : log ?? 0n;
+    return this.request(Req.SET_VRING_ADDR, vringAddrPayload({ index: q, flags: log === undefined ? 0 : VRING_F_LOG, desc: qva(r.desc), used: qva(r.used), avail: qva(r.avail), log: logAt }));
   }
 
   /** Ring `q`'s size, base, address, kick fd and then call fd, in QEMU's order. */
