@@ -34,7 +34,7 @@ export {
 export { localNetwork, type LocalNetwork } from "./net/local-network.js";
 export { Switch, type NetFrame, type SwitchCounters, type SwitchPort } from "./net/switch.js";
 export { Gateway, type GatewayCounters, type GatewayOptions } from "./net/gateway.js";
-export { DevicePort } from "./net/device-port.js";
+export { DevicePort, type DevicePortOptions } from "./net/device-port.js";
 export { MultiQueuePort } from "./net/multi-queue-port.js";
 export { flowHash } from "./net/flow-hash.js";
 export { PcapCapture } from "./net/pcap.js";

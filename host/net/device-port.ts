@@ -19,6 +19,19 @@ import type { NetFrame, Switch, SwitchPort } from "./switch.js";
 /** Frames per forwardTx() call before the table is looked at again. */
 const FORWARD_BUDGET = 256;
 
+/** How a DevicePort joins its switch. */
+export interface DevicePortOptions {
+  /** Frames held for a guest with no free RX buffer before they are dropped (default 256). */
+  backlogMax?: number;
+  /** Let the core forward to other device ports in the same memory (default true). */
+  fastPath?: boolean;
+  /**
+   * The switch port this device is a queue pair of (MultiQueuePort): frames enter the switch as
+   * the owner's, the owner delivers, and there is no fast path.
+   */
+  owner?: SwitchPort;
+}
+
 export class DevicePort implements SwitchPort {
   readonly acceptsPartial = true;
   /** The core hands GSO frames whole to a guest that negotiated them and segments them for one that did not. */
@@ -37,15 +50,14 @@ export class DevicePort implements SwitchPort {
   private readonly self: SwitchPort;
   private readonly fastPath: boolean;
 
-  /**
-   * @param fastPath let the core forward to other device ports in the same memory (default true).
-   * @param owner the switch port this device is a queue pair of (MultiQueuePort): frames enter
-   *   the switch as the owner's, the owner delivers, and there is no fast path.
-   */
-  constructor(readonly name: string, readonly dev: VirtioNetDevice, private readonly sw: Switch, private readonly backlogMax = 256, fastPath = true, owner: SwitchPort | null = null) {
+  private readonly backlogMax: number;
+
+  constructor(readonly name: string, readonly dev: VirtioNetDevice, private readonly sw: Switch, opts: DevicePortOptions = {}) {
     if (dev.backendKind !== BackendKind.VNET_HDR) throw new Error(`${name}: a switch port device needs BackendKind.VNET_HDR`);
+    const owner = opts.owner ?? null;
+    this.backlogMax = opts.backlogMax ?? 256;
     this.self = owner ?? this;
-    this.fastPath = fastPath && owner === null;
+    this.fastPath = (opts.fastPath ?? true) && owner === null;
     if (owner === null) sw.attach(this);
   }
 

@@ -23,7 +23,7 @@ export class MultiQueuePort implements SwitchPort {
 
   constructor(readonly name: string, devs: readonly VirtioNetDevice[], private readonly sw: Switch, backlogMax = 256) {
     if (devs.length === 0) throw new Error(`${name}: a multi-queue port needs at least one queue pair`);
-    this.pairs = devs.map((d, i) => new DevicePort(`${name}#${i}`, d, sw, backlogMax, false, this));
+    this.pairs = devs.map((d, i) => new DevicePort(`${name}#${i}`, d, sw, { backlogMax, fastPath: false, owner: this }));
     this.active = devs.map((_, i) => i === 0);
     sw.attach(this);
   }

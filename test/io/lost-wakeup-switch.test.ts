@@ -36,7 +36,7 @@ async function run(c: Case, frames: number): Promise<{ fast: number; got: number
     });
     const drv = new GuestDriver({ memory: mem.memory, regions }, dev, c.seed + i);
     drv.bringUp(featureMask(Feature.VERSION_1, Feature.MRG_RXBUF) | (c.eventIdx ? featureMask(Feature.EVENT_IDX) : 0n), c.ringSize);
-    const port = new DevicePort(`g${i}`, dev, sw, 256, c.fastPath);
+    const port = new DevicePort(`g${i}`, dev, sw, { fastPath: c.fastPath });
     const kickFds: [number, number] = [libc.eventfd(), libc.eventfd()];
     const loop = new KickLoop(kickFds, (q) => (q === QueueIndex.TX ? port.pumpTx() : port.pumpRx()), {
       pollUs: c.pollUs, setPolling: (on) => [QueueIndex.RX, QueueIndex.TX].map((q) => dev.setPolling(q, on)).some(Boolean),

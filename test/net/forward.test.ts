@@ -38,7 +38,7 @@ function pair(aFeatures: bigint, bFeatures: bigint, fast: boolean, rxParts: numb
     const drv = new GuestDriver({ memory: mem.memory, regions }, dev, i + 1);
     drv.bringUp(features, 256);
     drv.postRx(rxCount, { parts: rxParts });
-    return { dev, drv, port: new DevicePort(`guest${i}`, dev, sw, 256, fast) };
+    return { dev, drv, port: new DevicePort(`guest${i}`, dev, sw, { fastPath: fast }) };
   });
   // Both addresses learned, as after any exchange.
   for (const [s, d] of [[0, 1], [1, 0]]) {
