@@ -164,7 +164,8 @@ export class Gateway implements SwitchPort {
 
   /**
    * Whether a frame the gateway received is for the world behind it, as a router decides: sent
-   * to its MAC (or to one of slirp's own on the subnet: 52:55 and the address, e.g. DNS at .3),
+   * to its MAC (or to one of slirp's own on the subnet: 52:55 and the address, e.g. DNS at .3;
+   * 52:56 and an IPv6 address's last four bytes),
    * or ARP and ICMPv6 (neighbour discovery) sent to everyone. Frames flooded to every port on
    * their way to another guest, and IPv4 broadcast or multicast data, stay on the network.
    */
@@ -173,7 +174,10 @@ export class Gateway implements SwitchPort {
     if (type === ETHERTYPE_ARP) return true;
     if ((f[0] & 1) !== 0) return type === ETHERTYPE_IPV6 && f.length > IP6_NEXT && f[IP6_NEXT] === IPPROTO_ICMPV6;
     if (f.subarray(0, 6).every((b, i) => b === this.mac[i])) return true;
-    return f[0] === 0x52 && f[1] === 0x55 && f[2] === this.ip[0] && f[3] === this.ip[1] && f[4] === this.ip[2];
+    if (f[0] === 0x52 && f[1] === 0x55) return f[2] === this.ip[0] && f[3] === this.ip[1] && f[4] === this.ip[2];
+    // slirp's IPv6 addresses answer from 52:56 and the address's last four bytes (libslirp's
+    // in6_compute_ethaddr): the gateway's (prefix::1), DNS (prefix::3).
+    return f[0] === 0x52 && f[1] === 0x56 && f[2] === this.ip6[12] && f[3] === this.ip6[13] && f[4] === this.ip6[14];
   }
 
   /** Sends `reply` and counts it under `counter`. */

@@ -30,6 +30,8 @@ const why = !guestOk.ok ? guestOk.reason : !slirpOk ? "libslirp0 is not installe
 
 const SUBNET = "198.51.100";
 const GW = `${SUBNET}.1`;
+const PREFIX6 = "2001:db8:7::";
+const GW6 = `${PREFIX6}1`;
 const RESOLVER = "127.0.0.77";
 const NAME = "files.vnw.test";
 const FORWARDED = `${SUBNET}.50`;
@@ -41,8 +43,9 @@ const dhcp = dhcpScript(["router", "dns"], `ip route add default via $router; ec
 describe.skipIf(why !== "")(`the uplink with real guests${why ? ` (skipped: ${why})` : ""}`, () => {
   const blob = randomBytes(1 << 20);
   const upload = { sha: "", bytes: 0 };
-  const ports = { http: 0, sink: 0, iperf: port(), fwdTcp: port() };
+  const ports = { http: 0, http6: 0, sink: 0, iperf: port(), fwdTcp: port() };
   let http: HttpServer;
+  let http6: HttpServer;
   let sink: Server;
   let dns: DnsResponder;
   let iperf: ChildProcess;
@@ -58,6 +61,10 @@ describe.skipIf(why !== "")(`the uplink with real guests${why ? ` (skipped: ${wh
     http = createHttpServer((req, res) => { res.writeHead(req.url === "/blob" ? 200 : 404); res.end(req.url === "/blob" ? blob : ""); });
     await new Promise<void>((r) => http.listen(0, "127.0.0.1", () => r()));
     ports.http = (http.address() as { port: number }).port;
+    // The same server on the host's IPv6 loopback, for the guests' IPv6 (the gateway's prefix::1).
+    http6 = createHttpServer(http.listeners("request")[0] as Parameters<typeof createHttpServer>[0]);
+    await new Promise<void>((r) => http6.listen(0, "::1", () => r()));
+    ports.http6 = (http6.address() as { port: number }).port;
     sink = createServer((s) => {
       const h = createHash("sha256");
       let n = 0;
@@ -70,7 +77,7 @@ describe.skipIf(why !== "")(`the uplink with real guests${why ? ` (skipped: ${wh
     iperf = spawn("iperf3", ["-s", "-B", "127.0.0.1", "-p", String(ports.iperf)], { stdio: "ignore" });
     dir = mkdtempSync(join(tmpdir(), "vnw-uplink-"));
     writeFileSync(join(dir, "resolv.conf"), `nameserver ${RESOLVER}\n`);
-    const args = [cli, "vhost-user", ...sockets.flatMap((s) => ["--socket", s]), "--net", `${SUBNET}.0`, "--stats", "1",
+    const args = [cli, "vhost-user", ...sockets.flatMap((s) => ["--socket", s]), "--net", `${SUBNET}.0`, "--net6", PREFIX6, "--stats", "1",
       "--forward", `tcp:${ports.fwdTcp}:${FORWARDED}:7000`];
     // The back-end's own view of /etc/resolv.conf: the test's resolver, nothing beyond this machine.
     backend = spawn("unshare", ["--mount", "--propagation", "private", "sh", "-c",
@@ -95,6 +102,9 @@ echo "VNW alias up"
 wget -q -O /tmp/f http://${GW}:${ports.http}/blob && echo "VNW fetched $(sha256sum /tmp/f | cut -d' ' -f1)"
 nc -l -p 7000 > /tmp/r
 echo "VNW received $(sha256sum /tmp/r | cut -d' ' -f1)"
+# IPv6: wait for the SLAAC address to leave DAD, then fetch from the host's ::1 through the gateway's prefix::1.
+for i in $(seq 20); do ip -6 addr show dev eth0 scope global | grep -q inet6 && ! ip -6 addr show dev eth0 | grep -q tentative && break; sleep 0.5; done
+wget -q -O /tmp/f6 "http://[${GW6}]:${ports.http6}/blob" && echo "VNW fetched6 $(sha256sum /tmp/f6 | cut -d' ' -f1)"
 echo "VNW csumerr $(csumerr Tcp) $(csumerr Udp)"` });
     await b.waitFor(/VNW alias up/, 120_000);
     await sleep(1000);
@@ -119,6 +129,7 @@ echo "VNW csumerr $(csumerr Tcp) $(csumerr Udp)"` });
     backend?.kill("SIGTERM");
     iperf?.kill("SIGTERM");
     http?.close();
+    http6?.close();
     sink?.close();
     dns?.close();
     if (dir) rmSync(dir, { recursive: true, force: true });
@@ -136,6 +147,10 @@ echo "VNW csumerr $(csumerr Tcp) $(csumerr Udp)"` });
   it("both guests fetch a file from an HTTP server on the host's 127.0.0.1 through the gateway's address", () => {
     expect(a.markers().get("fetched")).toBe(sha(blob));
     expect(b.markers().get("fetched")).toBe(sha(blob));
+  });
+
+  it("IPv6 through the uplink: a guest fetches from an HTTP server on the host's ::1 through the gateway's prefix::1", () => {
+    expect(b.markers().get("fetched6")).toBe(sha(blob));
   });
 
   it("an upload from a guest reaches a sink on the host's loopback intact", () => {
