@@ -45,6 +45,7 @@ export const enum Feature {
   VERSION_1 = 32,
   ACCESS_PLATFORM = 33,
   RING_PACKED = 34,
+  IN_ORDER = 35,
   NOTF_COAL = 53,
   GUEST_USO4 = 54,
   GUEST_USO6 = 55,

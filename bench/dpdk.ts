@@ -71,7 +71,7 @@ async function startBackend(kind: "ours" | "vhost-pmd", sockets: string[], extra
 
 /** One loop run: packets/s at the front-end and the back-end's CPU use (cores). */
 /** How the front-end's rings are laid out: queue pairs, packed or split. */
-interface Rings { queues?: number; packed?: boolean }
+interface Rings { queues?: number; packed?: boolean; inOrder?: boolean }
 
 async function loopRun(kind: "ours" | "vhost-pmd", extra: string[] = [], rings: Rings = {}): Promise<{ pps: number; cores: number }> {
   const sockets = [sock("a"), sock("b")];
@@ -102,6 +102,9 @@ async function loopRows(rows: string[][]): Promise<void> {
     ["ours, embedded network", "ours", [], {}],
     ["ours, --poll-us 50", "ours", ["--poll-us", "50"], {}],
     ["ours, packed rings (packed_vq=1)", "ours", [], { packed: true }],
+    ["testpmd vhost PMD, in_order=1", "vhost-pmd", [], { inOrder: true }],
+    ["ours, in_order=1 (VIRTIO_F_IN_ORDER)", "ours", [], { inOrder: true }],
+    ["ours, packed rings, in_order=1", "ours", [], { packed: true, inOrder: true }],
     ["ours, 2 queue pairs (queues=2,cq=1)", "ours", [], { queues: 2 }],
     ["ours, 2 queue pairs, packed rings", "ours", [], { queues: 2, packed: true }],
   ];

@@ -76,7 +76,10 @@ export function withoutUnmet(f: u64): u64 {
   | (<u64>1 << Feature.HOST_TSO4) | (<u64>1 << Feature.HOST_TSO6) | (<u64>1 << Feature.HOST_ECN)
   | (<u64>1 << Feature.GUEST_TSO4) | (<u64>1 << Feature.GUEST_TSO6) | (<u64>1 << Feature.GUEST_ECN)
   | (<u64>1 << Feature.HOST_USO) | (<u64>1 << Feature.GUEST_USO4) | (<u64>1 << Feature.GUEST_USO6)
-  | (<u64>1 << Feature.MRG_RXBUF) | CTRL_FEATURES | (<u64>1 << Feature.RING_PACKED);
+  | (<u64>1 << Feature.MRG_RXBUF) | CTRL_FEATURES | (<u64>1 << Feature.RING_PACKED)
+  // Every queue uses buffers in the order they were made available (virtio 1.2, 2.7.9 and
+  // 2.8.20): chains are taken and completed one after another, a frame put back stays first.
+  | (<u64>1 << Feature.IN_ORDER);
 
 /**
  * Whether a GSO type (with its ECN bit) may be used in the direction given: HOST_* features

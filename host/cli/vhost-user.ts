@@ -49,7 +49,7 @@ options:
   --offloads LIST      features to offer, comma-separated (default: version_1,mac,status,mtu,
                        csum,guest_csum,event_idx,indirect_desc,mrg_rxbuf,host_tso4,host_tso6,
                        host_ecn,host_uso,guest_tso4,guest_tso6,guest_ecn,guest_uso4,guest_uso6,
-                       ring_packed); "none": no checksum or segmentation offload
+                       ring_packed,in_order); "none": no checksum or segmentation offload
   --csum-policy P      NEEDS_CSUM from a guest without CSUM: complete (default), drop, pass
   --locked-mac         drop frames not from / not to the device's MAC
   --tx-rate RATE       limit what the guest sends, e.g. 100Mbit, 12.5MB (per second),

@@ -32,6 +32,7 @@ export const FEATURE_NAMES: ReadonlyArray<readonly [string, Feature]> = [
   ["version_1", Feature.VERSION_1],
   ["access_platform", Feature.ACCESS_PLATFORM],
   ["ring_packed", Feature.RING_PACKED],
+  ["in_order", Feature.IN_ORDER],
   ["notf_coal", Feature.NOTF_COAL],
   ["guest_uso4", Feature.GUEST_USO4],
   ["guest_uso6", Feature.GUEST_USO6],
@@ -93,7 +94,7 @@ export function parseFeatureList(list: string): bigint {
  * harmless there and right for a front-end that passes them through.)
  */
 export const FULL_OFFER_LIST = "version_1,mac,status,mtu,csum,guest_csum,event_idx,indirect_desc,mrg_rxbuf,"
-  + "host_tso4,host_tso6,host_ecn,host_uso,guest_tso4,guest_tso6,guest_ecn,guest_uso4,guest_uso6,ring_packed";
+  + "host_tso4,host_tso6,host_ecn,host_uso,guest_tso4,guest_tso6,guest_ecn,guest_uso4,guest_uso6,ring_packed,in_order";
 export const FULL_OFFER: bigint = parseFeatureList(FULL_OFFER_LIST);
 
 /**

@@ -116,9 +116,9 @@ describe("negotiation", () => {
 
 describe("FULL_OFFER (what the back-end, the CLI and the v86 adapter offer)", () => {
   const EXTRAS = featureMask(Feature.MRG_RXBUF, Feature.HOST_TSO4, Feature.HOST_TSO6, Feature.HOST_ECN, Feature.HOST_USO,
-    Feature.GUEST_TSO4, Feature.GUEST_TSO6, Feature.GUEST_ECN, Feature.GUEST_USO4, Feature.GUEST_USO6, Feature.RING_PACKED);
+    Feature.GUEST_TSO4, Feature.GUEST_TSO6, Feature.GUEST_ECN, Feature.GUEST_USO4, Feature.GUEST_USO6, Feature.RING_PACKED, Feature.IN_ORDER);
 
-  it("is the core's default offer plus the segmentation offloads, MRG_RXBUF and packed rings", () => {
+  it("is the core's default offer plus the segmentation offloads, MRG_RXBUF, packed rings and in-order use", () => {
     expect(FULL_OFFER).toBe(DEFAULT | EXTRAS);
   });
 

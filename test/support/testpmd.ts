@@ -14,9 +14,9 @@ import { join } from "node:path";
  * queue pair, or `queues` pairs with virtio-user's own control queue (cq=1, which turns the
  * pairs on with VQ_PAIRS_SET: SET_VRING_ENABLE to the back-end); `packed` asks for packed rings.
  */
-export function virtioUserVdev(i: number, path: string, mac: string, opts: { queues?: number; packed?: boolean } = {}): string {
+export function virtioUserVdev(i: number, path: string, mac: string, opts: { queues?: number; packed?: boolean; inOrder?: boolean } = {}): string {
   const q = opts.queues ?? 1;
-  return `net_virtio_user${i},path=${path},queues=${q}${q > 1 ? ",cq=1" : ""},queue_size=256,mac=${mac}${opts.packed ? ",packed_vq=1" : ""}`;
+  return `net_virtio_user${i},path=${path},queues=${q}${q > 1 ? ",cq=1" : ""},queue_size=256,mac=${mac}${opts.packed ? ",packed_vq=1" : ""}${opts.inOrder ? ",in_order=1" : ""}`;
 }
 
 /** Where testpmd is (Debian: dpdk-dev), or null. */
