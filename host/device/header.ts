@@ -17,31 +17,31 @@ export const EMPTY_HDR: Readonly<VirtioNetHdr> = Object.freeze({
 });
 
 /** Encodes a header in its 12-byte (default) or 10-byte legacy form, little-endian. */
-export function encodeVirtioHdr(h: Partial<VirtioNetHdr>, size: 10 | 12 = 12): Uint8Array {
-  const v = { ...EMPTY_HDR, ...h };
-  const b = new Uint8Array(size);
-  const dv = new DataView(b.buffer);
-  dv.setUint8(0, v.flags);
-  dv.setUint8(1, v.gsoType);
-  dv.setUint16(2, v.hdrLen, true);
-  dv.setUint16(4, v.gsoSize, true);
-  dv.setUint16(6, v.csumStart, true);
-  dv.setUint16(8, v.csumOffset, true);
-  if (size === 12) dv.setUint16(10, v.numBuffers, true);
+export function encodeVirtioHdr(h: Partial<VirtioNetHdr>, size: 10 | 12 = 12, into?: Uint8Array): Uint8Array {
+  // Per frame on the switch's path: no intermediate object, and `into` (>= size bytes) saves the allocation.
+  const b = into ? into.subarray(0, size) : new Uint8Array(size);
+  const u16 = (o: number, v: number) => { b[o] = v & 0xff; b[o + 1] = (v >> 8) & 0xff; };
+  b[0] = h.flags ?? 0;
+  b[1] = h.gsoType ?? NetHdr.GSO_NONE;
+  u16(2, h.hdrLen ?? 0);
+  u16(4, h.gsoSize ?? 0);
+  u16(6, h.csumStart ?? 0);
+  u16(8, h.csumOffset ?? 0);
+  if (size === 12) u16(10, h.numBuffers ?? 0);
   return b;
 }
 
 /** Decodes a 10- or 12-byte header. */
 export function decodeVirtioHdr(b: Uint8Array): VirtioNetHdr {
-  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const u16 = (o: number) => b[o] | (b[o + 1] << 8);
   return {
-    flags: dv.getUint8(0),
-    gsoType: dv.getUint8(1),
-    hdrLen: dv.getUint16(2, true),
-    gsoSize: dv.getUint16(4, true),
-    csumStart: dv.getUint16(6, true),
-    csumOffset: dv.getUint16(8, true),
-    numBuffers: b.byteLength >= 12 ? dv.getUint16(10, true) : 0,
+    flags: b[0],
+    gsoType: b[1],
+    hdrLen: u16(2),
+    gsoSize: u16(4),
+    csumStart: u16(6),
+    csumOffset: u16(8),
+    numBuffers: b.byteLength >= 12 ? u16(10) : 0,
   };
 }
 

@@ -51,6 +51,8 @@ export class DevicePort implements SwitchPort {
   private readonly fastPath: boolean;
 
   private readonly backlogMax: number;
+  /** The header handed to receive(), rewritten per frame (the device copies it before returning). */
+  private readonly hdrScratch = new Uint8Array(12);
 
   constructor(readonly name: string, readonly dev: VirtioNetDevice, private readonly sw: Switch, opts: DevicePortOptions = {}) {
     if (dev.backendKind !== BackendKind.VNET_HDR) throw new Error(`${name}: a switch port device needs BackendKind.VNET_HDR`);
@@ -195,7 +197,8 @@ export class DevicePort implements SwitchPort {
 
   /** false if the guest has no buffer (try later); true if delivered or dropped by the device. */
   private tryDeliver(frame: NetFrame): boolean {
-    const r = this.dev.receive(frame.data, encodeVirtioHdr({ ...frame.hdr, numBuffers: 0 }, this.dev.headerLength as 10 | 12));
+    // (frame.hdr carries no num_buffers: it encodes as 0, the core fills it in.)
+    const r = this.dev.receive(frame.data, encodeVirtioHdr(frame.hdr, this.dev.headerLength as 10 | 12, this.hdrScratch));
     return r.kind !== "no-buffer";
   }
 

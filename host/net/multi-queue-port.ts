@@ -31,16 +31,20 @@ export class MultiQueuePort implements SwitchPort {
   /** Whether pair `i` takes frames (its rings run); steering spreads over the active pairs. */
   setActive(i: number, on: boolean): void {
     this.active[i] = on;
+    this.activeList = this.active.flatMap((a, k) => (a ? [k] : []));
   }
+
+  /** The active pairs' indices (kept as the set changes: steering reads it per frame). */
+  private activeList: readonly number[] = [0];
 
   /** The active pairs' indices. */
   get activePairs(): number[] {
-    return this.active.flatMap((on, i) => (on ? [i] : []));
+    return [...this.activeList];
   }
 
   /** The pair a frame is steered to (the same for every frame of a flow while the active set holds). */
   pairFor(frame: Uint8Array): number {
-    const act = this.activePairs;
+    const act = this.activeList;
     if (act.length <= 1) return act[0] ?? -1;
     return act[flowHash(frame) % act.length];
   }

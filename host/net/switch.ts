@@ -60,7 +60,8 @@ interface Entry {
 
 export class Switch {
   private readonly ports: SwitchPort[] = [];
-  private readonly table = new Map<string, Entry>();
+  /** Learned addresses by macKey(). */
+  private readonly table = new Map<number, Entry>();
   private readonly csum = new Checksummer();
   readonly counters: SwitchCounters = { forwarded: 0, flooded: 0, partialUntouched: 0, partialCompleted: 0, dropped: 0, filtered: 0, gsoDropped: 0, gsoForwarded: 0 };
 
@@ -103,7 +104,7 @@ export class Switch {
   *learned(): IterableIterator<[Uint8Array, SwitchPort]> {
     const t = this.now();
     for (const [key, e] of this.table) {
-      if (t - e.seen <= this.ageMs) yield [Uint8Array.from(key.split(":").map((h) => parseInt(h, 16))), e.port];
+      if (t - e.seen <= this.ageMs) yield [macOfKey(key), e.port];
     }
   }
 
@@ -188,6 +189,13 @@ export class Switch {
   }
 }
 
-function macKey(mac: Uint8Array): string {
-  return Array.from(mac.subarray(0, 6), (b) => b.toString(16).padStart(2, "0")).join(":");
+/** A MAC as a number (48 bits fit a double exactly): the table's key, with no string per frame. */
+function macKey(m: Uint8Array): number {
+  return (m[0] * 0x10000 + ((m[1] << 8) | m[2])) * 0x1000000 + ((m[3] << 16) | (m[4] << 8) | m[5]);
+}
+
+function macOfKey(k: number): Uint8Array {
+  const hi = Math.floor(k / 0x1000000);
+  const lo = k % 0x1000000;
+  return Uint8Array.of(Math.floor(hi / 0x10000), (hi >> 8) & 0xff, hi & 0xff, lo >> 16, (lo >> 8) & 0xff, lo & 0xff);
 }
