@@ -67,19 +67,34 @@ describe.skipIf(process.platform !== "linux" || !existsSync(cli))("vhost-user on
   }, 20_000);
 });
 
+/**
+ * Runs `body` with two front-end-model guests on one back-end process (two sockets, one
+ * switch): guest i has MAC 02:00:00:00:00:(at.mac + i) and 198.51.100.(at.ip + i); the back-end must exit 0 after.
+ */
+async function withTwoGuests(tag: string, extraArgs: string[], at: { mac: number; ip: number }, body: (guests: Session[], offered: bigint[]) => Promise<void>): Promise<void> {
+  const sockets = [0, 1].map((i) => `/tmp/vnw-${tag}-${process.pid}-${i}.sock`);
+  const child = spawn(process.execPath, [cli, "vhost-user", "--socket", sockets[0], "--socket", sockets[1], "--net", "198.51.100.0", ...extraArgs], { stdio: "ignore" });
+  const exited = new Promise((r) => child.on("exit", r));
+  const guests: Session[] = [];
+  try {
+    for (let i = 0; i < 100 && !sockets.every(existsSync); i++) await sleep(50);
+    const offered: bigint[] = [];
+    for (const [i, socket] of sockets.entries()) {
+      const g = new Session(FEATURES, { ramSize: 16 << 20, seed: at.ip + 10 + i, mac: Uint8Array.of(2, 0, 0, 0, 0, at.mac + i), ip4: [198, 51, 100, at.ip + i] });
+      guests.push(g);
+      offered.push(await g.start(socket, FEATURES, 128));
+    }
+    await body(guests, offered);
+  } finally {
+    for (const g of guests) await g.end();
+    child.kill("SIGTERM");
+    expect(await exited).toBe(0);
+  }
+}
+
 describe.skipIf(process.platform !== "linux" || !existsSync(cli))("several guests on one back-end process", () => {
   it("two sockets, one switch: the guests reach each other and the gateway", async () => {
-    const sockets = [0, 1].map((i) => `/tmp/vnw-two-${process.pid}-${i}.sock`);
-    const child = spawn(process.execPath, [cli, "vhost-user", "--socket", sockets[0], "--socket", sockets[1], "--net", "198.51.100.0"], { stdio: "ignore" });
-    const exited = new Promise((r) => child.on("exit", r));
-    const guests: Session[] = [];
-    try {
-      for (let i = 0; i < 100 && !sockets.every(existsSync); i++) await sleep(50);
-      for (const [i, socket] of sockets.entries()) {
-        const g = new Session(FEATURES, { ramSize: 16 << 20, seed: 20 + i, mac: Uint8Array.of(2, 0, 0, 0, 0, 0x10 + i), ip4: [198, 51, 100, 10 + i] });
-        guests.push(g);
-        await g.start(socket, FEATURES, 128);
-      }
+    await withTwoGuests("two", [], { mac: 0x10, ip: 10 }, async (guests) => {
       const [a, b] = guests.map((g) => g.stack);
       a.arpRequest([198, 51, 100, 11]);
       const arp = await a.waitFor((r) => r.decoded.ethertype === 0x0806 && r.frame[21] === 2, 3000, "B's ARP reply");
@@ -97,27 +112,13 @@ describe.skipIf(process.platform !== "linux" || !existsSync(cli))("several guest
       b.arpRequest([198, 51, 100, 1]);
       await b.waitFor((r) => r.decoded.ethertype === 0x0806 && r.frame[21] === 2 && r.frame[31] === 1, 3000, "the gateway's ARP reply to B");
       expect([...a.bad, ...b.bad]).toEqual([]);
-    } finally {
-      for (const g of guests) await g.end();
-      child.kill("SIGTERM");
-      expect(await exited).toBe(0);
-    }
+    });
   }, 20_000);
 
   it("SEND_RARP after a migration: the moved MAC is announced on the switch, which learns where it is", async () => {
-    const sockets = [0, 1].map((i) => `/tmp/vnw-rarp-${process.pid}-${i}.sock`);
-    const child = spawn(process.execPath, [cli, "vhost-user", "--socket", sockets[0], "--socket", sockets[1], "--net", "198.51.100.0", "--no-uplink"], { stdio: "ignore" });
-    const exited = new Promise((r) => child.on("exit", r));
-    const guests: Session[] = [];
-    try {
-      for (let i = 0; i < 100 && !sockets.every(existsSync); i++) await sleep(50);
-      for (const [i, socket] of sockets.entries()) {
-        const g = new Session(FEATURES, { ramSize: 16 << 20, seed: 30 + i, mac: Uint8Array.of(2, 0, 0, 0, 0, 0x20 + i), ip4: [198, 51, 100, 20 + i] });
-        guests.push(g);
-        const offered = await g.start(socket, FEATURES, 128);
-        // GUEST_ANNOUNCE is offered for the front-end to do (it keeps the control queue).
-        expect(hasFeature(offered, Feature.GUEST_ANNOUNCE)).toBe(true);
-      }
+    await withTwoGuests("rarp", ["--no-uplink"], { mac: 0x20, ip: 20 }, async (guests, offered) => {
+      // GUEST_ANNOUNCE is offered for the front-end to do (it keeps the control queue).
+      for (const o of offered) expect(hasFeature(o, Feature.GUEST_ANNOUNCE)).toBe(true);
       const [a, b] = guests;
       const protocol = readU64((await a.fe.request(Req.GET_PROTOCOL_FEATURES, new Uint8Array(0), [], true))!);
       expect((protocol >> BigInt(ProtocolFeature.RARP)) & 1n).toBe(1n);
@@ -139,10 +140,6 @@ describe.skipIf(process.platform !== "linux" || !existsSync(cli))("several guest
       probe[13] = 0xb5; // local experimental ethertype
       b.stack.sendRaw(probe);
       await a.stack.waitFor((r) => r.decoded.ethertype === 0x88b5, 3000, "B's frame to the moved MAC at A");
-    } finally {
-      for (const g of guests) await g.end();
-      child.kill("SIGTERM");
-      expect(await exited).toBe(0);
-    }
+    });
   }, 20_000);
 });
