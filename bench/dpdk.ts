@@ -24,7 +24,7 @@ import { cpuSeconds, fmt, table } from "./harness.js";
 
 const cli = fileURLToPath(new URL("../cli/main.js", import.meta.url));
 const SECONDS = Number(process.env.VNW_DPDK_SECONDS ?? 5);
-const ROUNDS = 2;
+const ROUNDS = Number(process.env.VNW_DPDK_ROUNDS ?? 2);
 const MAC0 = "02:00:00:00:00:10";
 const MAC1 = "02:00:00:00:00:11";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -108,6 +108,9 @@ async function loopRows(rows: string[][]): Promise<void> {
     ["ours, 2 queue pairs (queues=2,cq=1)", "ours", [], { queues: 2 }],
     ["ours, 2 queue pairs, packed rings", "ours", [], { queues: 2, packed: true }],
   ];
+  // VNW_DPDK_LOOP=REGEX: only the loop rows whose names match (and the anchor), no tap rows: for looking at one effect.
+  const only = process.env.VNW_DPDK_LOOP ? new RegExp(process.env.VNW_DPDK_LOOP) : null;
+  if (only) contenders.splice(0, contenders.length, ...contenders.filter(([name], i) => i === 0 || only.test(name)));
   const res: { pps: number[]; cores: number[]; ratio: number[] }[] = contenders.map(() => ({ pps: [], cores: [], ratio: [] }));
   for (let r = 0; r < ROUNDS; r++) {
     const round: { pps: number; cores: number }[] = [];
@@ -299,7 +302,8 @@ export async function dpdkBench(): Promise<void> {
   const rows: string[][] = [["", "rate", "ratio", "back-end CPU (cores)"]];
   await loopRows(rows);
   const net = netTestsAvailable();
-  if (net.ok) {
+  if (process.env.VNW_DPDK_LOOP) rows.push(["tap rows not run (VNW_DPDK_LOOP)", "", "", ""]);
+  else if (net.ok) {
     try {
       execFileSync("python3", ["-c", "pass"]);
       await tapRows(rows);
