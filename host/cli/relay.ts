@@ -4,12 +4,12 @@
  * switch port (WebSocketPort), and that QEMU guests join over vhost-user (--socket), so a page's
  * guest reaches the host process's guests, the host and, through the uplink, the world.
  */
-import { parseArgs } from "node:util";
 import { WebSocketServer, type WebSocket } from "ws";
 import { embeddedNetwork, type EmbeddedNetwork } from "../net/embedded-network.js";
 import { WebSocketPort, type WebSocketLike } from "../net/websocket-port.js";
 import { VhostUserNetBackend } from "../vhost-user/backend.js";
 import { VhostUserServer } from "../vhost-user/server.js";
+import { commandArgs } from "./command-args.js";
 import { consoleLog, parseLogLevel } from "./logging.js";
 import { parseNetworkFlags } from "./network-flags.js";
 
@@ -70,23 +70,13 @@ export async function startRelay(host: string, port: number, network: EmbeddedNe
 
 /** Runs the command; resolves with the exit code. */
 export async function relayMain(args: string[], out: (s: string) => void, err: (s: string) => void): Promise<number> {
-  let values;
-  try {
-    values = parseArgs({
-      args,
-      options: {
-        listen: { type: "string" }, net: { type: "string", default: "10.215.0.0" }, "no-uplink": { type: "boolean", default: false },
-        forward: { type: "string", multiple: true }, socket: { type: "string", multiple: true },
-        "log-level": { type: "string", default: "info" }, help: { type: "boolean", default: false },
-      },
-      strict: true,
-    }).values;
-  } catch (e) {
-    err(`virtio-net-wasm relay: ${(e as Error).message}\n\n${RELAY_HELP}`);
-    return 2;
-  }
-  if (values.help) { out(RELAY_HELP); return 0; }
-  const fail = (m: string) => { err(`virtio-net-wasm relay: ${m}`); return 2; };
+  const parsed = commandArgs("relay", RELAY_HELP, args, {
+    listen: { type: "string" }, net: { type: "string", default: "10.215.0.0" }, "no-uplink": { type: "boolean", default: false },
+    forward: { type: "string", multiple: true }, socket: { type: "string", multiple: true },
+    "log-level": { type: "string", default: "info" },
+  }, out, err);
+  if (typeof parsed === "number") return parsed;
+  const { values, fail } = parsed;
   const m = values.listen?.match(/^(.+):(\d{1,5})$/);
   if (!m || Number(m[2]) > 65535) return fail(`--listen ADDR:PORT is required (e.g. 127.0.0.1:8089), got "${values.listen ?? ""}"`);
   let network: EmbeddedNetwork;

@@ -1,5 +1,4 @@
 /** `virtio-net-wasm vhost-user`: serve a QEMU guest's virtio-net device over vhost-user. */
-import { parseArgs } from "node:util";
 import { CsumPolicy, QueueIndex } from "../../assembly/abi.js";
 import { FULL_OFFER_LIST, parseFeatureList } from "../device/features.js";
 import { embeddedNetwork, MAX_QUEUE_PAIRS, VhostUserNetBackend } from "../vhost-user/backend.js";
@@ -8,6 +7,7 @@ import { PcapPort } from "../net/pcap-port.js";
 import type { PortForward } from "../net/uplink.js";
 import { parseRate, type RateLimit } from "../device/rate-limiter.js";
 import { addMetrics } from "../device/metrics.js";
+import { commandArgs } from "./command-args.js";
 import { consoleLog, parseLogLevel } from "./logging.js";
 import { parseNetworkFlags } from "./network-flags.js";
 
@@ -79,30 +79,17 @@ const DEFAULT_OFFLOADS = FULL_OFFER_LIST;
 
 /** Runs the command; resolves with the exit code. */
 export async function vhostUserMain(args: string[], out: (s: string) => void, err: (s: string) => void): Promise<number> {
-  let values;
-  try {
-    values = parseArgs({
-      args,
-      options: {
-        socket: { type: "string", multiple: true }, client: { type: "boolean", default: false }, tap: { type: "string" },
-        net: { type: "string", default: "10.215.0.0" }, net6: { type: "string" }, dns: { type: "string" }, pcap: { type: "string" },
-        "no-uplink": { type: "boolean", default: false }, forward: { type: "string", multiple: true },
-        "tx-rate": { type: "string" }, "rx-rate": { type: "string" }, queues: { type: "string", default: "1" },
-        mac: { type: "string" }, mtu: { type: "string", default: "1500" }, offloads: { type: "string" },
-        "csum-policy": { type: "string", default: "complete" }, "locked-mac": { type: "boolean", default: false },
-        stats: { type: "string" }, "poll-us": { type: "string", default: "0" }, "log-level": { type: "string", default: "info" }, help: { type: "boolean", default: false },
-      },
-      strict: true,
-    }).values;
-  } catch (e) {
-    err(`virtio-net-wasm vhost-user: ${(e as Error).message}\n\n${VHOST_USER_HELP}`);
-    return 2;
-  }
-  if (values.help) {
-    out(VHOST_USER_HELP);
-    return 0;
-  }
-  const fail = (msg: string) => { err(`virtio-net-wasm vhost-user: ${msg}`); return 2; };
+  const parsed = commandArgs("vhost-user", VHOST_USER_HELP, args, {
+    socket: { type: "string", multiple: true }, client: { type: "boolean", default: false }, tap: { type: "string" },
+    net: { type: "string", default: "10.215.0.0" }, net6: { type: "string" }, dns: { type: "string" }, pcap: { type: "string" },
+    "no-uplink": { type: "boolean", default: false }, forward: { type: "string", multiple: true },
+    "tx-rate": { type: "string" }, "rx-rate": { type: "string" }, queues: { type: "string", default: "1" },
+    mac: { type: "string" }, mtu: { type: "string", default: "1500" }, offloads: { type: "string" },
+    "csum-policy": { type: "string", default: "complete" }, "locked-mac": { type: "boolean", default: false },
+    stats: { type: "string" }, "poll-us": { type: "string", default: "0" }, "log-level": { type: "string", default: "info" },
+  }, out, err);
+  if (typeof parsed === "number") return parsed;
+  const { values, fail } = parsed;
   const sockets = values.socket ?? [];
   if (sockets.length === 0) return fail("--socket PATH is required");
   if (values.tap && sockets.length > 1) return fail("one --socket per --tap: several guests share the embedded network, not a tap");

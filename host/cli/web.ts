@@ -9,12 +9,12 @@ import { createServer, type Server } from "node:http";
 import { createRequire } from "node:module";
 import type { AddressInfo } from "node:net";
 import { dirname, extname, join, normalize } from "node:path";
-import { parseArgs } from "node:util";
 import { gzipSync } from "node:zlib";
 import { cpioWithFile, PACKAGE_ROOT } from "../guests/image.js";
 import { dhcpScript } from "../guests/shell.js";
 import { I386_GUEST_DIR, v86GuestAvailable } from "../guests/v86.js";
 import { INDEX_HTML } from "../web/index-html.js";
+import { commandArgs } from "./command-args.js";
 
 export const WEB_HELP = `usage: virtio-net-wasm web [--port N] [--host ADDR]
 
@@ -82,16 +82,11 @@ export async function startWeb(port = 8088, host = "127.0.0.1", opts: { scripts?
 }
 
 export async function webMain(args: string[], out: (s: string) => void, err: (s: string) => void): Promise<number> {
-  let values;
-  try {
-    values = parseArgs({ args, options: { port: { type: "string", default: "8088" }, host: { type: "string", default: "127.0.0.1" }, help: { type: "boolean", default: false } }, strict: true }).values;
-  } catch (e) {
-    err(`virtio-net-wasm web: ${(e as Error).message}\n\n${WEB_HELP}`);
-    return 2;
-  }
-  if (values.help) { out(WEB_HELP); return 0; }
+  const parsed = commandArgs("web", WEB_HELP, args, { port: { type: "string", default: "8088" }, host: { type: "string", default: "127.0.0.1" } }, out, err);
+  if (typeof parsed === "number") return parsed;
+  const { values, fail } = parsed;
   const port = Number(values.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) { err(`virtio-net-wasm web: --port must be 0..65535, got "${values.port}"`); return 2; }
+  if (!Number.isInteger(port) || port < 0 || port > 65535) return fail(`--port must be 0..65535, got "${values.port}"`);
   let web: WebServer;
   try {
     web = await startWeb(port, values.host);
