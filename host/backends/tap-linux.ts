@@ -6,6 +6,7 @@
  */
 import { Feature } from "../../assembly/abi.js";
 import { hasFeature } from "../device/features.js";
+import { encodeVirtioHdr, type VirtioNetHdr } from "../device/header.js";
 import * as libc from "../runtime/libc.js";
 import {
   IFF_ATTACH_QUEUE, IFF_DETACH_QUEUE, IFF_MULTI_QUEUE, IFF_NO_PI, IFF_TAP, IFF_VNET_HDR, IFNAMSIZ, IFREQ_SIZE, TUNGETFEATURES, TUNSETIFF,
@@ -180,16 +181,17 @@ export class LinuxTap {
   }
 
   /**
-   * Writes one frame from the host's side (a zeroed virtio_net_hdr of the current size before it
-   * on a vnet_hdr tap): the back-end's own announcements, beside the data path's writes (each
-   * write is one frame to the kernel).
+   * Writes one frame from the host's side (not the data path's iovecs): behind a
+   * virtio_net_hdr of the tap's current size on a vnet_hdr tap (`hdr`, or all zero). A write is
+   * one frame to the kernel, so this may run beside the data path's writes. Returns the bytes
+   * written or -errno.
    */
-  writeFrame(frame: Uint8Array): void {
-    const hdr = this.vnetHdr ? this.hdrSize : 0;
-    const buf = new Uint8Array(hdr + frame.length);
-    buf.set(frame, hdr);
-    const n = libc.write(this.fd, buf);
-    if (n !== buf.length) throw new Error(`tap ${this.name}: write of ${buf.length} bytes returned ${n}`);
+  writeFrame(frame: Uint8Array, hdr: Partial<VirtioNetHdr> = {}): number {
+    const h = this.vnetHdr ? this.hdrSize : 0;
+    const buf = new Uint8Array(h + frame.length);
+    if (h) encodeVirtioHdr(hdr, h as 10 | 12, buf);
+    buf.set(frame, h);
+    return libc.write(this.fd, buf);
   }
 
   /** writev of an iovec array at native address `iov`; bytes or -errno. */

@@ -402,9 +402,13 @@ export class VirtioNetDevice {
       this.setStatus(0);
       throw new SavedStateError(`saved device state does not match this memory: ${(e as Error).message}`);
     }
-    this.views();
-    if (s.core.length === this.core.savedSize()) this.u8.set(s.core, this.core.rxStagingAddr(this.state));
-    if (s.core.length !== this.core.savedSize() || this.core.restoreExtras(this.state) !== Code.OK) {
+    // The core's record goes through its staging area, where restoreExtras checks it before use.
+    const fits = s.core.length === this.core.savedSize();
+    if (fits) {
+      this.views();
+      this.u8.set(s.core, this.core.rxStagingAddr(this.state));
+    }
+    if (!fits || this.core.restoreExtras(this.state) !== Code.OK) {
       this.setStatus(0);
       throw new SavedStateError("saved device state: the core's record is damaged or does not fit this device (filter, queue pairs or offloads)");
     }

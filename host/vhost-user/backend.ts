@@ -505,8 +505,10 @@ export class VhostUserNetBackend {
     if (mac.length !== 6) throw new ProtocolError(`SEND_RARP with a ${mac.length}-byte MAC`);
     const frame = rarpAnnouncement(mac);
     try {
-      if (this.tap) this.tap.writeFrame(frame);
-      else this.network!.sw.input(this.network!.port, { data: frame, hdr: { flags: 0, csumStart: 0, csumOffset: 0 } });
+      if (this.tap) {
+        const n = this.tap.writeFrame(frame);
+        if (n < 0) throw new Error(`tap ${this.tap.name}: ${libc.errnoName(-n)}`);
+      } else this.network!.sw.input(this.network!.port, { data: frame, hdr: { flags: 0, csumStart: 0, csumOffset: 0 } });
       this.log("info", `announced ${macText(mac)} (RARP)`);
     } catch (e) {
       this.log("warn", `could not announce ${macText(mac)}: ${(e as Error).message}`);
