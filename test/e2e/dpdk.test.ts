@@ -34,9 +34,14 @@ class Backend {
     child.stderr!.on("data", (d) => { this.out += String(d); });
     this.exited = new Promise((r) => child.on("exit", (code) => r(code)));
   }
+  /**
+   * Ends the back-end: the whole process group, since under bun or deno the child is `npx`,
+   * which does not pass SIGTERM on (the runtime kept running after every such test).
+   */
   async stop(): Promise<void> {
-    this.child.kill("SIGTERM");
-    const t = setTimeout(() => this.child.kill("SIGKILL"), 5000);
+    const group = (sig: NodeJS.Signals) => { try { process.kill(-this.child.pid!, sig); } catch { /* gone */ } };
+    group("SIGTERM");
+    const t = setTimeout(() => group("SIGKILL"), 5000);
     await this.exited;
     clearTimeout(t);
   }
@@ -60,7 +65,7 @@ class Backend {
 
 function startBackend(runtime: string[], args: string[]): Backend {
   const [cmd, ...pre] = runtime.length ? runtime : [process.execPath];
-  return new Backend(spawn(cmd, [...pre, cli, "vhost-user", ...args], { stdio: ["ignore", "pipe", "pipe"] }));
+  return new Backend(spawn(cmd, [...pre, cli, "vhost-user", ...args], { stdio: ["ignore", "pipe", "pipe"], detached: true }));
 }
 
 async function waitFor(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
